@@ -1,0 +1,57 @@
+"""Atomic outputs and HDF5 helpers shared by every stage.
+
+Every file a stage writes goes through :func:`atomic_path`: it is written under a
+temporary name in the same folder and renamed only when complete, so a killed job never
+leaves a file that looks finished.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import h5py
+import numpy as np
+
+
+@contextlib.contextmanager
+def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
+    """Yield a temporary path beside ``path``; rename it to ``path`` if the block succeeds."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    try:
+        yield tmp
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def open_h5(path: str | os.PathLike, what: str) -> h5py.File:
+    """Open an HDF5 file for reading, with an error naming the file when it is missing/broken."""
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"{path}: {what} file is missing")
+    try:
+        return h5py.File(path, "r")
+    except OSError as err:
+        raise OSError(f"{path}: cannot read {what} file (truncated or not HDF5): {err}") from err
+
+
+def read_dataset(h5: h5py.File, key: str, ndim: int | None = None) -> np.ndarray:
+    """Read ``h5[key]`` whole, naming the file and key if it is absent or has the wrong rank."""
+    if key not in h5:
+        raise KeyError(f"{h5.filename}: dataset '{key}' is missing")
+    arr = h5[key][()]
+    if ndim is not None and np.ndim(arr) != ndim:
+        raise ValueError(f"{h5.filename}: dataset '{key}' has shape {np.shape(arr)}, expected {ndim}-D")
+    return arr
+
+
+def check_finite(arr: np.ndarray, where: str) -> None:
+    """Raise a ValueError naming ``where`` if ``arr`` holds NaN or infinite values."""
+    bad = ~np.isfinite(arr)
+    if bad.any():
+        raise ValueError(f"{where}: {int(bad.sum())} non-finite values (NaN or inf)")
