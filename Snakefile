@@ -1,0 +1,29 @@
+# encscale: scaling laws of brain encoding models.
+#   snakemake --profile profiles/default            the study in config/config.yaml (the demo)
+#   snakemake --profile profiles/default --report results/demo/report.html
+from snakemake.utils import min_version, validate
+
+min_version("9.0")
+
+
+report: "workflow/report/workflow.rst"
+
+
+configfile: "config/config.yaml"
+
+
+validate(config, "config/schema/config.schema.yaml", set_default=True)
+
+
+include: "workflow/rules/common.smk"
+include: "workflow/rules/data.smk"
+include: "workflow/rules/features.smk"
+include: "workflow/rules/encoding.smk"
+include: "workflow/rules/scaling.smk"
+include: "workflow/rules/figures.smk"
+
+
+rule all:
+    input:
+        final_targets(),
+    default_target: True

@@ -1,0 +1,93 @@
+"""The studies' figures from the tidy score and scaling tables (matplotlib, PNG)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+
+from encscale.io import atomic_path  # noqa: E402
+
+
+def _save(fig: plt.Figure, path: str | Path) -> None:
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=150, bbox_inches="tight", format=Path(path).suffix.lstrip("."))
+    plt.close(fig)
+
+
+def _curve(scores: pd.DataFrame, x: str) -> pd.DataFrame:
+    """Mean over subjects and draws, and the SEM over subjects, of r at each x."""
+    per_subject = scores.groupby(["subject", x], as_index=False)["r"].mean()
+    g = per_subject.groupby(x)["r"]
+    out = pd.DataFrame({"r": g.mean(), "sem": g.sem(ddof=1).fillna(0.0)})
+    return out.reset_index()
+
+
+def plot_data_scaling(scores: pd.DataFrame, fits: pd.DataFrame, model: str, out: str | Path):
+    """Study 1, Fig. 1: test r against training size per ROI; black: mean over ROIs."""
+    fig, ax = plt.subplots(figsize=(6.5, 4.5))
+    colors = plt.cm.tab10(np.linspace(0, 1, 10))
+    slopes = fits.set_index("roi")
+    for i, (roi, g) in enumerate(scores.groupby("roi", sort=False)):
+        c = _curve(g, "size")
+        s = slopes.loc[roi]
+        ax.errorbar(c["size"], c["r"], yerr=c["sem"], marker="o", ms=4, capsize=2,
+                    color=colors[i % 10],
+                    label=f"{roi} (b={s.b:.3f} [{s.b_lo:.3f}, {s.b_hi:.3f}])")
+    mean = _curve(scores.groupby(["subject", "seed", "size"], as_index=False)["r"].mean(), "size")
+    s = slopes.loc["mean"]
+    ax.plot(mean["size"], mean["r"], color="black", lw=2.5, marker="s",
+            label=f"mean over ROIs (b={s.b:.3f} [{s.b_lo:.3f}, {s.b_hi:.3f}])")
+    ax.set_xscale("log")
+    ax.set_xlabel("training samples")
+    ax.set_ylabel("prediction accuracy (mean Pearson r, test)")
+    ax.set_title(f"Data scaling: {model}")
+    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0))
+    ax.grid(alpha=0.3, which="both")
+    _save(fig, out)
+
+
+def plot_param_scaling(scores: pd.DataFrame, size: int, out: str | Path) -> None:
+    """Study 1, Fig. 2: test r against parameter count per ROI; markers name the models."""
+    fig, ax = plt.subplots(figsize=(6.5, 4.5))
+    colors = plt.cm.tab10(np.linspace(0, 1, 10))
+    markers = dict(zip(sorted(scores["model"].unique()), "osD^vP*X", strict=False))
+    for i, (roi, g) in enumerate(scores.groupby("roi", sort=False)):
+        c = _curve(g, "n_params").sort_values("n_params")
+        ax.plot(c["n_params"], c["r"], color=colors[i % 10], lw=1.2, label=roi)
+        for model, gm in g.groupby("model"):
+            cm = _curve(gm, "n_params")
+            ax.errorbar(cm["n_params"], cm["r"], yerr=cm["sem"], color=colors[i % 10],
+                        marker=markers[model], ms=6, capsize=2, ls="none")
+    for model, mk in markers.items():
+        ax.plot([], [], color="gray", marker=mk, ls="none", label=model)
+    ax.set_xscale("log")
+    ax.set_xlabel("model parameters")
+    ax.set_ylabel("prediction accuracy (mean Pearson r, test)")
+    ax.set_title(f"Parameter scaling at {size} training samples")
+    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0))
+    ax.grid(alpha=0.3, which="both")
+    _save(fig, out)
+
+
+def plot_roi_scores(scores: pd.DataFrame, model: str, size: int, out: str | Path) -> None:
+    """Study 1, Fig. 3: noise-normalised score per ROI, one bar per subject."""
+    table = scores.groupby(["roi", "subject"], sort=False)["nn_r2"].mean().unstack("subject")
+    fig, ax = plt.subplots(figsize=(max(6.0, 0.45 * len(table)), 4.2))
+    n_sub = table.shape[1]
+    width = 0.8 / n_sub
+    xs = np.arange(len(table))
+    for j, subject in enumerate(table.columns):
+        ax.bar(xs + (j - (n_sub - 1) / 2) * width, table[subject], width, label=subject)
+    ax.set_xticks(xs, table.index, rotation=60, ha="right", fontsize=8)
+    ax.set_ylabel("noise-normalised accuracy (% of explainable variance)")
+    ax.set_ylim(0, 100)
+    ax.set_title(f"{model}, {size} training samples")
+    ax.legend(fontsize=8)
+    ax.grid(alpha=0.3, axis="y")
+    _save(fig, out)

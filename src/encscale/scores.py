@@ -1,0 +1,76 @@
+"""ROI scores of a fit: mean Pearson r, raw and noise-normalised, one row per ROI.
+
+Noise normalisation follows the Algonauts 2023 challenge: per voxel
+``min(max(r, 0)² / (NC/100), 1)`` (the fraction of explainable variance explained, in
+percent once averaged), and also ``r / √(NC/100)``, the correlation relative to its ceiling.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from encscale.io import atomic_path, open_h5, read_dataset
+
+SCORE_COLUMNS = [
+    "subject", "model", "n_params", "size", "seed", "atlas", "roi", "n_voxels",
+    "r", "r_norm", "nn_r2",
+]
+
+
+def noise_normalized_r2(r: np.ndarray, nc_percent: np.ndarray) -> np.ndarray:
+    """Algonauts 2023 per-voxel score: max(r, 0)² / (NC/100), clipped to 1. (V,) → (V,)."""
+    nc = np.maximum(np.asarray(nc_percent, dtype=np.float64) / 100.0, 1e-14)
+    return np.minimum(np.maximum(r, 0.0) ** 2 / nc, 1.0)
+
+
+def roi_masks(responses_path: str | Path) -> dict[tuple[str, str], np.ndarray]:
+    """Boolean voxel masks keyed by (atlas, roi), plus ("all", "all") for every voxel."""
+    with open_h5(responses_path, "responses") as h5:
+        n_vox = h5["noise_ceiling"].shape[0]
+        masks = {("all", "all"): np.ones(n_vox, dtype=bool)}
+        for atlas, group in h5.get("rois", {}).items():
+            for roi, dset in group.items():
+                masks[(atlas, roi)] = dset[()].astype(bool)
+    return masks
+
+
+def score_fit(fit_path: str | Path, responses_path: str | Path) -> pd.DataFrame:
+    """One row per ROI (every atlas in the responses file, and ``all``) for one fit file."""
+    with open_h5(fit_path, "fit") as fit:
+        r = read_dataset(fit, "test_r", ndim=1).astype(np.float64)
+        meta = {k: fit.attrs[k] for k in ("subject", "model", "n_params", "size", "seed")}
+    with open_h5(responses_path, "responses") as resp:
+        nc = read_dataset(resp, "noise_ceiling", ndim=1).astype(np.float64)
+    if nc.shape != r.shape:
+        raise ValueError(
+            f"{fit_path}: {r.shape[0]} voxels, but {responses_path} has {nc.shape[0]}"
+        )
+    r_norm = r / np.sqrt(np.maximum(nc / 100.0, 1e-14))
+    nn = noise_normalized_r2(r, nc)
+    rows = []
+    for (atlas, roi), mask in roi_masks(responses_path).items():
+        if not mask.any():
+            continue
+        rows.append(
+            dict(meta, atlas=atlas, roi=roi, n_voxels=int(mask.sum()), r=r[mask].mean(),
+                 r_norm=r_norm[mask].mean(), nn_r2=100.0 * nn[mask].mean())
+        )
+    df = pd.DataFrame(rows, columns=SCORE_COLUMNS)
+    df["subject"] = df["subject"].astype(str)
+    df["model"] = df["model"].astype(str)
+    return df
+
+
+def write_tsv(df: pd.DataFrame, path: str | Path) -> None:
+    """Write a table as TSV atomically."""
+    with atomic_path(path) as tmp:
+        df.to_csv(tmp, sep="\t", index=False, float_format="%.6g")
+
+
+def collect_scores(paths: list[str | Path]) -> pd.DataFrame:
+    """Concatenate per-fit score tables (TSV) into one tidy table."""
+    frames = [pd.read_csv(p, sep="\t", dtype={"subject": str, "model": str}) for p in paths]
+    return pd.concat(frames, ignore_index=True)

@@ -1,0 +1,96 @@
+"""ROI scores, noise normalisation, subsampling and log-linear scaling fits."""
+
+import h5py
+import numpy as np
+import pandas as pd
+import pytest
+
+from encscale.encoding import subsample
+from encscale.metrics import ceiling_r, noise_ceiling, pearson_r
+from encscale.scaling import bootstrap_slope, fit_loglinear, fit_scaling
+from encscale.scores import noise_normalized_r2, score_fit
+
+
+def test_noise_ceiling_formula():
+    # ncsnr 1 with 3 repeats: 100·1/(1 + 1/3) = 75 %, i.e. r ceiling √0.75
+    np.testing.assert_allclose(noise_ceiling(np.array([1.0, 0.0]), 3), [75.0, 0.0])
+    np.testing.assert_allclose(ceiling_r(np.array([75.0])), [np.sqrt(0.75)])
+
+
+def test_pearson_r_matches_numpy():
+    rng = np.random.default_rng(0)
+    a, b = rng.normal(size=(50, 4)), rng.normal(size=(50, 4))
+    ref = [np.corrcoef(a[:, i], b[:, i])[0, 1] for i in range(4)]
+    np.testing.assert_allclose(pearson_r(a, b), ref, rtol=1e-12)
+    assert pearson_r(a, np.ones((50, 4)))[0] == 0.0
+
+
+def test_noise_normalized_r2_as_algonauts():
+    r = np.array([0.5, -0.2, 0.9, 0.3])
+    nc = np.array([50.0, 40.0, 60.0, 0.0])
+    np.testing.assert_allclose(noise_normalized_r2(r, nc), [0.5, 0.0, 1.0, 1.0])
+
+
+def test_score_fit_exact_rows(tmp_path):
+    r = np.array([0.1, 0.2, 0.3, 0.4], dtype=np.float32)
+    nc = np.array([25.0, 16.0, 36.0, 64.0], dtype=np.float32)
+    fit, resp = tmp_path / "fit.h5", tmp_path / "resp.h5"
+    with h5py.File(fit, "w") as f:
+        f["test_r"] = r
+        f.attrs.update(subject="subj01", model="m", n_params=10, size=100, seed=1)
+    with h5py.File(resp, "w") as f:
+        f["noise_ceiling"] = nc
+        f["rois/streams/early"] = np.array([1, 1, 0, 0], dtype=bool)
+        f["rois/streams/ventral"] = np.array([0, 0, 1, 1], dtype=bool)
+        f["rois/streams/empty"] = np.zeros(4, dtype=bool)
+    df = score_fit(fit, resp).set_index("roi")
+    assert list(df.index) == ["all", "early", "ventral"]
+    assert df.loc["early", "n_voxels"] == 2 and df.loc["early", "subject"] == "subj01"
+    np.testing.assert_allclose(df.loc["early", "r"], 0.15, rtol=1e-6)
+    np.testing.assert_allclose(df.loc["early", "r_norm"], (0.1 / 0.5 + 0.2 / 0.4) / 2, rtol=1e-6)
+    np.testing.assert_allclose(
+        df.loc["ventral", "nn_r2"], 100 * (0.09 / 0.36 + 0.16 / 0.64) / 2, rtol=1e-5
+    )
+
+
+def test_subsample_is_seeded_sorted_and_checked():
+    a, b, c = subsample(100, 30, 0), subsample(100, 30, 0), subsample(100, 30, 1)
+    assert np.array_equal(a, b) and not np.array_equal(a, c)
+    assert np.all(np.diff(a) > 0) and a.max() < 100
+    assert np.array_equal(subsample(100, 5, 7, mode="prefix"), np.arange(5))
+    with pytest.raises(ValueError, match="larger than the 100 samples"):
+        subsample(100, 101, 0)
+
+
+def test_loglinear_fit_recovers_exact_line():
+    x = np.array([100, 200, 400, 800, 1600])
+    a, b = fit_loglinear(x, 0.1 + 0.05 * np.log10(x))
+    assert a == pytest.approx(0.1) and b == pytest.approx(0.05)
+
+
+def test_bootstrap_interval_covers_true_slope():
+    sizes = np.repeat([100, 200, 400, 800, 1600], 4)
+    covered = 0
+    for seed in range(40):
+        rng = np.random.default_rng(seed)
+        y = 0.2 + 0.04 * np.log10(sizes) + rng.normal(0, 0.01, sizes.size)
+        lo, hi = bootstrap_slope(sizes, y, n_boot=300, seed=seed)
+        covered += lo <= 0.04 <= hi
+    assert covered >= 32  # nominal 95 %; the percentile bootstrap is a little narrow at n=4
+
+
+def test_fit_scaling_table_has_each_roi_and_the_mean():
+    rng = np.random.default_rng(0)
+    rows = [
+        dict(subject=s, seed=d, size=n, roi=roi, r=base + slope * np.log10(n) + rng.normal(0, 1e-3))
+        for s in ("subj01", "subj02")
+        for d in (0, 1)
+        for n in (100, 300, 700)
+        for roi, base, slope in (("early", 0.1, 0.05), ("ventral", 0.0, 0.02))
+    ]
+    table = fit_scaling(pd.DataFrame(rows), "size", n_boot=200, seed=0).set_index("roi")
+    assert list(table.index) == ["early", "ventral", "mean"]
+    assert table.loc["early", "b"] == pytest.approx(0.05, abs=2e-3)
+    assert table.loc["mean", "b"] == pytest.approx(0.035, abs=2e-3)
+    assert (table["b_lo"] <= table["b"]).all() and (table["b"] <= table["b_hi"]).all()
+    assert table.loc["early", "n_points"] == 12

@@ -1,0 +1,97 @@
+# Config checks that a schema cannot express, wildcard constraints and target lists.
+import math
+
+from encscale import nsd
+
+DATASET = config["dataset"]
+RESULTS = f"results/{DATASET}"
+RAW = f"resources/{DATASET}"
+MODELS = list(config["models"])
+SUBJECTS = config["subjects"]
+ENC = config["encoding"]
+SIZES = sorted(ENC["sizes"])
+SEEDS = list(range(ENC["n_draws"]))
+
+
+def config_error(key, message):
+    raise ValueError(f"config key '{key}': {message}")
+
+
+def check_model_key(key, value):
+    if value not in MODELS:
+        config_error(key, f"model '{value}' is not in models ({', '.join(MODELS)})")
+
+
+def check_size_key(key, value):
+    if value not in SIZES:
+        config_error(key, f"size {value} is not one of encoding.sizes {SIZES}")
+
+
+config["scaling"].setdefault("data_model", MODELS[-1])
+config["scaling"].setdefault("param_size", SIZES[-1])
+config["final"].setdefault("model", config["scaling"]["data_model"])
+config["final"].setdefault("size", SIZES[-1])
+check_model_key("scaling.data_model", config["scaling"]["data_model"])
+check_model_key("final.model", config["final"]["model"])
+check_size_key("scaling.param_size", config["scaling"]["param_size"])
+check_size_key("final.size", config["final"]["size"])
+if ENC["n_folds"] > SIZES[0]:
+    config_error("encoding.n_folds", f"{ENC['n_folds']} folds exceed the smallest size {SIZES[0]}")
+for key in ("scaling.atlas",):
+    if config["scaling"]["atlas"] not in config["prepare"]["atlases"]:
+        config_error(key, f"atlas '{config['scaling']['atlas']}' is not in prepare.atlases")
+for atlas in config["final"]["atlases"]:
+    if atlas not in config["prepare"]["atlases"]:
+        config_error("final.atlases", f"atlas '{atlas}' is not in prepare.atlases")
+
+if DATASET == "demo":
+    DEMO = config["demo"]
+    N_TRAIN = DEMO["n_unique"]
+    if SIZES[-1] > N_TRAIN:
+        config_error(
+            "encoding.sizes",
+            f"size {SIZES[-1]} is larger than the {N_TRAIN} training images per subject of "
+            f"the demo dataset (demo.n_unique)",
+        )
+    known = [f"subj{i + 1:02d}" for i in range(DEMO["n_subjects"])]
+    for subject in SUBJECTS:
+        if subject not in known:
+            config_error("subjects", f"'{subject}' is not simulated (demo.n_subjects = {len(known)})")
+    N_SESSIONS = math.ceil(
+        (DEMO["n_shared"] + DEMO["n_unique"]) * DEMO["n_repeats"] / DEMO["trials_per_session"]
+    )
+else:
+    config_error("dataset", f"'{DATASET}' has no fetch rules yet; only 'demo' is available")
+
+
+wildcard_constraints:
+    dataset=DATASET,
+    subject=r"subj\d\d",
+    model="|".join(MODELS),
+    size=r"\d+",
+    seed=r"\d+",
+
+
+def fit_combinations():
+    """(model, size) pairs the figures need: data scaling, parameter scaling, final scores."""
+    pairs = {(config["scaling"]["data_model"], size) for size in SIZES}
+    pairs |= {(model, config["scaling"]["param_size"]) for model in MODELS}
+    pairs.add((config["final"]["model"], config["final"]["size"]))
+    return sorted(pairs)
+
+
+def score_files():
+    return [
+        f"{RESULTS}/scores/{subject}/{model}/n{size}_s{seed}.tsv"
+        for subject in SUBJECTS
+        for model, size in fit_combinations()
+        for seed in SEEDS
+    ]
+
+
+def final_targets():
+    figures = ["data_scaling.png", "param_scaling.png", "roi_scores.png"]
+    return [f"{RESULTS}/figures/{name}" for name in figures] + [
+        f"{RESULTS}/scaling/data_scaling.tsv",
+        f"{RESULTS}/scaling/param_scaling.tsv",
+    ]

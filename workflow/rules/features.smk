@@ -1,0 +1,24 @@
+# Features of every block of a model, max-pooled to k×k grids, for every stimulus.
+
+
+rule extract_features:
+    input:
+        f"{RESULTS}/stimuli.h5",
+    output:
+        f"{RESULTS}/features/{{model}}.h5",
+    params:
+        spec=lambda w: config["models"][w.model],
+        pool_sizes=config["features"]["pool_sizes"],
+        batch_size=config["features"]["batch_size"],
+        device=config["features"]["device"],
+        precision=config["features"]["precision"],
+    threads: 2
+    resources:
+        mem_mb=4000,
+        gpu=1 if config["features"]["device"].startswith("cuda") else 0,
+    log:
+        f"logs/{DATASET}/extract_features/{{model}}.log",
+    conda:
+        "../../envs/features.yaml"
+    script:
+        "../scripts/extract_features.py"

@@ -1,0 +1,20 @@
+"""Snakemake adapter: pooled block features of one model."""
+
+import torch
+
+from encscale.features import extract_features
+from encscale.logs import log_to_file
+
+sm = snakemake  # noqa: F821
+log_to_file(sm.log[0])
+torch.set_num_threads(sm.threads)
+extract_features(
+    sm.input[0],
+    sm.output[0],
+    sm.wildcards.model,
+    sm.params.spec,
+    sm.params.pool_sizes,
+    batch_size=sm.params.batch_size,
+    device=sm.params.device,
+    precision=sm.params.precision,
+)

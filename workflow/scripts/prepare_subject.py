@@ -1,0 +1,16 @@
+"""Snakemake adapter: one subject's responses file from NSD betas."""
+
+from encscale.logs import log_to_file
+from encscale.prepare import prepare_subject
+
+sm = snakemake  # noqa: F821
+log_to_file(sm.log[0])
+prepare_subject(
+    sm.params.root,
+    sm.wildcards.subject,
+    sm.input.stimuli,
+    sm.output[0],
+    beta_version=sm.params.beta_version,
+    atlases=sm.params.atlases,
+    mask_roi=sm.params.mask_roi,
+)

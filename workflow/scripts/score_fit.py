@@ -1,0 +1,8 @@
+"""Snakemake adapter: ROI scores of one fit."""
+
+from encscale.logs import log_to_file
+from encscale.scores import score_fit, write_tsv
+
+sm = snakemake  # noqa: F821
+log_to_file(sm.log[0])
+write_tsv(score_fit(sm.input.fit, sm.input.responses), sm.output[0])
