@@ -22,8 +22,16 @@ def run_snakemake(workdir: Path, config: dict, *args: str, check: bool = True):
     cfg = workdir / "study.yaml"
     cfg.write_text(yaml.safe_dump(config, sort_keys=False))
     cmd = [
-        str(SNAKEMAKE), "--snakefile", str(REPO / "Snakefile"), "--directory", str(workdir),
-        "--configfile", str(cfg), "--cores", "2", *args,
+        str(SNAKEMAKE),
+        "--snakefile",
+        str(REPO / "Snakefile"),
+        "--directory",
+        str(workdir),
+        "--configfile",
+        str(cfg),
+        "--cores",
+        "2",
+        *args,
     ]
     env = dict(os.environ, PYTHONHASHSEED="0")
     proc = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=workdir)

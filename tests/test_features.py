@@ -60,9 +60,14 @@ def test_extract_features_layout_and_values(stimuli, tmp_path):
     sets = feature_sets(out)
     # four stages of maps 8, 4, 2, 1 pixels wide (input 32): k capped at the map side
     assert [(s["layer"], s["k"]) for s in sets] == [
-        ("block00", 1), ("block00", 2), ("block00", 8),
-        ("block01", 1), ("block01", 2), ("block01", 4),
-        ("block02", 1), ("block02", 2),
+        ("block00", 1),
+        ("block00", 2),
+        ("block00", 8),
+        ("block01", 1),
+        ("block01", 2),
+        ("block01", 4),
+        ("block02", 1),
+        ("block02", 2),
         ("block03", 1),
     ]
     assert [s["width"] for s in sets][:3] == [8, 32, 512]

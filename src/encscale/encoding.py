@@ -89,7 +89,13 @@ def fit_encoding(
 
         log.info(
             "%s %s n=%d seed=%d: %d feature sets, %d voxels, %d folds",
-            subject, model, size, seed, len(sets), y_train.shape[1], n_folds,
+            subject,
+            model,
+            size,
+            seed,
+            len(sets),
+            y_train.shape[1],
+            n_folds,
         )
         fit = fit_ridge_cv_select(
             load(stim_train), len(sets), y_train, alphas, folds, scoring=scoring, device=device
@@ -109,8 +115,14 @@ def fit_encoding(
         out["test_pred"] = test_pred
         out["test_r"] = test_r
         out.attrs.update(
-            subject=subject, model=model, n_params=n_params, size=size, seed=seed,
-            n_folds=n_folds, scoring=scoring, alphas=np.asarray(alphas, dtype=np.float64),
+            subject=subject,
+            model=model,
+            n_params=n_params,
+            size=size,
+            seed=seed,
+            n_folds=n_folds,
+            scoring=scoring,
+            alphas=np.asarray(alphas, dtype=np.float64),
         )
 
 
@@ -125,4 +137,3 @@ def _read_rows(dset: h5py.Dataset, rows: np.ndarray) -> np.ndarray:
 def alpha_grid(start: float, stop: float, num: int) -> np.ndarray:
     """Penalties on a log10 grid: ``num`` values from 10**start to 10**stop."""
     return np.logspace(start, stop, num)
-

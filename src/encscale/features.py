@@ -43,9 +43,7 @@ def maxpool_tokens(fmap: torch.Tensor, k: int) -> torch.Tensor:
 
 def block_maps(model: torch.nn.Module, x: torch.Tensor) -> list[torch.Tensor]:
     """Spatial output (B, C, H, W) of every block/stage of a timm model, shallow to deep."""
-    return model.forward_intermediates(
-        x, indices=None, output_fmt="NCHW", intermediates_only=True
-    )
+    return model.forward_intermediates(x, indices=None, output_fmt="NCHW", intermediates_only=True)
 
 
 def preprocess(images: np.ndarray, spec: InputSpec, device: str) -> torch.Tensor:
@@ -83,8 +81,13 @@ def extract_features(
             start = time.perf_counter()
             for lo in range(0, n, batch_size):
                 x = preprocess(images[lo : lo + batch_size], ispec, device)
-                with torch.inference_mode(), torch.autocast(
-                    device_type=torch.device(device).type, dtype=dtype, enabled=precision != "fp32"
+                with (
+                    torch.inference_mode(),
+                    torch.autocast(
+                        device_type=torch.device(device).type,
+                        dtype=dtype,
+                        enabled=precision != "fp32",
+                    ),
                 ):
                     maps = block_maps(model, x)
                 if not datasets:
@@ -105,7 +108,8 @@ def image_dataset(stim: h5py.File) -> h5py.Dataset:
     images = stim["images"]
     if images.ndim != 4 or images.shape[-1] != 3 or images.dtype != np.uint8:
         raise ValueError(
-            f"{stim.filename}: 'images' is {images.dtype} {images.shape}, expected uint8 (N, H, W, 3)"
+            f"{stim.filename}: 'images' is {images.dtype} {images.shape}, "
+            "expected uint8 (N, H, W, 3)"
         )
     return images
 
@@ -164,7 +168,12 @@ def feature_sets(path: str | Path) -> list[dict[str, Any]]:
                 k = int(d.attrs["k"])
                 key = d.name.lstrip("/")
                 sets.append(
-                    dict(key=key, layer=str(layer), k=int(k), depth=float(d.attrs["depth"]),
-                         width=int(d.shape[1]))
+                    dict(
+                        key=key,
+                        layer=str(layer),
+                        k=int(k),
+                        depth=float(d.attrs["depth"]),
+                        width=int(d.shape[1]),
+                    )
                 )
     return sets

@@ -36,13 +36,26 @@ def plot_data_scaling(scores: pd.DataFrame, fits: pd.DataFrame, model: str, out:
     for i, (roi, g) in enumerate(scores.groupby("roi", sort=False)):
         c = _curve(g, "size")
         s = slopes.loc[roi]
-        ax.errorbar(c["size"], c["r"], yerr=c["sem"], marker="o", ms=4, capsize=2,
-                    color=colors[i % 10],
-                    label=f"{roi} (b={s.b:.3f} [{s.b_lo:.3f}, {s.b_hi:.3f}])")
+        ax.errorbar(
+            c["size"],
+            c["r"],
+            yerr=c["sem"],
+            marker="o",
+            ms=4,
+            capsize=2,
+            color=colors[i % 10],
+            label=f"{roi} (b={s.b:.3f} [{s.b_lo:.3f}, {s.b_hi:.3f}])",
+        )
     mean = _curve(scores.groupby(["subject", "seed", "size"], as_index=False)["r"].mean(), "size")
     s = slopes.loc["mean"]
-    ax.plot(mean["size"], mean["r"], color="black", lw=2.5, marker="s",
-            label=f"mean over ROIs (b={s.b:.3f} [{s.b_lo:.3f}, {s.b_hi:.3f}])")
+    ax.plot(
+        mean["size"],
+        mean["r"],
+        color="black",
+        lw=2.5,
+        marker="s",
+        label=f"mean over ROIs (b={s.b:.3f} [{s.b_lo:.3f}, {s.b_hi:.3f}])",
+    )
     ax.set_xscale("log")
     ax.set_xlabel("training samples")
     ax.set_ylabel("prediction accuracy (mean Pearson r, test)")
@@ -62,8 +75,16 @@ def plot_param_scaling(scores: pd.DataFrame, size: int, out: str | Path) -> None
         ax.plot(c["n_params"], c["r"], color=colors[i % 10], lw=1.2, label=roi)
         for model, gm in g.groupby("model"):
             cm = _curve(gm, "n_params")
-            ax.errorbar(cm["n_params"], cm["r"], yerr=cm["sem"], color=colors[i % 10],
-                        marker=markers[model], ms=6, capsize=2, ls="none")
+            ax.errorbar(
+                cm["n_params"],
+                cm["r"],
+                yerr=cm["sem"],
+                color=colors[i % 10],
+                marker=markers[model],
+                ms=6,
+                capsize=2,
+                ls="none",
+            )
     for model, mk in markers.items():
         ax.plot([], [], color="gray", marker=mk, ls="none", label=model)
     ax.set_xscale("log")
@@ -75,19 +96,26 @@ def plot_param_scaling(scores: pd.DataFrame, size: int, out: str | Path) -> None
     _save(fig, out)
 
 
-def plot_roi_scores(scores: pd.DataFrame, model: str, size: int, out: str | Path) -> None:
-    """Study 1, Fig. 3: noise-normalised score per ROI, one bar per subject."""
-    table = scores.groupby(["roi", "subject"], sort=False)["nn_r2"].mean().unstack("subject")
+def plot_roi_scores(
+    scores: pd.DataFrame, model: str, size: int, atlases: list[str], out: str | Path
+) -> None:
+    """Study 1, Fig. 3: noise-normalised score per ROI (grouped by atlas), one bar per subject."""
+    rows = scores[scores["atlas"].isin(atlases)]
+    table = rows.groupby(["atlas", "roi", "subject"])["nn_r2"].mean().unstack("subject")
+    table = table.reindex(sorted(table.index, key=lambda key: (atlases.index(key[0]), key[1])))
     fig, ax = plt.subplots(figsize=(max(6.0, 0.45 * len(table)), 4.2))
     n_sub = table.shape[1]
     width = 0.8 / n_sub
     xs = np.arange(len(table))
     for j, subject in enumerate(table.columns):
         ax.bar(xs + (j - (n_sub - 1) / 2) * width, table[subject], width, label=subject)
-    ax.set_xticks(xs, table.index, rotation=60, ha="right", fontsize=8)
+    ax.set_xticks(xs, [roi for _, roi in table.index], rotation=60, ha="right", fontsize=8)
+    starts = [i for i in range(1, len(table)) if table.index[i][0] != table.index[i - 1][0]]
+    for i in starts:
+        ax.axvline(i - 0.5, color="gray", lw=0.8)
     ax.set_ylabel("noise-normalised accuracy (% of explainable variance)")
     ax.set_ylim(0, 100)
-    ax.set_title(f"{model}, {size} training samples")
-    ax.legend(fontsize=8)
+    ax.set_title(f"{model}, {size} training samples ({', '.join(atlases)})", fontsize=9)
+    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0))
     ax.grid(alpha=0.3, axis="y")
     _save(fig, out)

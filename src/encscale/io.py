@@ -46,7 +46,9 @@ def read_dataset(h5: h5py.File, key: str, ndim: int | None = None) -> np.ndarray
         raise KeyError(f"{h5.filename}: dataset '{key}' is missing")
     arr = h5[key][()]
     if ndim is not None and np.ndim(arr) != ndim:
-        raise ValueError(f"{h5.filename}: dataset '{key}' has shape {np.shape(arr)}, expected {ndim}-D")
+        raise ValueError(
+            f"{h5.filename}: dataset '{key}' has shape {np.shape(arr)}, expected {ndim}-D"
+        )
     return arr
 
 

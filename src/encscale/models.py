@@ -51,7 +51,7 @@ def count_parameters(model: torch.nn.Module) -> int:
 
 
 def input_spec(model: torch.nn.Module, spec: dict[str, Any]) -> InputSpec:
-    """Input size from the registry entry (else the model's config) and the model's normalisation."""
+    """Input side from the registry entry (else the model's config) and its normalisation."""
     cfg = model.pretrained_cfg
     size = int(spec.get("input_size") or cfg["input_size"][-1])
     return InputSpec(size=size, mean=tuple(cfg["mean"]), std=tuple(cfg["std"]))

@@ -55,8 +55,16 @@ def fit_scaling(
         a, b = fit_loglinear(g[x].to_numpy(), g[metric].to_numpy())
         lo, hi = bootstrap_slope(g[x].to_numpy(), g[metric].to_numpy(), n_boot, seed + i)
         rows.append(
-            dict(roi=roi, n_points=len(g), a=a, b=b, b_lo=lo, b_hi=hi,
-                 x_min=g[x].min(), x_max=g[x].max())
+            dict(
+                roi=roi,
+                n_points=len(g),
+                a=a,
+                b=b,
+                b_lo=lo,
+                b_hi=hi,
+                x_min=g[x].min(),
+                x_max=g[x].max(),
+            )
         )
     return pd.DataFrame(rows, columns=SCALING_COLUMNS)
 

@@ -15,8 +15,17 @@ import pandas as pd
 from encscale.io import atomic_path, open_h5, read_dataset
 
 SCORE_COLUMNS = [
-    "subject", "model", "n_params", "size", "seed", "atlas", "roi", "n_voxels",
-    "r", "r_norm", "nn_r2",
+    "subject",
+    "model",
+    "n_params",
+    "size",
+    "seed",
+    "atlas",
+    "roi",
+    "n_voxels",
+    "r",
+    "r_norm",
+    "nn_r2",
 ]
 
 
@@ -45,9 +54,7 @@ def score_fit(fit_path: str | Path, responses_path: str | Path) -> pd.DataFrame:
     with open_h5(responses_path, "responses") as resp:
         nc = read_dataset(resp, "noise_ceiling", ndim=1).astype(np.float64)
     if nc.shape != r.shape:
-        raise ValueError(
-            f"{fit_path}: {r.shape[0]} voxels, but {responses_path} has {nc.shape[0]}"
-        )
+        raise ValueError(f"{fit_path}: {r.shape[0]} voxels, but {responses_path} has {nc.shape[0]}")
     r_norm = r / np.sqrt(np.maximum(nc / 100.0, 1e-14))
     nn = noise_normalized_r2(r, nc)
     rows = []
@@ -55,8 +62,15 @@ def score_fit(fit_path: str | Path, responses_path: str | Path) -> pd.DataFrame:
         if not mask.any():
             continue
         rows.append(
-            dict(meta, atlas=atlas, roi=roi, n_voxels=int(mask.sum()), r=r[mask].mean(),
-                 r_norm=r_norm[mask].mean(), nn_r2=100.0 * nn[mask].mean())
+            dict(
+                meta,
+                atlas=atlas,
+                roi=roi,
+                n_voxels=int(mask.sum()),
+                r=r[mask].mean(),
+                r_norm=r_norm[mask].mean(),
+                nn_r2=100.0 * nn[mask].mean(),
+            )
         )
     df = pd.DataFrame(rows, columns=SCORE_COLUMNS)
     df["subject"] = df["subject"].astype(str)

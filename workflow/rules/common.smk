@@ -1,7 +1,7 @@
 # Config checks that a schema cannot express, wildcard constraints and target lists.
 import math
 
-from encscale import nsd
+from encscale import nsd, simulate
 
 DATASET = config["dataset"]
 RESULTS = f"results/{DATASET}"
@@ -62,6 +62,21 @@ if DATASET == "demo":
     )
 else:
     config_error("dataset", f"'{DATASET}' has no fetch rules yet; only 'demo' is available")
+
+BETAS = config["prepare"]["beta_version"]
+MASK_ROI = config["prepare"]["mask_roi"]
+ROI_FILES = list(dict.fromkeys([*([MASK_ROI] if MASK_ROI else []), *config["prepare"]["atlases"]]))
+
+
+def raw_subject_files(subject):
+    """Every raw file of one subject that preparation reads."""
+    return dict(
+        betas=[nsd.betas_path(RAW, subject, s, BETAS) for s in range(1, N_SESSIONS + 1)],
+        ncsnr=nsd.ncsnr_path(RAW, subject, BETAS),
+        brainmask=nsd.brainmask_path(RAW, subject),
+        rois=[nsd.roi_path(RAW, subject, name) for name in ROI_FILES],
+        ctabs=[nsd.ctab_path(RAW, subject, name) for name in config["prepare"]["atlases"]],
+    )
 
 
 wildcard_constraints:

@@ -8,11 +8,7 @@ rule fit_encoding:
     output:
         f"{RESULTS}/fits/{{subject}}/{{model}}/n{{size}}_s{{seed}}.h5",
     params:
-        n_folds=ENC["n_folds"],
-        alphas=ENC["alphas"],
-        scoring=ENC["scoring"],
-        subsample=ENC["subsample"],
-        device=ENC["device"],
+        settings={key: ENC[key] for key in ("n_folds", "alphas", "scoring", "subsample", "device")},
     threads: 2
     resources:
         mem_mb=4000,

@@ -9,9 +9,5 @@ sm = snakemake  # noqa: F821
 log_to_file(sm.log[0])
 final = sm.params.final
 scores = pd.read_csv(sm.input.scores, sep="\t", dtype={"subject": str, "model": str})
-rows = scores[
-    (scores["model"] == final["model"])
-    & (scores["size"] == final["size"])
-    & scores["atlas"].isin(final["atlases"])
-]
-plot_roi_scores(rows, final["model"], final["size"], sm.output[0])
+rows = scores[(scores["model"] == final["model"]) & (scores["size"] == final["size"])]
+plot_roi_scores(rows, final["model"], final["size"], final["atlases"], sm.output[0])

@@ -1,7 +1,9 @@
 """Snakemake adapter: stimuli.h5 from the images the study's subjects saw."""
 
+from encscale import nsd
 from encscale.logs import log_to_file
 from encscale.prepare import prepare_stimuli
 
-log_to_file(snakemake.log[0])  # noqa: F821
-prepare_stimuli(snakemake.params.root, snakemake.params.subjects, snakemake.output[0])  # noqa: F821
+sm = snakemake  # noqa: F821
+log_to_file(sm.log[0])
+prepare_stimuli(nsd.root_of_expdesign(sm.input.design), sm.params.subjects, sm.output[0])

@@ -1,12 +1,13 @@
 """Snakemake adapter: one subject's responses file from NSD betas."""
 
+from encscale import nsd
 from encscale.logs import log_to_file
 from encscale.prepare import prepare_subject
 
 sm = snakemake  # noqa: F821
 log_to_file(sm.log[0])
 prepare_subject(
-    sm.params.root,
+    nsd.root_of_expdesign(sm.input.design),
     sm.wildcards.subject,
     sm.input.stimuli,
     sm.output[0],

@@ -1,10 +1,12 @@
 """Snakemake adapter: write the simulated NSD of the demo study."""
 
-from pathlib import Path
-
+from encscale import nsd
 from encscale.logs import log_to_file
 from encscale.simulate import simulate_nsd
 
-log_to_file(snakemake.log[0])  # noqa: F821
-root = Path(snakemake.output.design).parents[3]  # noqa: F821
-simulate_nsd(root, dict(snakemake.params.sim, beta_version=snakemake.params.beta_version))  # noqa: F821
+sm = snakemake  # noqa: F821
+log_to_file(sm.log[0])
+simulate_nsd(
+    nsd.root_of_expdesign(sm.output.design),
+    dict(sm.params.sim, beta_version=sm.params.beta_version),
+)

@@ -1,0 +1,461 @@
+"""The ridge engine: voxelwise ridge regression with penalties chosen by K-fold cross-validation.
+
+For one fold the centred training features factorise once as a thin SVD, Xc = U diag(s) Vᵀ.
+The ridge prediction on the validation fold for every penalty α is then
+
+    P(α) = (Xv V) diag(s / (s² + α)) Uᵀ Yc,
+
+so every penalty and every target is evaluated with matrix products (no per-penalty solve),
+targets going through in batches that bound memory. The thin SVD comes from the
+eigendecomposition of the smaller Gram matrix: XcᵀXc (p × p) when p < n, the kernel matrix
+Xc Xcᵀ (n × n) when p ≥ n. Centring X and Y with the training fold's means makes the
+intercept unpenalised, as in scikit-learn's ``fit_intercept=True``.
+
+Scores: ``"r"`` is the Pearson correlation on the validation fold, ``"mse"`` the negative mean
+squared error; both are averaged over folds (each fold weighs the same) and higher is better.
+"""
+
+from __future__ import annotations
+
+import logging
+import warnings
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+log = logging.getLogger(__name__)
+
+SCORINGS = ("r", "mse")
+_BLOCK_BYTES = 512 * 2**20  # bound on one (alphas × rows × batch) block of the evaluation
+
+Fold = tuple[np.ndarray, np.ndarray]
+
+
+def kfold_splits(n_samples: int, n_folds: int, seed: int | None = None) -> list[Fold]:
+    """(train_idx, val_idx) pairs of K-fold cross-validation over ``n_samples`` samples.
+
+    The folds are contiguous blocks of samples (fMRI runs stay together) or, with ``seed``,
+    blocks of a seeded permutation. Fold sizes differ by at most one (the first
+    ``n_samples % n_folds`` folds are one larger); every sample is validated exactly once.
+    Indices are sorted. ``kfold_splits(n, n)`` is leave-one-out.
+    """
+    if n_folds < 2:
+        raise ValueError(f"cross-validation needs at least 2 folds, got n_folds={n_folds}")
+    if n_samples < n_folds:
+        raise ValueError(f"cannot split {n_samples} samples into {n_folds} folds")
+    order = np.arange(n_samples)
+    if seed is not None:
+        order = np.random.default_rng(seed).permutation(n_samples)
+    blocks = np.array_split(order, n_folds)
+    return [
+        (np.sort(np.concatenate(blocks[:k] + blocks[k + 1 :])), np.sort(val))
+        for k, val in enumerate(blocks)
+    ]
+
+
+@dataclass
+class RidgeCVResult:
+    """Cross-validated ridge fit of one feature set (p features, v targets, a penalties)."""
+
+    alphas: np.ndarray  # (a,) the penalties tried
+    cv_scores: np.ndarray  # (a, v) mean validation score over folds
+    best_alpha: np.ndarray  # (v,) chosen penalty per target
+    coef: np.ndarray  # (p, v) refit on all samples with each target's best alpha
+    intercept: np.ndarray  # (v,)
+
+    def predict(self, X: np.ndarray) -> np.ndarray:
+        """Predictions (n, v) for new samples X (n, p)."""
+        X = np.asarray(X)
+        if X.ndim != 2 or X.shape[1] != self.coef.shape[0]:
+            raise ValueError(
+                f"X has shape {X.shape}, expected (n_samples, {self.coef.shape[0]}) features"
+            )
+        return X @ self.coef + self.intercept
+
+
+@dataclass
+class SelectedRidge:
+    """Per target, the best (feature set, penalty) pair by cross-validation, refit on all data."""
+
+    alphas: np.ndarray  # (a,) the penalties tried
+    best_set: np.ndarray  # (v,) index of the chosen feature set
+    best_alpha: np.ndarray  # (v,) chosen penalty
+    cv_score: np.ndarray  # (v,) mean validation score of the chosen (set, penalty)
+    set_scores: np.ndarray  # (n_sets, v) best mean validation score each set reached
+    coefs: list[np.ndarray]  # coefs[f]: (p_f, number of targets choosing f)
+    targets: list[np.ndarray]  # targets[f]: indices of the targets choosing f
+    intercept: np.ndarray  # (v,)
+
+    def predict(self, load_X: Callable[[int], np.ndarray]) -> np.ndarray:
+        """Predictions (n, v) for new samples; ``load_X(f)`` gives their (n, p_f) features.
+
+        Only the sets chosen by at least one target are loaded, one at a time.
+        """
+        out = None
+        for f, (cols, coef) in enumerate(zip(self.targets, self.coefs, strict=True)):
+            if cols.size == 0:
+                continue
+            X = np.asarray(load_X(f))
+            if X.ndim != 2 or X.shape[1] != coef.shape[0]:
+                raise ValueError(
+                    f"feature set {f} has shape {X.shape}, expected (n_samples, {coef.shape[0]})"
+                )
+            if out is None:
+                out = np.empty((X.shape[0], self.best_set.size), dtype=np.result_type(X, coef))
+            elif X.shape[0] != out.shape[0]:
+                raise ValueError(
+                    f"feature set {f} has {X.shape[0]} samples, earlier sets had {out.shape[0]}"
+                )
+            out[:, cols] = X @ coef + self.intercept[cols]
+        return out
+
+
+def fit_ridge_cv(
+    X: np.ndarray,
+    Y: np.ndarray,
+    alphas: Sequence[float] | np.ndarray,
+    folds: Sequence[Fold],
+    *,
+    scoring: str = "r",
+    device: str | torch.device = "cpu",
+    dtype: torch.dtype = torch.float32,
+    voxel_batch: int | None = None,
+) -> RidgeCVResult:
+    """Ridge regression of every column of Y on X, each with its own cross-validated penalty.
+
+    X: (n, p) features; Y: (n, v) targets; alphas: (a,) positive penalties; folds: (train_idx,
+    val_idx) pairs, e.g. from :func:`kfold_splits`. The best penalty of a target maximises its
+    mean validation score; among equal scores the larger penalty wins. A target whose
+    validation fold is constant scores 0 with ``"r"`` on that fold (as does a constant
+    prediction), so a constant column of Y ties over all penalties and gets the largest.
+    The refit uses all n samples. ``voxel_batch`` targets are evaluated together (default:
+    as many as keep one (a × rows × batch) block under ~512 MB). ``dtype`` is the precision of
+    the work per target; the factorisations run in float64 (see :func:`_factorise`).
+    """
+    X = _check_matrix(X, "X")
+    Y, alphas, folds = _check_problem(Y, alphas, folds, scoring, dtype, X.shape[0])
+    scores = _cv_scores(X, Y, alphas, folds, scoring, device, dtype, voxel_batch)
+    best_alpha = alphas[_best_alpha_index(scores, alphas)]
+    coef, intercept = _refit(X, Y, best_alpha, device, dtype, voxel_batch)
+    return RidgeCVResult(alphas, scores, best_alpha, coef, intercept)
+
+
+def fit_ridge_cv_select(
+    load_X: Callable[[int], np.ndarray],
+    n_sets: int,
+    Y: np.ndarray,
+    alphas: Sequence[float] | np.ndarray,
+    folds: Sequence[Fold],
+    *,
+    scoring: str = "r",
+    device: str | torch.device = "cpu",
+    dtype: torch.dtype = torch.float32,
+    voxel_batch: int | None = None,
+) -> SelectedRidge:
+    """Choose per target the best of ``n_sets`` feature sets and of the penalties, then refit.
+
+    ``load_X(f)`` returns the (n, p_f) training features of set f; sets are loaded one at a
+    time, once for cross-validation and once more for the refit if any target chose them.
+    Scores, batching and the constant-target rule are those of :func:`fit_ridge_cv`. The
+    choice maximises the mean validation score over all (set, penalty) pairs; ties go to the
+    larger penalty, then to the lower set index.
+    """
+    if n_sets < 1:
+        raise ValueError(f"n_sets must be at least 1, got {n_sets}")
+    Y, alphas, folds = _check_problem(Y, alphas, folds, scoring, dtype, None)
+    v = Y.shape[1]
+    best_score = np.full(v, -np.inf)
+    best_alpha = np.full(v, -np.inf)
+    best_set = np.zeros(v, dtype=np.int64)
+    set_scores = np.empty((n_sets, v))
+    widths = []
+    for f in range(n_sets):
+        X = _load_set(load_X, f, Y.shape[0])
+        widths.append(X.shape[1])
+        log.info("feature set %d/%d: %d features, cross-validating", f + 1, n_sets, X.shape[1])
+        scores = _cv_scores(X, Y, alphas, folds, scoring, device, dtype, voxel_batch)
+        idx = _best_alpha_index(scores, alphas)
+        score, alpha = scores[idx, np.arange(v)], alphas[idx]
+        set_scores[f] = score
+        better = _is_better(score, alpha, best_score, best_alpha)
+        best_score[better], best_alpha[better], best_set[better] = score[better], alpha[better], f
+    targets = [np.flatnonzero(best_set == f) for f in range(n_sets)]
+    coefs = []
+    intercept = np.empty(v, dtype=_numpy_dtype(dtype))
+    for f, cols in enumerate(targets):
+        if cols.size == 0:
+            coefs.append(np.zeros((widths[f], 0), dtype=_numpy_dtype(dtype)))
+            continue
+        X = _load_set(load_X, f, Y.shape[0])
+        coef, intercept[cols] = _refit(X, Y[:, cols], best_alpha[cols], device, dtype, voxel_batch)
+        coefs.append(coef)
+    return SelectedRidge(
+        alphas, best_set, best_alpha, best_score, set_scores, coefs, targets, intercept
+    )
+
+
+# --- input checks ---------------------------------------------------------------------------
+
+
+def _check_matrix(arr: np.ndarray, name: str) -> np.ndarray:
+    """``arr`` as a 2-D floating array with only finite values, else ValueError naming it."""
+    arr = np.asarray(arr)
+    if arr.ndim != 2:
+        raise ValueError(f"{name} must be 2-D (samples × columns), got shape {arr.shape}")
+    if arr.dtype.kind != "f":
+        arr = arr.astype(np.float64)
+    n_bad = arr.size - np.count_nonzero(np.isfinite(arr))
+    if n_bad:
+        raise ValueError(f"{name} contains {n_bad} NaN/inf values (of {arr.size})")
+    return arr
+
+
+def _check_problem(
+    Y: np.ndarray,
+    alphas: Sequence[float] | np.ndarray,
+    folds: Sequence[Fold],
+    scoring: str,
+    dtype: torch.dtype,
+    n_samples: int | None,
+) -> tuple[np.ndarray, np.ndarray, list[tuple[torch.Tensor, torch.Tensor]]]:
+    """Checked Y (n, v), alphas (a,) float64 and folds as index tensors; warns on constant Y.
+
+    ``n_samples`` is the number of rows of X (None: take Y's).
+    """
+    Y = _check_matrix(Y, "Y")
+    n_samples = Y.shape[0] if n_samples is None else n_samples
+    if Y.shape[0] != n_samples:
+        raise ValueError(f"X has {n_samples} rows (samples) but Y has {Y.shape[0]}")
+    if Y.shape[1] == 0:
+        raise ValueError("Y has no columns (targets)")
+    alphas = np.asarray(alphas, dtype=np.float64)
+    if alphas.ndim != 1 or alphas.size == 0:
+        raise ValueError(f"alphas must be a non-empty 1-D sequence, got shape {alphas.shape}")
+    if not (np.all(np.isfinite(alphas)) and np.all(alphas > 0)):
+        raise ValueError(f"alphas must be positive and finite, got {alphas.tolist()}")
+    if scoring not in SCORINGS:
+        raise ValueError(f"scoring must be one of {SCORINGS}, got {scoring!r}")
+    if dtype not in (torch.float32, torch.float64):
+        raise ValueError(f"dtype must be torch.float32 or torch.float64, got {dtype}")
+    if len(folds) < 2:
+        raise ValueError(f"cross-validation needs at least 2 folds, got {len(folds)}")
+    checked = []
+    for k, (train, val) in enumerate(folds):
+        train, val = np.asarray(train), np.asarray(val)
+        for name, idx in (("training", train), ("validation", val)):
+            if idx.ndim != 1 or idx.size == 0 or idx.dtype.kind not in "iu":
+                raise ValueError(f"fold {k}: {name} indices must be a non-empty 1-D integer array")
+            if idx.min() < 0 or idx.max() >= n_samples:
+                raise ValueError(f"fold {k}: {name} indices outside 0..{n_samples - 1}")
+        if scoring == "r" and val.size < 2:
+            raise ValueError(
+                f'fold {k} validates {val.size} sample; scoring="r" needs at least 2 per fold '
+                '(use scoring="mse" for leave-one-out)'
+            )
+        checked.append((torch.as_tensor(train), torch.as_tensor(val)))
+    n_const = int(np.count_nonzero(np.ptp(Y, axis=0) == 0))
+    if n_const:
+        warnings.warn(
+            f"{n_const} of {Y.shape[1]} columns of Y are constant: they tie over all penalties "
+            "and get the largest one (score 0 with 'r')",
+            stacklevel=3,
+        )
+    return Y, alphas, checked
+
+
+def _load_set(load_X: Callable[[int], np.ndarray], f: int, n_samples: int) -> np.ndarray:
+    X = _check_matrix(load_X(f), f"X of feature set {f}")
+    if X.shape[0] != n_samples:
+        raise ValueError(f"feature set {f} has {X.shape[0]} rows (samples) but Y has {n_samples}")
+    return X
+
+
+# --- computation ----------------------------------------------------------------------------
+
+
+def _numpy_dtype(dtype: torch.dtype) -> np.dtype:
+    return np.dtype(np.float32 if dtype == torch.float32 else np.float64)
+
+
+def _batch_size(voxel_batch: int | None, n_alphas: int, rows: int, dtype: torch.dtype) -> int:
+    """Targets per batch: ``voxel_batch``, or as many as keep (a × rows × batch) ≲ 512 MB."""
+    if voxel_batch is not None:
+        if voxel_batch < 1:
+            raise ValueError(f"voxel_batch must be at least 1, got {voxel_batch}")
+        return voxel_batch
+    itemsize = torch.empty((), dtype=dtype).element_size()
+    return max(1, _BLOCK_BYTES // (itemsize * n_alphas * max(rows, 1)))
+
+
+def _eigh(gram: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """``torch.linalg.eigh`` (ascending eigenvalues), run on one thread on CPU.
+
+    Measured on the 2-vCPU machine (1024² float64): MKL's multi-threaded eigh takes 0.09 s on
+    an idle host but 1-14 s, erratically, on a contended one (its many small parallel regions
+    wait on descheduled threads); on one thread it takes 0.16-0.18 s in both conditions.
+    """
+    if gram.device.type != "cpu":
+        return torch.linalg.eigh(gram)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        return torch.linalg.eigh(gram)
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _thin_svd(xc: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Thin SVD Xc = U diag(s) Vᵀ of a centred float64 (n, p) matrix via its smaller Gram matrix.
+
+    p < n: eigendecomposition of XcᵀXc (p × p) gives V and s², then U = Xc V / s.
+    p ≥ n: eigendecomposition of Xc Xcᵀ (n × n, kernel form) gives U and s², then V = Xcᵀ U / s.
+    Directions with s² under the numerical-rank tolerance are dropped: in exact arithmetic
+    they add nothing to a ridge solution. Returns U (n, r), s (r,), V (p, r).
+    """
+    n, p = xc.shape
+    primal = p < n
+    lam, vecs = _eigh(xc.T @ xc if primal else xc @ xc.T)
+    tol = lam[-1].clamp(min=0) * max(n, p) * torch.finfo(lam.dtype).eps
+    keep = lam > tol
+    s = lam[keep].sqrt()
+    if primal:
+        v = vecs[:, keep]
+        return (xc @ v) / s, s, v
+    u = vecs[:, keep]
+    return u, s, (xc.T @ u) / s
+
+
+def _factorise(
+    x: torch.Tensor, rows: torch.Tensor, dtype: torch.dtype
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Thin SVD of ``x[rows]`` centred with its own column means: U, s (in ``dtype``), V, means.
+
+    float64 here: the Gram matrix, its eigendecomposition and the singular vectors derived
+    from it are computed in float64; U and s are cast to ``dtype`` here, V (p, r) and the
+    column means (p,) are returned in float64 for the caller's last product. This costs
+    O(n·p·min(n, p)) once per fold, independent of the number of targets; everything that
+    scales with the targets runs in ``dtype``.
+    """
+    x_rows = x[rows].to(torch.float64)
+    mean = x_rows.mean(0)
+    u, s, v = _thin_svd(x_rows - mean)
+    return u.to(dtype), s.to(dtype), v, mean
+
+
+def _centre_targets(y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Column means (b,) and centred y (n, b); constant columns are exactly 0 once centred."""
+    mean = y.mean(0)
+    constant = (y == y[0]).all(0)
+    return mean, torch.where(constant, 0.0, y - mean)
+
+
+def _fold_scores(
+    u: torch.Tensor,
+    s: torch.Tensor,
+    a: torch.Tensor,
+    y_train: torch.Tensor,
+    y_val: torch.Tensor,
+    alphas: torch.Tensor,
+    scoring: str,
+) -> torch.Tensor:
+    """Validation score (a, b) of every penalty for a batch of b targets on one fold.
+
+    u (n_t, r), s (r,): thin SVD of the centred training features; a (n_v, r): validation
+    features (centred with the training means) times V, and further centred over the
+    validation samples for ``"r"``; y_train (n_t, b), y_val (n_v, b).
+    """
+    mean, yc = _centre_targets(y_train)
+    proj = u.T @ yc  # (r, b)
+    shrink = s / (s**2 + alphas[:, None])  # (a, r)
+    pred = a @ (shrink[:, :, None] * proj)  # (a, n_v, b): validation prediction − training mean
+    if scoring == "mse":
+        return -((pred - (y_val - mean)) ** 2).mean(1)
+    yv = y_val - y_val.mean(0)
+    num = (pred * yv).sum(1)
+    den = torch.sqrt((pred**2).sum(1) * (yv**2).sum(0))
+    r = num / torch.where(den > 0, den, 1.0)
+    return torch.where((y_val == y_val[0]).all(0), 0.0, r)  # constant validation data: r = 0
+
+
+def _cv_scores(
+    X: np.ndarray,
+    Y: np.ndarray,
+    alphas: np.ndarray,
+    folds: list[tuple[torch.Tensor, torch.Tensor]],
+    scoring: str,
+    device: str | torch.device,
+    dtype: torch.dtype,
+    voxel_batch: int | None,
+) -> np.ndarray:
+    """Mean validation score over folds (a, v), float64: one factorisation per fold."""
+    device = torch.device(device)
+    x = torch.as_tensor(X, device=device)
+    y = torch.as_tensor(Y, dtype=dtype)
+    alphas_t = torch.as_tensor(alphas, dtype=dtype, device=device)
+    n_val = max(val.numel() for _, val in folds)
+    n_train = max(train.numel() for train, _ in folds)
+    batch = _batch_size(voxel_batch, alphas.size, max(n_val, min(X.shape[1], n_train)), dtype)
+    total = torch.zeros((alphas.size, Y.shape[1]), dtype=torch.float64, device=device)
+    for train, val in folds:
+        train, val = train.to(device), val.to(device)
+        u, s, v, mean = _factorise(x, train, dtype)
+        a = (x[val].to(torch.float64) - mean) @ v  # (n_v, r)
+        if scoring == "r":
+            a = a - a.mean(0)
+        a = a.to(dtype)
+        for start in range(0, Y.shape[1], batch):
+            yb = y[:, start : start + batch].to(device)
+            scores = _fold_scores(u, s, a, yb[train], yb[val], alphas_t, scoring)
+            total[:, start : start + batch] += scores.to(torch.float64)
+    return (total / len(folds)).cpu().numpy()
+
+
+def _best_alpha_index(scores: np.ndarray, alphas: np.ndarray) -> np.ndarray:
+    """Index (v,) of the best penalty per target in scores (a, v); ties go to the larger one."""
+    order = np.argsort(-alphas, kind="stable")
+    return order[np.argmax(scores[order], axis=0)]
+
+
+def _is_better(
+    score: np.ndarray, alpha: np.ndarray, best_score: np.ndarray, best_alpha: np.ndarray
+) -> np.ndarray:
+    """Mask (v,) of the targets where a later set's (score, alpha) beats the best so far.
+
+    A higher score wins, then an equal score with a larger penalty; a full tie keeps the
+    earlier (lower-index) set.
+    """
+    return (score > best_score) | ((score == best_score) & (alpha > best_alpha))
+
+
+def _refit(
+    X: np.ndarray,
+    Y: np.ndarray,
+    alpha: np.ndarray,
+    device: str | torch.device,
+    dtype: torch.dtype,
+    voxel_batch: int | None,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Ridge fit on all samples with one penalty per target: coef (p, v), intercept (v,).
+
+    One factorisation of the centred X; per target the shrinkage s / (s² + α_j) applies to
+    its column of Uᵀ Yc, so the coefficients V diag(...) Uᵀ Yc come from matrix products.
+    """
+    device = torch.device(device)
+    x = torch.as_tensor(X, device=device)
+    y = torch.as_tensor(Y, dtype=dtype)
+    u, s, v, mean_x = _factorise(x, torch.arange(X.shape[0], device=device), dtype)
+    v = v.to(dtype)
+    alpha_t = torch.as_tensor(alpha, dtype=dtype, device=device)
+    batch = _batch_size(voxel_batch, 1, max(X.shape), dtype)
+    coef = np.empty((X.shape[1], Y.shape[1]), dtype=_numpy_dtype(dtype))
+    intercept = np.empty(Y.shape[1], dtype=_numpy_dtype(dtype))
+    for start in range(0, Y.shape[1], batch):
+        cols = slice(start, start + batch)
+        mean_y, yc = _centre_targets(y[:, cols].to(device))
+        shrink = s[:, None] / (s[:, None] ** 2 + alpha_t[cols])  # (r, b)
+        w = v @ (shrink * (u.T @ yc))  # (p, b)
+        coef[:, cols] = w.cpu().numpy()
+        intercept[cols] = (mean_y.double() - mean_x @ w.double()).cpu().numpy()
+    return coef, intercept
