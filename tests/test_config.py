@@ -48,3 +48,9 @@ def test_bad_config_stops_with_the_key_named(tmp_path, demo_config, edit, key):
     out = dry_run_error(tmp_path, config)
     assert key in out, out[-3000:]
     assert not (tmp_path / "results").exists()
+
+
+def test_snakemake_lint_is_clean(tmp_path, demo_config):
+    proc = run_snakemake(tmp_path, demo_config, "--lint", check=False)
+    out = proc.stdout + proc.stderr
+    assert proc.returncode == 0 and "Lints for" not in out, out[-3000:]

@@ -28,6 +28,16 @@ def _curve(scores: pd.DataFrame, x: str) -> pd.DataFrame:
     return out.reset_index()
 
 
+def _finish_scaling_axes(ax: plt.Axes, xlabel: str, title: str) -> None:
+    """Log x axis, labels, legend outside on the right, grid."""
+    ax.set_xscale("log")
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel("prediction accuracy (mean Pearson r, test)")
+    ax.set_title(title)
+    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0))
+    ax.grid(alpha=0.3, which="both")
+
+
 def plot_data_scaling(scores: pd.DataFrame, fits: pd.DataFrame, model: str, out: str | Path):
     """Study 1, Fig. 1: test r against training size per ROI; black: mean over ROIs."""
     fig, ax = plt.subplots(figsize=(6.5, 4.5))
@@ -56,12 +66,7 @@ def plot_data_scaling(scores: pd.DataFrame, fits: pd.DataFrame, model: str, out:
         marker="s",
         label=f"mean over ROIs (b={s.b:.3f} [{s.b_lo:.3f}, {s.b_hi:.3f}])",
     )
-    ax.set_xscale("log")
-    ax.set_xlabel("training samples")
-    ax.set_ylabel("prediction accuracy (mean Pearson r, test)")
-    ax.set_title(f"Data scaling: {model}")
-    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0))
-    ax.grid(alpha=0.3, which="both")
+    _finish_scaling_axes(ax, "training samples", f"Data scaling: {model}")
     _save(fig, out)
 
 
@@ -87,12 +92,7 @@ def plot_param_scaling(scores: pd.DataFrame, size: int, out: str | Path) -> None
             )
     for model, mk in markers.items():
         ax.plot([], [], color="gray", marker=mk, ls="none", label=model)
-    ax.set_xscale("log")
-    ax.set_xlabel("model parameters")
-    ax.set_ylabel("prediction accuracy (mean Pearson r, test)")
-    ax.set_title(f"Parameter scaling at {size} training samples")
-    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0))
-    ax.grid(alpha=0.3, which="both")
+    _finish_scaling_axes(ax, "model parameters", f"Parameter scaling at {size} training samples")
     _save(fig, out)
 
 
