@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import logging
 import warnings
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -289,23 +289,6 @@ def _batch_size(voxel_batch: int | None, n_alphas: int, rows: int, dtype: torch.
     return max(1, _BLOCK_BYTES // (itemsize * n_alphas * max(rows, 1)))
 
 
-def _eigh(gram: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """``torch.linalg.eigh`` (ascending eigenvalues), run on one thread on CPU.
-
-    Measured on the 2-vCPU machine (1024² float64): MKL's multi-threaded eigh takes 0.09 s on
-    an idle host but 1-14 s, erratically, on a contended one (its many small parallel regions
-    wait on descheduled threads); on one thread it takes 0.16-0.18 s in both conditions.
-    """
-    if gram.device.type != "cpu":
-        return torch.linalg.eigh(gram)
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        return torch.linalg.eigh(gram)
-    finally:
-        torch.set_num_threads(threads)
-
-
 def _thin_svd(xc: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Thin SVD Xc = U diag(s) Vᵀ of a centred float64 (n, p) matrix via its smaller Gram matrix.
 
@@ -316,7 +299,7 @@ def _thin_svd(xc: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tenso
     """
     n, p = xc.shape
     primal = p < n
-    lam, vecs = _eigh(xc.T @ xc if primal else xc @ xc.T)
+    lam, vecs = torch.linalg.eigh(xc.T @ xc if primal else xc @ xc.T)
     tol = lam[-1].clamp(min=0) * max(n, p) * torch.finfo(lam.dtype).eps
     keep = lam > tol
     s = lam[keep].sqrt()
@@ -398,10 +381,8 @@ def _cv_scores(
     n_train = max(train.numel() for train, _ in folds)
     batch = _batch_size(voxel_batch, alphas.size, max(n_val, min(X.shape[1], n_train)), dtype)
     total = torch.zeros((alphas.size, Y.shape[1]), dtype=torch.float64, device=device)
-    for train, val in folds:
+    for (train, val), (u, s, a) in zip(folds, _fold_factors(x, folds, dtype), strict=True):
         train, val = train.to(device), val.to(device)
-        u, s, v, mean = _factorise(x, train, dtype)
-        a = (x[val].to(torch.float64) - mean) @ v  # (n_v, r)
         if scoring == "r":
             a = a - a.mean(0)
         a = a.to(dtype)
@@ -410,6 +391,45 @@ def _cv_scores(
             scores = _fold_scores(u, s, a, yb[train], yb[val], alphas_t, scoring)
             total[:, start : start + batch] += scores.to(torch.float64)
     return (total / len(folds)).cpu().numpy()
+
+
+def _fold_factors(
+    x: torch.Tensor, folds: list[tuple[torch.Tensor, torch.Tensor]], dtype: torch.dtype
+) -> Iterator[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
+    """Per fold: U (n_t, r) and s (r,) of the centred training features, in ``dtype``, and the
+    validation features centred with the training means and projected on V, A = Xv_c V
+    (n_v, r), in float64.
+
+    Primal regime (p < n_t): the thin SVD of each fold's centred X_t (:func:`_factorise`).
+    Kernel regime (p ≥ n_t): the Gram matrix K = X Xᵀ (n × n, float64) is computed once and
+    each fold centres its slices, Kc_tt = Xt_c Xt_cᵀ and Kc_vt = Xv_c Xt_cᵀ, so that
+    A = Kc_vt U / s needs no product with X at all.
+    """
+    n_train = max(train.numel() for train, _ in folds)
+    if x.shape[1] < n_train:
+        for train, val in folds:
+            train, val = train.to(x.device), val.to(x.device)
+            u, s, v, mean = _factorise(x, train, dtype)
+            yield u, s, (x[val].to(torch.float64) - mean) @ v
+        return
+    x64 = x.to(torch.float64)
+    gram = x64 @ x64.T
+    del x64
+    for train, val in folds:
+        train, val = train.to(x.device), val.to(x.device)
+        k_tt = gram[train][:, train]
+        col_mean = k_tt.mean(0)
+        u, s = _kernel_eig(k_tt - col_mean[:, None] - col_mean[None, :] + col_mean.mean())
+        k_vt = gram[val][:, train]
+        k_vt = k_vt - k_vt.mean(1, keepdim=True) - col_mean[None, :] + col_mean.mean()
+        yield u.to(dtype), s.to(dtype), (k_vt @ u) / s
+
+
+def _kernel_eig(kc: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """U (n, r), s (r,) of a centred float64 kernel Xc Xcᵀ; numerically null directions dropped."""
+    lam, vecs = torch.linalg.eigh(kc)
+    keep = lam > lam[-1].clamp(min=0) * kc.shape[0] * torch.finfo(lam.dtype).eps
+    return vecs[:, keep], lam[keep].sqrt()
 
 
 def _best_alpha_index(scores: np.ndarray, alphas: np.ndarray) -> np.ndarray:
