@@ -18,6 +18,7 @@ squared error; both are averaged over folds (each fold weighs the same) and high
 from __future__ import annotations
 
 import logging
+import os
 import warnings
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
@@ -28,7 +29,7 @@ import torch
 log = logging.getLogger(__name__)
 
 SCORINGS = ("r", "mse")
-_BLOCK_BYTES = 512 * 2**20  # bound on one (alphas × rows × batch) block of the evaluation
+_BLOCK_MIN, _BLOCK_MAX = 16 * 2**20, 512 * 2**20  # bounds of one evaluation block, bytes
 
 Fold = tuple[np.ndarray, np.ndarray]
 
@@ -131,8 +132,9 @@ def fit_ridge_cv(
     validation fold is constant scores 0 with ``"r"`` on that fold (as does a constant
     prediction), so a constant column of Y ties over all penalties and gets the largest.
     The refit uses all n samples. ``voxel_batch`` targets are evaluated together (default:
-    as many as keep one (a × rows × batch) block under ~512 MB). ``dtype`` is the precision of
-    the work per target; the factorisations run in float64 (see :func:`_factorise`).
+    as many as keep one (a × rows × batch) block under a quarter of Y's size, within
+    16–512 MB). ``dtype`` is the precision of the work per target; the factorisations run in
+    float64 (see :func:`_factorise`).
     """
     X = _check_matrix(X, "X")
     Y, alphas, folds = _check_problem(Y, alphas, folds, scoring, dtype, X.shape[0])
@@ -279,14 +281,29 @@ def _numpy_dtype(dtype: torch.dtype) -> np.dtype:
     return np.dtype(np.float32 if dtype == torch.float32 else np.float64)
 
 
-def _batch_size(voxel_batch: int | None, n_alphas: int, rows: int, dtype: torch.dtype) -> int:
-    """Targets per batch: ``voxel_batch``, or as many as keep (a × rows × batch) ≲ 512 MB."""
+def _batch_size(
+    voxel_batch: int | None, n_alphas: int, rows: int, dtype: torch.dtype, y_bytes: int
+) -> int:
+    """Targets per batch: ``voxel_batch``, or as many as keep one (a × rows × batch) block
+    under a quarter of Y's size, clamped to [16 MB, min(512 MB, available memory / 8)], so the
+    evaluation's working memory grows with the data, not beyond it.
+    """
     if voxel_batch is not None:
         if voxel_batch < 1:
             raise ValueError(f"voxel_batch must be at least 1, got {voxel_batch}")
         return voxel_batch
+    ceiling = max(_BLOCK_MIN, min(_BLOCK_MAX, _available_memory() // 8))
+    block = min(max(y_bytes // 4, _BLOCK_MIN), ceiling)
     itemsize = torch.empty((), dtype=dtype).element_size()
-    return max(1, _BLOCK_BYTES // (itemsize * n_alphas * max(rows, 1)))
+    return max(1, block // (itemsize * n_alphas * max(rows, 1)))
+
+
+def _available_memory() -> int:
+    """Bytes of memory available to this process (Linux), or 4 GiB where unknown."""
+    try:
+        return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (ValueError, OSError, AttributeError):
+        return 4 * 2**30
 
 
 def _thin_svd(xc: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -379,7 +396,8 @@ def _cv_scores(
     alphas_t = torch.as_tensor(alphas, dtype=dtype, device=device)
     n_val = max(val.numel() for _, val in folds)
     n_train = max(train.numel() for train, _ in folds)
-    batch = _batch_size(voxel_batch, alphas.size, max(n_val, min(X.shape[1], n_train)), dtype)
+    rows = max(n_val, min(X.shape[1], n_train))
+    batch = _batch_size(voxel_batch, alphas.size, rows, dtype, y.element_size() * y.numel())
     total = torch.zeros((alphas.size, Y.shape[1]), dtype=torch.float64, device=device)
     for (train, val), (u, s, a) in zip(folds, _fold_factors(x, folds, dtype), strict=True):
         train, val = train.to(device), val.to(device)
@@ -468,7 +486,7 @@ def _refit(
     u, s, v, mean_x = _factorise(x, torch.arange(X.shape[0], device=device), dtype)
     v = v.to(dtype)
     alpha_t = torch.as_tensor(alpha, dtype=dtype, device=device)
-    batch = _batch_size(voxel_batch, 1, max(X.shape), dtype)
+    batch = _batch_size(voxel_batch, 1, max(X.shape), dtype, y.element_size() * y.numel())
     coef = np.empty((X.shape[1], Y.shape[1]), dtype=_numpy_dtype(dtype))
     intercept = np.empty(Y.shape[1], dtype=_numpy_dtype(dtype))
     for start in range(0, Y.shape[1], batch):
