@@ -160,7 +160,9 @@ def test_one_feature_ties_on_r_and_refits_like_sklearn():
     folds = kfold_splits(100, FOLDS)
     ours = fit_ridge_cv(X, Y, ALPHAS, folds, scoring="r", dtype=torch.float64)
     ref = fit_himalaya(X, Y, ALPHAS, folds)
-    assert np.ptp(ours.cv_scores, axis=0).max() < 1e-12  # a tie in exact arithmetic
+    # a tie in exact arithmetic: round-off only (the one-factorisation path solves n_v × n_v
+    # systems, ~1e-12), far inside himalaya's own tie window (1e-10·log α)
+    assert np.ptp(ours.cv_scores, axis=0).max() < 1e-10
     np.testing.assert_allclose(ours.cv_scores[0], np.reshape(ref.cv_scores_, -1), atol=1e-7)
     assert np.allclose(ref.best_alphas_, ALPHAS.max(), rtol=1e-6)  # himalaya: the largest
     expected = Ridge(alpha=ours.best_alpha, fit_intercept=True).fit(X, Y).predict(X_new)

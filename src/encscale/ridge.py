@@ -138,9 +138,9 @@ def fit_ridge_cv(
     """
     X = _check_matrix(X, "X")
     Y, alphas, folds = _check_problem(Y, alphas, folds, scoring, dtype, X.shape[0])
-    scores = _cv_scores(X, Y, alphas, folds, scoring, device, dtype, voxel_batch)
+    scores, factors = _cv_scores(X, Y, alphas, folds, scoring, device, dtype, voxel_batch)
     best_alpha = alphas[_best_alpha_index(scores, alphas)]
-    coef, intercept = _refit(X, Y, best_alpha, device, dtype, voxel_batch)
+    coef, intercept = _refit(X, Y, best_alpha, device, dtype, voxel_batch, factors)
     return RidgeCVResult(alphas, scores, best_alpha, coef, intercept)
 
 
@@ -177,7 +177,7 @@ def fit_ridge_cv_select(
         X = _load_set(load_X, f, Y.shape[0])
         widths.append(X.shape[1])
         log.info("feature set %d/%d: %d features, cross-validating", f + 1, n_sets, X.shape[1])
-        scores = _cv_scores(X, Y, alphas, folds, scoring, device, dtype, voxel_batch)
+        scores, _ = _cv_scores(X, Y, alphas, folds, scoring, device, dtype, voxel_batch)
         idx = _best_alpha_index(scores, alphas)
         score, alpha = scores[idx, np.arange(v)], alphas[idx]
         set_scores[f] = score
@@ -389,7 +389,16 @@ def _cv_scores(
     dtype: torch.dtype,
     voxel_batch: int | None,
 ) -> np.ndarray:
-    """Mean validation score over folds (a, v), float64: one factorisation per fold."""
+    """Mean validation score over folds (a, v), float64.
+
+    Where the folds partition the samples and the features leave room beside every
+    validation fold (n − p ≥ 2·n_v), the scores come from one factorisation of all samples
+    (:func:`_lgo_scores`); elsewhere from one factorisation per fold.
+    """
+    if _use_lgo(X.shape, folds):
+        factors = _factorise_f64(torch.as_tensor(X, device=torch.device(device)))
+        scores = _lgo_scores(Y, alphas, folds, scoring, device, dtype, voxel_batch, factors)
+        return scores, factors
     device = torch.device(device)
     x = torch.as_tensor(X, device=device)
     y = torch.as_tensor(Y, dtype=dtype)
@@ -408,7 +417,110 @@ def _cv_scores(
             yb = y[:, start : start + batch].to(device)
             scores = _fold_scores(u, s, a, yb[train], yb[val], alphas_t, scoring)
             total[:, start : start + batch] += scores.to(torch.float64)
+    return (total / len(folds)).cpu().numpy(), None
+
+
+def _use_lgo(shape: tuple[int, int], folds: list[tuple[torch.Tensor, torch.Tensor]]) -> bool:
+    """Whether leave-group-out scoring applies: folds partition the samples, n − p ≥ 2·n_v.
+
+    The second condition keeps I − H_vv well conditioned (its eigenvalues stay near
+    1 − p/n), so that the float32 solves lose nothing.
+    """
+    n, p = shape
+    n_val = max(val.numel() for _, val in folds)
+    if n - p < 2 * n_val:
+        return False
+    seen = torch.zeros(n, dtype=torch.int64)
+    for train, val in folds:
+        if train.numel() + val.numel() != n:
+            return False
+        seen[val] += 1
+        seen[train] += 0
+    return bool((seen == 1).all()) and all(
+        not bool(torch.isin(train, val).any()) for train, val in folds
+    )
+
+
+def _lgo_scores(
+    Y: np.ndarray,
+    alphas: np.ndarray,
+    folds: list[tuple[torch.Tensor, torch.Tensor]],
+    scoring: str,
+    device: str | torch.device,
+    dtype: torch.dtype,
+    voxel_batch: int | None,
+    factors: tuple[torch.Tensor, ...],
+) -> np.ndarray:
+    """Mean validation score over folds (a, v) from ONE factorisation of all n samples.
+
+    Ridge with an unpenalised intercept is a linear smoother, Ŷ = H Y with
+    H = J/n + U diag(f) Uᵀ (Xc = U diag(s) Vᵀ centred with all samples' means,
+    f = s²/(s²+α), J all ones). Refitting without the rows of fold v predicts them, exactly,
+    as (I − H_vv)⁻¹ H_vt Y_t. With Yc centred on all samples, H_vt Yc_t =
+    U_v (f ⊙ (UᵀYc − U_vᵀYc_v)) − 1·(Σ_v Yc)/n: the prediction comes without subtracting
+    large numbers (forming Y_v − (I − H_vv)⁻¹E_v instead loses float32 precision where
+    the prediction is nearly constant). I − H_vv = Z_v + U_v diag(1 − f) U_vᵀ with
+    Z_v = I − J/n − U_v U_vᵀ, in float64, factorised by Cholesky per penalty and fold
+    (n_v × n_v); the solves and products that grow with the targets run in ``dtype``. The
+    part of the prediction carried by the training mean, w_v·(Σ_t Yc)/n with
+    w_v = (I − H_vv)⁻¹ 1, is added separately (w_v in float64, centred for ``"r"``): under a
+    strong penalty it dominates an otherwise small, varying prediction.
+    """
+    device = torch.device(device)
+    u64, s64 = factors[0], factors[1]
+    n = u64.shape[0]
+    u = u64.to(dtype)
+    y = torch.as_tensor(Y, dtype=dtype)
+    shrink = [s64**2 / (s64**2 + a) for a in alphas]  # f per penalty, float64
+    fold_sys = []
+    for _, val in folds:
+        val = val.to(device)
+        uv = u64[val]
+        z = torch.eye(val.numel(), dtype=torch.float64, device=device) - 1.0 / n - uv @ uv.T
+        chols64 = [torch.linalg.cholesky((uv * (1 - f)) @ uv.T + z) for f in shrink]
+        ones = torch.ones((val.numel(), 1), dtype=torch.float64, device=device)
+        # (I − H_vv)⁻¹ 1: the response of the prediction to the training mean, in float64
+        const = [torch.cholesky_solve(ones, c)[:, 0] for c in chols64]
+        if scoring == "r":
+            const = [w - w.mean() for w in const]  # Pearson r only sees its variation
+        chols = [c.to(dtype) for c in chols64]
+        fold_sys.append((val, uv.to(dtype), chols, [w.to(dtype) for w in const]))
+    batch = _batch_size(voxel_batch, len(folds), u.shape[1], dtype, y.element_size() * y.numel())
+    total = torch.zeros((alphas.size, Y.shape[1]), dtype=torch.float64, device=device)
+    for start in range(0, Y.shape[1], batch):
+        yb = y[:, start : start + batch].to(device)
+        yc = yb - yb.mean(0)
+        proj = u.T @ yc  # (r, b)
+        for val, uv, chols, const in fold_sys:
+            yc_v = yc[val]
+            proj_t = proj - uv.T @ yc_v  # Uᵀ Yc over the training rows
+            train_sum = -yc_v.sum(0) / n  # (Σ_t Yc) / n, as Yc sums to 0
+            for i, (f, chol, w) in enumerate(zip(shrink, chols, const, strict=True)):
+                varying = torch.cholesky_solve(uv @ (f.to(dtype)[:, None] * proj_t), chol)
+                pred = varying + w[:, None] * train_sum
+                score = _validation_score(pred, yc_v, yc_v - pred, scoring)
+                total[i, start : start + batch] += score.to(torch.float64)
     return (total / len(folds)).cpu().numpy()
+
+
+def _validation_score(
+    pred: torch.Tensor, y_val: torch.Tensor, resid: torch.Tensor, scoring: str
+) -> torch.Tensor:
+    """Score (b,) of validation predictions (n_v, b): Pearson r (0 if constant) or −MSE."""
+    if scoring == "mse":
+        return -(resid**2).mean(0)
+    pc, yv = pred - pred.mean(0), y_val - y_val.mean(0)
+    den = torch.sqrt((pc**2).sum(0) * (yv**2).sum(0))
+    r = (pc * yv).sum(0) / torch.where(den > 0, den, 1.0)
+    return torch.where((y_val == y_val[0]).all(0), 0.0, r)
+
+
+def _factorise_f64(x: torch.Tensor) -> tuple[torch.Tensor, ...]:
+    """Float64 thin SVD of all rows of ``x`` centred: U (n, r), s (r,), V (p, r), means (p,)."""
+    x64 = x.to(torch.float64)
+    mean = x64.mean(0)
+    u, s, v = _thin_svd(x64 - mean)
+    return u, s, v, mean
 
 
 def _fold_factors(
@@ -474,17 +586,21 @@ def _refit(
     device: str | torch.device,
     dtype: torch.dtype,
     voxel_batch: int | None,
+    factors: tuple[torch.Tensor, ...] | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Ridge fit on all samples with one penalty per target: coef (p, v), intercept (v,).
 
-    One factorisation of the centred X; per target the shrinkage s / (s² + α_j) applies to
+    One factorisation of the centred X (``factors`` from :func:`_factorise_f64` when the
+    cross-validation already made it); per target the shrinkage s / (s² + α_j) applies to
     its column of Uᵀ Yc, so the coefficients V diag(...) Uᵀ Yc come from matrix products.
     """
     device = torch.device(device)
     x = torch.as_tensor(X, device=device)
     y = torch.as_tensor(Y, dtype=dtype)
-    u, s, v, mean_x = _factorise(x, torch.arange(X.shape[0], device=device), dtype)
-    v = v.to(dtype)
+    if factors is None:
+        factors = _factorise_f64(x)
+    u, s, v = (t.to(dtype) for t in factors[:3])
+    mean_x = factors[3]
     alpha_t = torch.as_tensor(alpha, dtype=dtype, device=device)
     batch = _batch_size(voxel_batch, 1, max(X.shape), dtype, y.element_size() * y.numel())
     coef = np.empty((X.shape[1], Y.shape[1]), dtype=_numpy_dtype(dtype))
