@@ -435,7 +435,6 @@ def _use_lgo(shape: tuple[int, int], folds: list[tuple[torch.Tensor, torch.Tenso
         if train.numel() + val.numel() != n:
             return False
         seen[val] += 1
-        seen[train] += 0
     return bool((seen == 1).all()) and all(
         not bool(torch.isin(train, val).any()) for train, val in folds
     )
