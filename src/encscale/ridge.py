@@ -476,14 +476,18 @@ def _lgo_scores(
         val = val.to(device)
         uv = u64[val]
         z = torch.eye(val.numel(), dtype=torch.float64, device=device) - 1.0 / n - uv @ uv.T
-        chols64 = [torch.linalg.cholesky((uv * (1 - f)) @ uv.T + z) for f in shrink]
+        uv32 = uv.to(dtype)
         ones = torch.ones((val.numel(), 1), dtype=torch.float64, device=device)
-        # (I − H_vv)⁻¹ 1: the response of the prediction to the training mean, in float64
-        const = [torch.cholesky_solve(ones, c)[:, 0] for c in chols64]
-        if scoring == "r":
-            const = [w - w.mean() for w in const]  # Pearson r only sees its variation
-        chols = [c.to(dtype) for c in chols64]
-        fold_sys.append((val, uv.to(dtype), chols, [w.to(dtype) for w in const]))
+        chols, const = [], []
+        for f in shrink:
+            # I − H_vv: its product in ``dtype`` (well conditioned here), Cholesky in float64
+            chol = torch.linalg.cholesky((uv32 * (1 - f).to(dtype)) @ uv32.T + z)
+            w = torch.cholesky_solve(ones, chol)[:, 0]  # (I − H_vv)⁻¹ 1
+            if scoring == "r":
+                w = w - w.mean()  # Pearson r only sees its variation
+            chols.append(chol.to(dtype))
+            const.append(w.to(dtype))
+        fold_sys.append((val, uv32, chols, const))
     batch = _batch_size(voxel_batch, len(folds), u.shape[1], dtype, y.element_size() * y.numel())
     total = torch.zeros((alphas.size, Y.shape[1]), dtype=torch.float64, device=device)
     for start in range(0, Y.shape[1], batch):
