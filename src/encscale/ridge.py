@@ -332,15 +332,10 @@ def _factorise(
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
     """Thin SVD of ``x[rows]`` centred with its own column means: U, s (in ``dtype``), V, means.
 
-    float64 here: the Gram matrix, its eigendecomposition and the singular vectors derived
-    from it are computed in float64; U and s are cast to ``dtype`` here, V (p, r) and the
-    column means (p,) are returned in float64 for the caller's last product. This costs
-    O(n·p·min(n, p)) once per fold, independent of the number of targets; everything that
-    scales with the targets runs in ``dtype``.
+    See :func:`_factorise_f64`; U and s are cast to ``dtype`` here, V (p, r) and the column
+    means (p,) stay float64 for the caller's last product.
     """
-    x_rows = x[rows].to(torch.float64)
-    mean = x_rows.mean(0)
-    u, s, v = _thin_svd(x_rows - mean)
+    u, s, v, mean = _factorise_f64(x[rows])
     return u.to(dtype), s.to(dtype), v, mean
 
 
@@ -519,7 +514,12 @@ def _validation_score(
 
 
 def _factorise_f64(x: torch.Tensor) -> tuple[torch.Tensor, ...]:
-    """Float64 thin SVD of all rows of ``x`` centred: U (n, r), s (r,), V (p, r), means (p,)."""
+    """Float64 thin SVD of the rows of ``x`` centred: U (n, r), s (r,), V (p, r), means (p,).
+
+    float64 here: the Gram matrix, its eigendecomposition and the singular vectors (a float32
+    Gram loses the small singular values of decaying spectra). This costs O(n·p·min(n, p)),
+    independent of the number of targets.
+    """
     x64 = x.to(torch.float64)
     mean = x64.mean(0)
     u, s, v = _thin_svd(x64 - mean)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import h5py
 import numpy as np
 import pandas as pd
 
@@ -35,14 +36,12 @@ def noise_normalized_r2(r: np.ndarray, nc_percent: np.ndarray) -> np.ndarray:
     return np.minimum(np.maximum(r, 0.0) ** 2 / nc, 1.0)
 
 
-def roi_masks(responses_path: str | Path) -> dict[tuple[str, str], np.ndarray]:
-    """Boolean voxel masks keyed by (atlas, roi), plus ("all", "all") for every voxel."""
-    with open_h5(responses_path, "responses") as h5:
-        n_vox = h5["noise_ceiling"].shape[0]
-        masks = {("all", "all"): np.ones(n_vox, dtype=bool)}
-        for atlas, group in h5.get("rois", {}).items():
-            for roi, dset in group.items():
-                masks[(atlas, roi)] = dset[()].astype(bool)
+def roi_masks(h5: h5py.File, n_voxels: int) -> dict[tuple[str, str], np.ndarray]:
+    """Boolean voxel masks of an open responses file keyed by (atlas, roi), plus ("all", "all")."""
+    masks = {("all", "all"): np.ones(n_voxels, dtype=bool)}
+    for atlas, group in h5.get("rois", {}).items():
+        for roi, dset in group.items():
+            masks[(atlas, roi)] = dset[()].astype(bool)
     return masks
 
 
@@ -53,12 +52,13 @@ def score_fit(fit_path: str | Path, responses_path: str | Path) -> pd.DataFrame:
         meta = {k: fit.attrs[k] for k in ("subject", "model", "n_params", "size", "seed")}
     with open_h5(responses_path, "responses") as resp:
         nc = read_dataset(resp, "noise_ceiling", ndim=1).astype(np.float64)
+        masks = roi_masks(resp, nc.shape[0])
     if nc.shape != r.shape:
         raise ValueError(f"{fit_path}: {r.shape[0]} voxels, but {responses_path} has {nc.shape[0]}")
     r_norm = r / np.sqrt(np.maximum(nc / 100.0, 1e-14))
     nn = noise_normalized_r2(r, nc)
     rows = []
-    for (atlas, roi), mask in roi_masks(responses_path).items():
+    for (atlas, roi), mask in masks.items():
         if not mask.any():
             continue
         rows.append(

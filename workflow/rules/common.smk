@@ -37,9 +37,8 @@ check_size_key("scaling.param_size", config["scaling"]["param_size"])
 check_size_key("final.size", config["final"]["size"])
 if ENC["n_folds"] > SIZES[0]:
     config_error("encoding.n_folds", f"{ENC['n_folds']} folds exceed the smallest size {SIZES[0]}")
-for key in ("scaling.atlas",):
-    if config["scaling"]["atlas"] not in config["prepare"]["atlases"]:
-        config_error(key, f"atlas '{config['scaling']['atlas']}' is not in prepare.atlases")
+if config["scaling"]["atlas"] not in config["prepare"]["atlases"]:
+    config_error("scaling.atlas", f"atlas '{config['scaling']['atlas']}' is not in prepare.atlases")
 for atlas in config["final"]["atlases"]:
     if atlas not in config["prepare"]["atlases"]:
         config_error("final.atlases", f"atlas '{atlas}' is not in prepare.atlases")
