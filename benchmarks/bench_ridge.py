@@ -360,14 +360,22 @@ def sklearn_method(problem: Problem, alphas: np.ndarray) -> Method:
     return Method(name, fit, read)
 
 
-def all_methods(problem: Problem, alphas: np.ndarray, folds: list, device: str) -> list[Method]:
-    """encscale, himalaya on each available backend, scikit-learn."""
-    backends = ["numpy", "torch"] + (["torch_cuda"] if torch.cuda.is_available() else [])
-    return [
-        encscale_method(problem, alphas, folds, device),
-        *(himalaya_method(problem, alphas, folds, b) for b in backends),
-        sklearn_method(problem, alphas),
-    ]
+METHODS = ("encscale", "himalaya-numpy", "himalaya-torch", "himalaya-torch_cuda", "sklearn")
+
+
+def all_methods(
+    problem: Problem, alphas: np.ndarray, folds: list, device: str, names: list[str]
+) -> list[Method]:
+    """The methods named in ``names`` (see METHODS); torch_cuda only where CUDA is available."""
+    if "himalaya-torch_cuda" in names and not torch.cuda.is_available():
+        names = [name for name in names if name != "himalaya-torch_cuda"]
+    build = {
+        "encscale": lambda: encscale_method(problem, alphas, folds, device),
+        "sklearn": lambda: sklearn_method(problem, alphas),
+    }
+    for backend in ("numpy", "torch", "torch_cuda"):
+        build[f"himalaya-{backend}"] = lambda b=backend: himalaya_method(problem, alphas, folds, b)
+    return [build[name]() for name in METHODS if name in names]
 
 
 # --- report ---------------------------------------------------------------------------------
@@ -428,13 +436,13 @@ def print_table(outcomes: list[Outcome], alphas: np.ndarray, n_sets: int) -> Non
         )
 
 
-def penalty_spread(choice: Choice, alphas: np.ndarray) -> str:
+def penalty_spread(outcome: Outcome, alphas: np.ndarray) -> str:
     """Counts of voxels per chosen grid penalty, with a warning below 4 distinct values."""
-    counts = np.bincount(grid_index(choice.alpha, alphas), minlength=alphas.size)
+    counts = np.bincount(grid_index(outcome.choice.alpha, alphas), minlength=alphas.size)
     used = int(np.count_nonzero(counts))
     text = ", ".join(f"{a:.0e}:{c}" for a, c in zip(alphas, counts, strict=True) if c)
     warn = "" if used >= 4 else "  WARNING: fewer than 4 distinct penalties"
-    return f"encscale's penalties spread over {used} grid values ({text}){warn}"
+    return f"{outcome.name}: penalties spread over {used} grid values ({text}){warn}"
 
 
 def load_note(load_start: float) -> str:
@@ -447,10 +455,11 @@ def load_note(load_start: float) -> str:
 
 
 def speedup(outcomes: list[Outcome]) -> float:
-    """himalaya's best CPU backend median time / encscale's median time."""
-    ours = statistics.median(outcomes[0].seconds)
+    """himalaya's best CPU backend median time / encscale's median time (nan if either is
+    missing)."""
+    ours = [statistics.median(o.seconds) for o in outcomes if o.name.startswith("encscale")]
     himalaya = [statistics.median(o.seconds) for o in outcomes if o.is_himalaya_cpu]
-    return min(himalaya) / ours
+    return min(himalaya) / ours[0] if ours and himalaya else float("nan")
 
 
 def run_shape(name: str, args: argparse.Namespace, alphas: np.ndarray) -> float:
@@ -466,14 +475,14 @@ def run_shape(name: str, args: argparse.Namespace, alphas: np.ndarray) -> float:
     )
     load_start = os.getloadavg()[0]
     outcomes = []
-    for method in all_methods(problem, alphas, folds, args.device):
+    for method in all_methods(problem, alphas, folds, args.device, args.methods):
         outcomes.append(measure(method, args.repeat))
         print(
             f"   done: {method.name} ({statistics.median(outcomes[-1].seconds):.2f} s)", flush=True
         )
     print_table(outcomes, alphas, n_sets)
     print(load_note(load_start))
-    print(penalty_spread(outcomes[0].choice, alphas))
+    print(penalty_spread(outcomes[0], alphas))
     ratio = speedup(outcomes)
     print(f"shape {name}: himalaya best CPU backend / encscale = {ratio:.2f}x")
     return ratio
@@ -491,7 +500,16 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--rotate", action="store_true", help="randomly rotate the features")
     parser.add_argument("--device", default="cpu", help="encscale's device")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--methods",
+        default=",".join(METHODS),
+        help=f"comma-separated subset of {','.join(METHODS)} (default: all available)",
+    )
     args = parser.parse_args()
+    args.methods = args.methods.split(",")
+    unknown = sorted(set(args.methods) - set(METHODS))
+    if unknown:
+        parser.error(f"unknown --methods {unknown}; choose from {', '.join(METHODS)}")
     if args.repeat is None:
         args.repeat = 1 if args.quick else 3
     return args

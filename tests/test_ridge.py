@@ -93,11 +93,34 @@ def brute_force_cv(X, Y, alphas, folds, scoring):
     return scores / len(folds)
 
 
-@pytest.mark.parametrize(("p", "seed", "scoring"), [(20, None, "r"), (90, 7, "r"), (90, 7, "mse")])
-def test_kfold_scores_match_brute_force(p, seed, scoring):
+def with_gaps(folds, gap):
+    """The folds with the training samples within ``gap`` of a validation sample removed."""
+    out = []
+    for train, val in folds:
+        near = np.abs(train[:, None] - val[None, :]).min(1) <= gap
+        out.append((train[~near], val))
+    return out
+
+
+# Routes: K-fold with n − p ≥ 2·n_v (float32 leave-group-out operators), K-fold otherwise
+# (float64 leave-group-out smoothers, p < n and p ≥ n), folds that leave samples out of
+# training (one factorisation per fold, primal and kernel).
+@pytest.mark.parametrize(
+    ("p", "seed", "scoring", "gap"),
+    [
+        (20, None, "r", 0),
+        (45, 3, "r", 0),
+        (90, 7, "r", 0),
+        (90, 7, "mse", 0),
+        (20, None, "r", 2),
+        (20, None, "mse", 2),
+        (90, 7, "r", 2),
+    ],
+)
+def test_kfold_scores_match_brute_force(p, seed, scoring, gap):
     X, Y, _ = make_problem(60, p, 30, seed=p)
     alphas = np.logspace(-1, 4, 8)
-    folds = kfold_splits(60, 5, seed)
+    folds = with_gaps(kfold_splits(60, 5, seed), gap)
     res = fit_ridge_cv(X, Y, alphas, folds, scoring=scoring)
     expected = brute_force_cv(X, Y, alphas, folds, scoring)
     scale = 1.0 if scoring == "r" else np.abs(expected).max()
@@ -180,6 +203,16 @@ def test_voxel_batching_changes_nothing():
     sel_batched = fit_ridge_cv_select(sets.__getitem__, 2, Y, ALPHAS, folds, voxel_batch=7)
     assert np.array_equal(sel_whole.best_set, sel_batched.best_set)
     np.testing.assert_allclose(sel_whole.set_scores, sel_batched.set_scores, rtol=0, atol=1e-6)
+
+
+@pytest.mark.parametrize("p", [20, 90])  # leave-group-out route; kernel regime (p ≥ n_t)
+def test_inputs_are_left_unchanged(p):
+    X, Y, _ = make_problem(80, p, 15, seed=11)
+    X, Y = X.astype(np.float64), Y.astype(np.float64)
+    X0, Y0 = X.copy(), Y.copy()
+    fit_ridge_cv(X, Y, ALPHAS, kfold_splits(80, 4), dtype=torch.float64)
+    fit_ridge_cv_select([X, X[:, :5]].__getitem__, 2, Y, ALPHAS, kfold_splits(80, 4))
+    assert np.array_equal(X, X0) and np.array_equal(Y, Y0)
 
 
 def test_float32_and_float64_agree():

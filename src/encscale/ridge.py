@@ -138,9 +138,9 @@ def fit_ridge_cv(
     """
     X = _check_matrix(X, "X")
     Y, alphas, folds = _check_problem(Y, alphas, folds, scoring, dtype, X.shape[0])
-    scores, factors = _cv_scores(X, Y, alphas, folds, scoring, device, dtype, voxel_batch)
+    scores, reuse = _cv_scores(X, Y, alphas, folds, scoring, device, dtype, voxel_batch)
     best_alpha = alphas[_best_alpha_index(scores, alphas)]
-    coef, intercept = _refit(X, Y, best_alpha, device, dtype, voxel_batch, factors)
+    coef, intercept = _refit(X, Y, best_alpha, device, dtype, voxel_batch, **reuse)
     return RidgeCVResult(alphas, scores, best_alpha, coef, intercept)
 
 
@@ -306,17 +306,25 @@ def _available_memory() -> int:
         return 4 * 2**30
 
 
-def _thin_svd(xc: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+def _thin_svd(
+    xc: torch.Tensor, kernel: torch.Tensor | None = None
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Thin SVD Xc = U diag(s) Vᵀ of a centred float64 (n, p) matrix via its smaller Gram matrix.
 
     p < n: eigendecomposition of XcᵀXc (p × p) gives V and s², then U = Xc V / s.
     p ≥ n: eigendecomposition of Xc Xcᵀ (n × n, kernel form) gives U and s², then V = Xcᵀ U / s.
     Directions with s² under the numerical-rank tolerance are dropped: in exact arithmetic
-    they add nothing to a ridge solution. Returns U (n, r), s (r,), V (p, r).
+    they add nothing to a ridge solution. Returns U (n, r), s (r,), V (p, r). ``kernel``:
+    Xc Xcᵀ when the caller has it already (used for p ≥ n).
     """
     n, p = xc.shape
     primal = p < n
-    lam, vecs = torch.linalg.eigh(xc.T @ xc if primal else xc @ xc.T)
+    if primal:
+        gram = xc.T @ xc
+    else:
+        gram = xc @ xc.T if kernel is None else kernel
+    lam, vecs = torch.linalg.eigh(gram)
+    del gram
     tol = lam[-1].clamp(min=0) * max(n, p) * torch.finfo(lam.dtype).eps
     keep = lam > tol
     s = lam[keep].sqrt()
@@ -383,19 +391,30 @@ def _cv_scores(
     device: str | torch.device,
     dtype: torch.dtype,
     voxel_batch: int | None,
-) -> np.ndarray:
-    """Mean validation score over folds (a, v), float64.
+) -> tuple[np.ndarray, dict[str, object]]:
+    """Mean validation score over folds (a, v), float64, and what the refit can reuse.
 
-    Where the folds partition the samples and the features leave room beside every
-    validation fold (n − p ≥ 2·n_v), the scores come from one factorisation of all samples
-    (:func:`_lgo_scores`); elsewhere from one factorisation per fold.
+    Where the folds partition the samples (K-fold), the scores come from one factorisation
+    of all samples (:func:`_lgo_scores`), which the refit reuses; elsewhere from one
+    factorisation per fold (the refit reuses the kernel X Xᵀ when p ≥ n).
     """
-    if _use_lgo(X.shape, folds):
-        factors = _factorise_f64(torch.as_tensor(X, device=torch.device(device)))
-        scores = _lgo_scores(Y, alphas, folds, scoring, device, dtype, voxel_batch, factors)
-        return scores, factors
     device = torch.device(device)
     x = torch.as_tensor(X, device=device)
+    if _folds_partition(X.shape[0], folds):
+        u64, s, v, mean = _factorise_f64(x)
+        n, rank = u64.shape
+        n_val = max(val.numel() for _, val in folds)
+        z = None
+        if n - rank >= 2 * n_val:  # I − H_vv well conditioned: float32 operators suffice
+            z = [  # Z_v = I − J/n − U_v U_vᵀ per fold, float64
+                torch.eye(uv.shape[0], dtype=torch.float64, device=device) - 1.0 / n - uv @ uv.T
+                for uv in (u64[val.to(device)] for _, val in folds)
+            ]
+        factors = (u64.to(dtype), s, v.to(dtype), mean)
+        u = factors[0] if z is not None else u64
+        del u64, v
+        scores, proj = _lgo_scores(Y, alphas, folds, scoring, dtype, voxel_batch, u, s, z)
+        return scores, {"factors": factors, "proj": proj}
     y = torch.as_tensor(Y, dtype=dtype)
     alphas_t = torch.as_tensor(alphas, dtype=dtype, device=device)
     n_val = max(val.numel() for _, val in folds)
@@ -403,7 +422,12 @@ def _cv_scores(
     rows = max(n_val, min(X.shape[1], n_train))
     batch = _batch_size(voxel_batch, alphas.size, rows, dtype, y.element_size() * y.numel())
     total = torch.zeros((alphas.size, Y.shape[1]), dtype=torch.float64, device=device)
-    for (train, val), (u, s, a) in zip(folds, _fold_factors(x, folds, dtype), strict=True):
+    gram = None
+    if X.shape[1] >= n_train:  # kernel regime: X Xᵀ once, for every fold and the refit
+        x64 = x.to(torch.float64)
+        gram = x64 @ x64.T
+        del x64
+    for (train, val), (u, s, a) in zip(folds, _fold_factors(x, folds, dtype, gram), strict=True):
         train, val = train.to(device), val.to(device)
         if scoring == "r":
             a = a - a.mean(0)
@@ -412,19 +436,11 @@ def _cv_scores(
             yb = y[:, start : start + batch].to(device)
             scores = _fold_scores(u, s, a, yb[train], yb[val], alphas_t, scoring)
             total[:, start : start + batch] += scores.to(torch.float64)
-    return (total / len(folds)).cpu().numpy(), None
+    return (total / len(folds)).cpu().numpy(), {"gram": gram}
 
 
-def _use_lgo(shape: tuple[int, int], folds: list[tuple[torch.Tensor, torch.Tensor]]) -> bool:
-    """Whether leave-group-out scoring applies: folds partition the samples, n − p ≥ 2·n_v.
-
-    The second condition keeps I − H_vv well conditioned (its eigenvalues stay near
-    1 − p/n), so that the float32 solves lose nothing.
-    """
-    n, p = shape
-    n_val = max(val.numel() for _, val in folds)
-    if n - p < 2 * n_val:
-        return False
+def _folds_partition(n: int, folds: list[tuple[torch.Tensor, torch.Tensor]]) -> bool:
+    """Whether every sample is validated exactly once and trains in every other fold."""
     seen = torch.zeros(n, dtype=torch.int64)
     for train, val in folds:
         if train.numel() + val.numel() != n:
@@ -440,114 +456,175 @@ def _lgo_scores(
     alphas: np.ndarray,
     folds: list[tuple[torch.Tensor, torch.Tensor]],
     scoring: str,
-    device: str | torch.device,
     dtype: torch.dtype,
     voxel_batch: int | None,
-    factors: tuple[torch.Tensor, ...],
-) -> np.ndarray:
+    u: torch.Tensor,
+    s: torch.Tensor,
+    z: list[torch.Tensor] | None,
+) -> tuple[np.ndarray, torch.Tensor | None]:
     """Mean validation score over folds (a, v) from ONE factorisation of all n samples.
 
     Ridge with an unpenalised intercept is a linear smoother, Ŷ = H Y with
     H = J/n + U diag(f) Uᵀ (Xc = U diag(s) Vᵀ centred with all samples' means,
     f = s²/(s²+α), J all ones). Refitting without the rows of fold v predicts them, exactly,
-    as (I − H_vv)⁻¹ H_vt Y_t. With Yc centred on all samples, H_vt Yc_t =
-    U_v (f ⊙ (UᵀYc − U_vᵀYc_v)) − 1·(Σ_v Yc)/n: the prediction comes without subtracting
-    large numbers (forming Y_v − (I − H_vv)⁻¹E_v instead loses float32 precision where
-    the prediction is nearly constant). I − H_vv = Z_v + U_v diag(1 − f) U_vᵀ with
-    Z_v = I − J/n − U_v U_vᵀ, in float64, factorised by Cholesky per penalty and fold
-    (n_v × n_v); the solves and products that grow with the targets run in ``dtype``. The
-    part of the prediction carried by the training mean, w_v·(Σ_t Yc)/n with
-    w_v = (I − H_vv)⁻¹ 1, is added separately (w_v in float64, centred for ``"r"``): under a
-    strong penalty it dominates an otherwise small, varying prediction.
+    as (I − H_vv)⁻¹ H_vt Y_t: for all penalties at once, one matrix product per fold and
+    target batch with operators formed once per fold and penalty (centred over the
+    validation rows for ``"r"``, which sees only the prediction's variation); nothing is
+    solved per target. Two forms (u (n, r), s (r,) of :func:`_factorise_f64`):
+
+    - ``z`` given (Z_v per fold; n − r ≥ 2·n_v, so I − H_vv is well conditioned): with Yc
+      centred on all samples, H_vt Yc_t = U_v diag(f) Pt − 1·(Σ_v Yc)/n where
+      Pt = UᵀYc − U_vᵀYc_v, so the prediction is B [Pt; −(Σ_v Yc)/n] with
+      B = (I − H_vv)⁻¹ [U_v diag(f), 1] (n_v × (r+1), :func:`_lgo_operators`), u in ``dtype``.
+      Also returns UᵀY (r, v) for the refit.
+    - ``z`` None (u float64): the prediction is S Yc_t with S = −R_vv⁻¹ R_vt (n_v × n_t),
+      R = I − H, formed in float64 (:func:`_lgo_smoothers`): I − H_vv may be nearly
+      singular here (p ≥ n and small penalties), and S is not.
+
+    Either way the prediction comes without subtracting large numbers (forming
+    Y_v − (I − H_vv)⁻¹E_v instead loses float32 precision where the prediction is nearly
+    constant).
     """
-    device = torch.device(device)
-    u64, s64 = factors[0], factors[1]
-    n = u64.shape[0]
-    u = u64.to(dtype)
+    device = u.device
+    n, rank = u.shape
     y = torch.as_tensor(Y, dtype=dtype)
-    shrink = [s64**2 / (s64**2 + a) for a in alphas]  # f per penalty, float64
-    fold_sys = []
-    for _, val in folds:
-        val = val.to(device)
-        uv = u64[val]
-        z = torch.eye(val.numel(), dtype=torch.float64, device=device) - 1.0 / n - uv @ uv.T
-        uv32 = uv.to(dtype)
-        ones = torch.ones((val.numel(), 1), dtype=torch.float64, device=device)
-        chols, const = [], []
-        for f in shrink:
-            # I − H_vv: its product in ``dtype`` (well conditioned here), Cholesky in float64
-            chol = torch.linalg.cholesky((uv32 * (1 - f).to(dtype)) @ uv32.T + z)
-            w = torch.cholesky_solve(ones, chol)[:, 0]  # (I − H_vv)⁻¹ 1
-            if scoring == "r":
-                w = w - w.mean()  # Pearson r only sees its variation
-            chols.append(chol.to(dtype))
-            const.append(w.to(dtype))
-        fold_sys.append((val, uv32, chols, const))
-    batch = _batch_size(voxel_batch, len(folds), u.shape[1], dtype, y.element_size() * y.numel())
+    n_val = max(val.numel() for _, val in folds)
+    batch = _batch_size(voxel_batch, alphas.size, n_val, dtype, y.element_size() * y.numel())
+    proj = None
+    if z is not None:
+        proj = torch.empty((rank, Y.shape[1]), dtype=dtype, device=device)
+        for start in range(0, Y.shape[1], batch):  # UᵀYc = UᵀY: the columns of U sum to 0
+            proj[:, start : start + batch] = u.T @ y[:, start : start + batch].to(device)
+    mean_y = y.mean(0).to(device)
     total = torch.zeros((alphas.size, Y.shape[1]), dtype=torch.float64, device=device)
-    for start in range(0, Y.shape[1], batch):
-        yb = y[:, start : start + batch].to(device)
-        yc = yb - yb.mean(0)
-        proj = u.T @ yc  # (r, b)
-        for val, uv, chols, const in fold_sys:
-            yc_v = yc[val]
-            proj_t = proj - uv.T @ yc_v  # Uᵀ Yc over the training rows
-            train_sum = -yc_v.sum(0) / n  # (Σ_t Yc) / n, as Yc sums to 0
-            for i, (f, chol, w) in enumerate(zip(shrink, chols, const, strict=True)):
-                varying = torch.cholesky_solve(uv @ (f.to(dtype)[:, None] * proj_t), chol)
-                pred = varying + w[:, None] * train_sum
-                score = _validation_score(pred, yc_v, yc_v - pred, scoring)
-                total[i, start : start + batch] += score.to(torch.float64)
-    return (total / len(folds)).cpu().numpy()
+    for k, (train, val) in enumerate(folds):
+        if z is not None:
+            ops = _lgo_operators(u[val.to(device)], z[k], s, alphas, scoring)
+        else:
+            ops = _lgo_smoothers(u, s, train.to(device), val.to(device), alphas, scoring, dtype)
+        for start in range(0, Y.shape[1], batch):
+            cols = slice(start, start + batch)
+            y_v = y[val, cols].to(device)
+            yc_v = y_v - mean_y[cols]
+            if z is not None:
+                proj_t = proj[:, cols] - u[val.to(device)].T @ yc_v
+                rhs = torch.cat((proj_t, -yc_v.sum(0, keepdim=True) / n))
+            else:
+                rhs = y[train, cols].to(device) - mean_y[cols]
+            pred = (ops @ rhs).view(alphas.size, val.numel(), -1)
+            total[:, cols] += _validation_scores(pred, y_v, yc_v, scoring).to(torch.float64)
+    return (total / len(folds)).cpu().numpy(), proj
 
 
-def _validation_score(
-    pred: torch.Tensor, y_val: torch.Tensor, resid: torch.Tensor, scoring: str
+def _lgo_operators(
+    uv: torch.Tensor, z: torch.Tensor, s: torch.Tensor, alphas: np.ndarray, scoring: str
 ) -> torch.Tensor:
-    """Score (b,) of validation predictions (n_v, b): Pearson r (0 if constant) or −MSE."""
+    """Stacked leave-group-out operators (a·n_v, r+1), in U's dtype, for one validation fold.
+
+    uv (n_v, r): the fold's rows of U; z (n_v, n_v): Z_v in float64; s (r,) singular values.
+    Row block i is (I − H_vv(α_i))⁻¹ [U_v diag(f_i), 1], centred over its rows for ``"r"``.
+    I − H_vv = Z_v + U_v diag(1 − f) U_vᵀ: its product runs in U's dtype, its Cholesky
+    factorisation and inverse in float64.
+    """
+    n_v, dtype = uv.shape[0], uv.dtype
+    ops = torch.empty((alphas.size, n_v, uv.shape[1] + 1), dtype=dtype, device=uv.device)
+    for i, alpha in enumerate(alphas):
+        f = (s**2 / (s**2 + alpha)).to(dtype)
+        m = torch.cholesky_inverse(torch.linalg.cholesky((uv * (1 - f)) @ uv.T + z))
+        ops[i, :, :-1] = m.to(dtype) @ (uv * f)
+        ops[i, :, -1] = m.sum(1).to(dtype)  # (I − H_vv)⁻¹ 1, in float64
+    if scoring == "r":
+        ops -= ops.mean(1, keepdim=True)
+    return ops.view(alphas.size * n_v, -1)
+
+
+def _lgo_smoothers(
+    u: torch.Tensor,
+    s: torch.Tensor,
+    train: torch.Tensor,
+    val: torch.Tensor,
+    alphas: np.ndarray,
+    scoring: str,
+    dtype: torch.dtype,
+) -> torch.Tensor:
+    """Stacked leave-group-out smoothers (a·n_v, n_t), in ``dtype``, for one validation fold.
+
+    u (n, r) float64, s (r,): thin SVD of the centred features. With R = I − H
+    = Z + U diag(α/(s²+α)) Uᵀ, Z = I − J/n − UUᵀ (no cancellation as α → 0), block i is
+    S = −R_vv⁻¹ R_vt for α_i, all in float64 (R_vv is positive definite: R's null space is
+    the constants), centred over its rows for ``"r"``. S Yc_t predicts the fold's Yc_v.
+    """
+    n_v = val.numel()
+    uv = u[val]
+    z_rows = uv @ u.T  # (n_v, n): −(Z's rows), built below
+    z_rows.neg_().sub_(1.0 / u.shape[0])
+    z_rows[torch.arange(n_v, device=u.device), val] += 1.0
+    ops = torch.empty((alphas.size, n_v, train.numel()), dtype=dtype, device=u.device)
+    for i, alpha in enumerate(alphas):
+        r_rows = torch.addmm(z_rows, uv * (alpha / (s**2 + alpha)), u.T)
+        chol = torch.linalg.cholesky(r_rows[:, val])
+        ops[i] = torch.cholesky_solve(r_rows[:, train], chol).neg_().to(dtype)
+    if scoring == "r":
+        ops -= ops.mean(1, keepdim=True)
+    return ops.view(alphas.size * n_v, -1)
+
+
+def _validation_scores(
+    pred: torch.Tensor, y_val: torch.Tensor, yc_val: torch.Tensor, scoring: str
+) -> torch.Tensor:
+    """Scores (a, b) of validation predictions (a, n_v, b) of y_val (n_v, b).
+
+    ``"r"``: Pearson r of predictions already centred over the validation rows, 0 where the
+    prediction or y_val is constant. ``"mse"``: −mean((yc_val − pred)²), where the
+    predictions are of yc_val, y_val centred with a constant that applies to both.
+    """
     if scoring == "mse":
-        return -(resid**2).mean(0)
-    pc, yv = pred - pred.mean(0), y_val - y_val.mean(0)
-    den = torch.sqrt((pc**2).sum(0) * (yv**2).sum(0))
-    r = (pc * yv).sum(0) / torch.where(den > 0, den, 1.0)
+        return -((yc_val - pred) ** 2).mean(1)
+    yv = y_val - y_val.mean(0)
+    den = torch.sqrt(torch.linalg.vector_norm(pred, dim=1) ** 2 * (yv**2).sum(0))
+    r = torch.linalg.vecdot(pred, yv, dim=1) / torch.where(den > 0, den, 1.0)
     return torch.where((y_val == y_val[0]).all(0), 0.0, r)
 
 
-def _factorise_f64(x: torch.Tensor) -> tuple[torch.Tensor, ...]:
+def _factorise_f64(x: torch.Tensor, gram: torch.Tensor | None = None) -> tuple[torch.Tensor, ...]:
     """Float64 thin SVD of the rows of ``x`` centred: U (n, r), s (r,), V (p, r), means (p,).
 
     float64 here: the Gram matrix, its eigendecomposition and the singular vectors (a float32
     Gram loses the small singular values of decaying spectra). This costs O(n·p·min(n, p)),
-    independent of the number of targets.
+    independent of the number of targets. ``gram``: the uncentred X Xᵀ (n, n) if computed
+    already; it is centred in place.
     """
-    x64 = x.to(torch.float64)
+    x64 = x.to(torch.float64, copy=True)  # centred in place below
     mean = x64.mean(0)
-    u, s, v = _thin_svd(x64 - mean)
+    kernel = None
+    if gram is not None and x.shape[1] >= x.shape[0]:
+        col_mean = gram.mean(0)
+        kernel = gram.sub_(col_mean[:, None]).sub_(col_mean[None, :]).add_(col_mean.mean())
+    u, s, v = _thin_svd(x64.sub_(mean), kernel)
     return u, s, v, mean
 
 
 def _fold_factors(
-    x: torch.Tensor, folds: list[tuple[torch.Tensor, torch.Tensor]], dtype: torch.dtype
+    x: torch.Tensor,
+    folds: list[tuple[torch.Tensor, torch.Tensor]],
+    dtype: torch.dtype,
+    gram: torch.Tensor | None,
 ) -> Iterator[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
     """Per fold: U (n_t, r) and s (r,) of the centred training features, in ``dtype``, and the
     validation features centred with the training means and projected on V, A = Xv_c V
     (n_v, r), in float64.
 
-    Primal regime (p < n_t): the thin SVD of each fold's centred X_t (:func:`_factorise`).
-    Kernel regime (p ≥ n_t): the Gram matrix K = X Xᵀ (n × n, float64) is computed once and
-    each fold centres its slices, Kc_tt = Xt_c Xt_cᵀ and Kc_vt = Xv_c Xt_cᵀ, so that
-    A = Kc_vt U / s needs no product with X at all.
+    Primal regime (``gram`` None, p < n_t): the thin SVD of each fold's centred X_t
+    (:func:`_factorise`). Kernel regime (p ≥ n_t): each fold centres its slices of the Gram
+    matrix ``gram`` = X Xᵀ (n × n, float64), Kc_tt = Xt_c Xt_cᵀ and Kc_vt = Xv_c Xt_cᵀ, so
+    that A = Kc_vt U / s needs no product with X at all.
     """
-    n_train = max(train.numel() for train, _ in folds)
-    if x.shape[1] < n_train:
+    if gram is None:
         for train, val in folds:
             train, val = train.to(x.device), val.to(x.device)
             u, s, v, mean = _factorise(x, train, dtype)
             yield u, s, (x[val].to(torch.float64) - mean) @ v
         return
-    x64 = x.to(torch.float64)
-    gram = x64 @ x64.T
-    del x64
     for train, val in folds:
         train, val = train.to(x.device), val.to(x.device)
         k_tt = gram[train][:, train]
@@ -590,18 +667,22 @@ def _refit(
     dtype: torch.dtype,
     voxel_batch: int | None,
     factors: tuple[torch.Tensor, ...] | None = None,
+    gram: torch.Tensor | None = None,
+    proj: torch.Tensor | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Ridge fit on all samples with one penalty per target: coef (p, v), intercept (v,).
 
     One factorisation of the centred X (``factors`` from :func:`_factorise_f64` when the
-    cross-validation already made it); per target the shrinkage s / (s² + α_j) applies to
-    its column of Uᵀ Yc, so the coefficients V diag(...) Uᵀ Yc come from matrix products.
+    cross-validation already made it, else made here, from ``gram`` = X Xᵀ if given); per
+    target the shrinkage s / (s² + α_j) applies to its column of Uᵀ Yc (``proj`` (r, v) if
+    the cross-validation computed it), so the coefficients V diag(...) Uᵀ Yc come from
+    matrix products.
     """
     device = torch.device(device)
     x = torch.as_tensor(X, device=device)
     y = torch.as_tensor(Y, dtype=dtype)
     if factors is None:
-        factors = _factorise_f64(x)
+        factors = _factorise_f64(x, gram)
     u, s, v = (t.to(dtype) for t in factors[:3])
     mean_x = factors[3]
     alpha_t = torch.as_tensor(alpha, dtype=dtype, device=device)
@@ -611,8 +692,12 @@ def _refit(
     for start in range(0, Y.shape[1], batch):
         cols = slice(start, start + batch)
         mean_y, yc = _centre_targets(y[:, cols].to(device))
+        if proj is None:
+            proj_b = u.T @ yc
+        else:  # UᵀYc = UᵀY; a constant column projects to exactly 0
+            proj_b = torch.where((yc == 0).all(0), 0.0, proj[:, cols])
         shrink = s[:, None] / (s[:, None] ** 2 + alpha_t[cols])  # (r, b)
-        w = v @ (shrink * (u.T @ yc))  # (p, b)
+        w = v @ (shrink * proj_b)  # (p, b)
         coef[:, cols] = w.cpu().numpy()
         intercept[cols] = (mean_y.double() - mean_x @ w.double()).cpu().numpy()
     return coef, intercept
