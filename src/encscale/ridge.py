@@ -330,9 +330,9 @@ def _thin_svd(
     s = lam[keep].sqrt()
     if primal:
         v = vecs[:, keep]
-        return (xc @ v) / s, s, v
+        return (xc @ v).div_(s), s, v
     u = vecs[:, keep]
-    return u, s, (xc.T @ u) / s
+    return u, s, (xc.T @ u).div_(s)
 
 
 def _factorise(
@@ -513,6 +513,7 @@ def _lgo_scores(
                 rhs = y[train, cols].to(device) - mean_y[cols]
             pred = (ops @ rhs).view(alphas.size, val.numel(), -1)
             total[:, cols] += _validation_scores(pred, y_v, yc_v, scoring).to(torch.float64)
+        del ops  # before the next fold's are built
     return (total / len(folds)).cpu().numpy(), proj
 
 
@@ -691,11 +692,12 @@ def _refit(
     intercept = np.empty(Y.shape[1], dtype=_numpy_dtype(dtype))
     for start in range(0, Y.shape[1], batch):
         cols = slice(start, start + batch)
-        mean_y, yc = _centre_targets(y[:, cols].to(device))
+        yb = y[:, cols].to(device)
+        mean_y = yb.mean(0)
         if proj is None:
-            proj_b = u.T @ yc
+            proj_b = u.T @ _centre_targets(yb)[1]
         else:  # UᵀYc = UᵀY; a constant column projects to exactly 0
-            proj_b = torch.where((yc == 0).all(0), 0.0, proj[:, cols])
+            proj_b = torch.where((yb == yb[0]).all(0), 0.0, proj[:, cols])
         shrink = s[:, None] / (s[:, None] ** 2 + alpha_t[cols])  # (r, b)
         w = v @ (shrink * proj_b)  # (p, b)
         coef[:, cols] = w.cpu().numpy()
