@@ -34,7 +34,7 @@ def test_demo_config_dry_run_plans_the_study(tmp_path, demo_config):
     [
         (lambda c: c["encoding"].update(n_fold=5), "n_fold"),
         (lambda c: c.update(colour="red"), "colour"),
-        (lambda c: c["models"]["convnext_s"].update(layers="all"), "layers"),
+        (lambda c: c["models"]["convnext_s"].update(pretrained=True), "pretrained"),
         (lambda c: c["encoding"].update(n_draws="two"), "n_draws"),
         (lambda c: c["features"].update(pool_sizes=[1, "k2"]), "pool_sizes"),
         (lambda c: c["encoding"].update(sizes=[100, 5000]), "encoding.sizes"),

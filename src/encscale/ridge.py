@@ -1,15 +1,17 @@
 """The ridge engine: voxelwise ridge regression with penalties chosen by K-fold cross-validation.
 
-For one fold the centred training features factorise once as a thin SVD, Xc = U diag(s) Vᵀ.
-The ridge prediction on the validation fold for every penalty α is then
+For one fold the centred training features factorise as a thin SVD, Xc = U diag(s) Vᵀ, and
+the ridge prediction on the validation fold for every penalty α is
 
     P(α) = (Xv V) diag(s / (s² + α)) Uᵀ Yc,
 
 so every penalty and every target is evaluated with matrix products (no per-penalty solve),
-targets going through in batches that bound memory. The thin SVD comes from the
-eigendecomposition of the smaller Gram matrix: XcᵀXc (p × p) when p < n, the kernel matrix
-Xc Xcᵀ (n × n) when p ≥ n. Centring X and Y with the training fold's means makes the
-intercept unpenalised, as in scikit-learn's ``fit_intercept=True``.
+targets going through in batches that bound memory. When the folds partition the samples
+(K-fold), one factorisation of all samples serves every fold through the leave-group-out
+identity of linear smoothers (:func:`_lgo_scores`) and is reused by the refit. The thin
+SVD comes from the eigendecomposition of the smaller Gram matrix: XcᵀXc (p × p) when
+p < n, the kernel matrix Xc Xcᵀ (n × n) when p ≥ n. Centring X and Y with the training
+samples' means makes the intercept unpenalised, as in scikit-learn's ``fit_intercept=True``.
 
 Scores: ``"r"`` is the Pearson correlation on the validation fold, ``"mse"`` the negative mean
 squared error; both are averaged over folds (each fold weighs the same) and higher is better.

@@ -12,7 +12,12 @@ rule extract_features:
         batch_size=config["features"]["batch_size"],
         device=config["features"]["device"],
         precision=config["features"]["precision"],
-    threads: 2
+        storage=config["features"]["storage"],
+        compression=config["features"]["compression"],
+        prefix_tokens=config["features"]["prefix_tokens"],
+        num_workers=config["features"]["num_workers"],
+        offline=config["features"]["offline"],
+    threads: config["features"]["num_workers"] + 1
     resources:
         mem_mb=4000,
         gpu=1 if config["features"]["device"].startswith("cuda") else 0,

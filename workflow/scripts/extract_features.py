@@ -7,7 +7,7 @@ from encscale.logs import log_to_file
 
 sm = snakemake  # noqa: F821
 log_to_file(sm.log[0])
-torch.set_num_threads(sm.threads)
+torch.set_num_threads(max(1, sm.threads - sm.params.num_workers))
 extract_features(
     sm.input[0],
     sm.output[0],
@@ -17,4 +17,9 @@ extract_features(
     batch_size=sm.params.batch_size,
     device=sm.params.device,
     precision=sm.params.precision,
+    storage=sm.params.storage,
+    compression=sm.params.compression,
+    prefix_tokens=sm.params.prefix_tokens,
+    num_workers=sm.params.num_workers,
+    offline=sm.params.offline,
 )
