@@ -9,7 +9,11 @@ min_version("9.0")
 report: "workflow/report/workflow.rst"
 
 
-configfile: "config/config.yaml"
+# A study's config file (--configfile) replaces the demo's whole: the two are not merged,
+# so a study's models, subjects and sizes are exactly its own. --config tweaks either.
+if not workflow.overwrite_configfiles:
+
+    configfile: "config/config.yaml"
 
 
 validate(config, "config/schema/config.schema.yaml", set_default=True)

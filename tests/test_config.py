@@ -1,17 +1,24 @@
 """The config is validated before anything runs; errors name the offending key."""
 
 import copy
+from pathlib import Path
 
 import pytest
+import yaml
 
-from conftest import run_snakemake
+from conftest import REPO, run_snakemake
 
 
 def job_counts(text: str) -> dict[str, int]:
     """The 'Job stats' table of a Snakemake dry run as {rule: count}."""
-    table = text.split("Job stats:")[1].split("Reasons:")[0]
-    rows = [line.split() for line in table.splitlines()[3:] if line.strip()]
-    return {row[0]: int(row[1]) for row in rows if len(row) == 2}
+    counts = {}
+    for line in text.split("Job stats:")[1].splitlines()[3:]:
+        row = line.split()
+        if not row:
+            break
+        if len(row) == 2 and row[1].isdigit():
+            counts[row[0]] = int(row[1])
+    return counts
 
 
 def dry_run_error(tmp_path, config) -> str:
@@ -54,3 +61,48 @@ def test_snakemake_lint_is_clean(tmp_path, demo_config):
     proc = run_snakemake(tmp_path, demo_config, "--lint", check=False)
     out = proc.stdout + proc.stderr
     assert proc.returncode == 0 and "Lints for" not in out, out[-3000:]
+
+
+def placeholder_nsd(root, subjects, beta_version, roi_files) -> None:
+    """Empty files wherever the study reads NSD (enough for Snakemake to plan it)."""
+    from encscale import nsd
+
+    paths = [nsd.expdesign_path(root), nsd.stimuli_path(root)]
+    for subject in subjects:
+        paths += [nsd.betas_path(root, subject, s, beta_version) for s in range(1, 41)]
+        paths += [nsd.ncsnr_path(root, subject, beta_version), nsd.brainmask_path(root, subject)]
+        paths += [nsd.roi_path(root, subject, name) for name in roi_files]
+        paths += [nsd.ctab_path(root, subject, name) for name in roi_files]
+    for path in paths:
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+        Path(path).touch()
+
+
+def test_nsd_config_plans_every_model_on_a_gpu(tmp_path):
+    config = yaml.safe_load((REPO / "config" / "nsd.yaml").read_text())
+    assert len(config["models"]) == 6
+    prep = config["prepare"]
+    placeholder_nsd(
+        tmp_path / config["nsd"]["root"],
+        config["subjects"],
+        prep["beta_version"],
+        [prep["mask_roi"], *prep["atlases"]],
+    )
+    # the demo config where the Snakefile looks for it: a study's config must replace it
+    (tmp_path / "config").mkdir()
+    (tmp_path / "config" / "config.yaml").write_text((REPO / "config" / "config.yaml").read_text())
+    # without the local profile, whose `resources: gpu=0` caps what a job may request here
+    proc = run_snakemake(tmp_path, config, "-n", "--workflow-profile", "none")
+    text = proc.stdout + proc.stderr
+    counts = job_counts(text)
+    assert counts["extract_features"] == 6 and counts["prepare_subject"] == 4
+    assert "simulate_demo" not in counts
+    jobs = [block for block in text.split("rule ")[1:] if block.startswith("extract_features:")]
+    planned = {}
+    for block in jobs:
+        model = block.split("wildcards: model=")[1].split()[0].rstrip(",")
+        planned[model] = block.split("resources: ")[1].splitlines()[0]
+    assert sorted(planned) == sorted(config["models"])
+    for model, resources in planned.items():
+        assert "gpu=1" in resources, (model, resources)
+        assert f"mem_mb={config['models'][model]['resources']['mem_mb']}" in resources

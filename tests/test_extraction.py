@@ -14,7 +14,13 @@ import numpy as np
 import pytest
 import torch
 
-from encscale.features import LayerExtractor, extract_features, feature_sets, select_layers
+from encscale.features import (
+    LayerExtractor,
+    extract_features,
+    feature_sets,
+    match_modules,
+    select_layers,
+)
 from encscale.models import build_model, input_spec
 
 HERE = Path(__file__).resolve().parent
@@ -56,7 +62,7 @@ def tiny_token_net(delay: float = 0.0) -> TinyTokenNet:
 
 PLUGIN = {
     "factory": "test_extraction:tiny_token_net",
-    "layers": ["stem", "mixer"],
+    "layers": ["stem", "mix*"],
     "input_size": 32,
     "mean": [0.5, 0.5, 0.5],
     "std": [0.25, 0.25, 0.25],
@@ -184,6 +190,13 @@ def test_missing_weights_fail_fast_and_clearly(tmp_path, monkeypatch):
     with pytest.raises(RuntimeError, match="model 'zoo_b'.*Hugging Face cache .*hub.*offline"):
         build_model({"timm": "convnext_atto.d2_in1k", "weights": "hub"}, "zoo_b", offline=True)
     assert time.perf_counter() - start < 10
+
+
+def test_match_modules():
+    names = ["", "enc", "enc.layers", "enc.layers.0", "enc.layers.0.fc", "enc.layers.11"]
+    assert match_modules("enc.layers.*", names) == ["enc.layers.0", "enc.layers.11"]
+    assert match_modules("enc", names) == ["enc"]
+    assert match_modules("dec.*", names) == []
 
 
 def test_select_layers():

@@ -25,6 +25,7 @@ a killed job cannot leave half-written HDF5 metadata behind.
 
 from __future__ import annotations
 
+import fnmatch
 import hashlib
 import json
 import logging
@@ -32,7 +33,7 @@ import math
 import os
 import shutil
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -108,9 +109,10 @@ class LayerExtractor:
                     f"model '{spec['factory']}': a plugin model needs layers: [submodule names]"
                 )
             modules = dict(model.named_modules())
-            missing = [n for n in names if n not in modules]
+            missing = [n for n in names if not match_modules(n, modules)]
             if missing:
                 raise KeyError(f"model '{spec['factory']}': no submodule named {missing}")
+            names = list(dict.fromkeys(m for n in names for m in match_modules(n, modules)))
             for layer in names:
                 hook = modules[layer].register_forward_hook(self._keep(layer))
                 self._hooks.append(hook)
@@ -153,6 +155,18 @@ class LayerExtractor:
         for hook in self._hooks:
             hook.remove()
         self._hooks.clear()
+
+
+def match_modules(pattern: str, names: Iterable[str]) -> list[str]:
+    """Module names matching a dotted pattern whose parts may hold shell wildcards, part by
+    part: ``encoder.layers.*`` matches ``encoder.layers.0`` but not ``encoder.layers.0.fc``."""
+    parts = pattern.split(".")
+    return [
+        name
+        for name in names
+        if len(name.split(".")) == len(parts)
+        and all(fnmatch.fnmatchcase(p, q) for p, q in zip(name.split("."), parts, strict=True))
+    ]
 
 
 def select_layers(layers: Any, n_layers: int) -> list[int]:
@@ -222,14 +236,15 @@ def extract_features(
     num_workers: int = 0,
     offline: bool = False,
     progress: Callable[[str], None] = log.info,
-) -> None:
+) -> float:
     """Run every image of ``stimuli.h5`` through the model and write pooled features to HDF5.
 
     ``precision``: the model's compute dtype (autocast; fp32 on CPU is exact), recorded in
     the file; ``storage``: float32 or float16 on disk; ``compression``: None (contiguous,
     fastest) or an h5py filter ("gzip", "lzf"); ``prefix_tokens``: "drop" or "keep";
     ``num_workers``: DataLoader processes reading ``stimuli.h5``. Resumes an interrupted
-    run with the same settings (see the module docstring).
+    run with the same settings (see the module docstring). Returns the images per second
+    of the extraction loop (reading, model, pooling and writing; set-up excluded).
     """
     if precision not in PRECISIONS:
         raise ValueError(f"precision must be one of {sorted(PRECISIONS)}, got {precision!r}")
@@ -300,6 +315,7 @@ def extract_features(
     extractor.close()
     os.replace(partial, out_path)
     state.unlink(missing_ok=True)
+    return rate.images_per_second(done)
 
 
 def _file_identity(path: str | Path) -> list[int]:
@@ -404,12 +420,15 @@ class _Rate:
         self.name, self.n, self.start, self.progress = name, n, start, progress
         self.t0 = self.last = time.perf_counter()
 
+    def images_per_second(self, done: int) -> float:
+        return (done - self.start) / max(time.perf_counter() - self.t0, 1e-9)
+
     def update(self, done: int) -> None:
         now = time.perf_counter()
         if done < self.n and now - self.last < 2.0:
             return
         self.last = now
-        rate = (done - self.start) / max(now - self.t0, 1e-9)
+        rate = self.images_per_second(done)
         eta = (self.n - done) / rate if rate > 0 else float("inf")
         self.progress(
             f"{self.name}: {done}/{self.n} images ({rate:.1f} images/s, {eta:.0f} s left)"

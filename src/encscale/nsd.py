@@ -24,6 +24,9 @@ import scipy.io
 
 BETA_VERSION = "betas_fithrf_GLMdenoise_RR"
 PSC_SCALE = 300.0  # NSD stores betas as int16 percent signal change × 300
+# Scan sessions each NSD subject completed (the data release's 40/40/32/30/40/32/40/30).
+SESSIONS = {"subj01": 40, "subj02": 40, "subj03": 32, "subj04": 30,
+            "subj05": 40, "subj06": 32, "subj07": 40, "subj08": 30}  # fmt: skip
 _SESSION_FILE = re.compile(r"^betas_session(\d+)\.nii\.gz$")
 
 PathLike = str | os.PathLike

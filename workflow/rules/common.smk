@@ -5,7 +5,7 @@ from encscale import nsd, simulate
 
 DATASET = config["dataset"]
 RESULTS = f"results/{DATASET}"
-RAW = f"resources/{DATASET}"
+RAW = config["nsd"]["root"] if DATASET == "nsd" else f"resources/{DATASET}"
 MODELS = list(config["models"])
 SUBJECTS = config["subjects"]
 ENC = config["encoding"]
@@ -56,11 +56,19 @@ if DATASET == "demo":
     for subject in SUBJECTS:
         if subject not in known:
             config_error("subjects", f"'{subject}' is not simulated (demo.n_subjects = {len(known)})")
-    N_SESSIONS = math.ceil(
-        (DEMO["n_shared"] + DEMO["n_unique"]) * DEMO["n_repeats"] / DEMO["trials_per_session"]
-    )
+    N_SESSIONS = {
+        s: math.ceil(
+            (DEMO["n_shared"] + DEMO["n_unique"]) * DEMO["n_repeats"] / DEMO["trials_per_session"]
+        )
+        for s in SUBJECTS
+    }
+elif DATASET == "nsd":  # a local copy of NSD in its own layout under nsd.root
+    for subject in SUBJECTS:
+        if subject not in nsd.SESSIONS:
+            config_error("subjects", f"'{subject}' is not an NSD subject (subj01 … subj08)")
+    N_SESSIONS = {s: nsd.SESSIONS[s] for s in SUBJECTS}
 else:
-    config_error("dataset", f"'{DATASET}' has no fetch rules yet; only 'demo' is available")
+    config_error("dataset", f"'{DATASET}' is not known: use 'demo' or 'nsd' (a local NSD copy)")
 
 BETAS = config["prepare"]["beta_version"]
 MASK_ROI = config["prepare"]["mask_roi"]
@@ -70,7 +78,7 @@ ROI_FILES = list(dict.fromkeys([*([MASK_ROI] if MASK_ROI else []), *config["prep
 def raw_subject_files(subject):
     """Every raw file of one subject that preparation reads."""
     return dict(
-        betas=[nsd.betas_path(RAW, subject, s, BETAS) for s in range(1, N_SESSIONS + 1)],
+        betas=[nsd.betas_path(RAW, subject, s, BETAS) for s in range(1, N_SESSIONS[subject] + 1)],
         ncsnr=nsd.ncsnr_path(RAW, subject, BETAS),
         brainmask=nsd.brainmask_path(RAW, subject),
         rois=[nsd.roi_path(RAW, subject, name) for name in ROI_FILES],

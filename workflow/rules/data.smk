@@ -1,24 +1,26 @@
 # Raw data in NSD's layout (the demo: simulated) and its preparation into responses.
-rule simulate_demo:
-    output:
-        design=nsd.expdesign_path(RAW),
-        stimuli=nsd.stimuli_path(RAW),
-        subject_files=[
-            f
-            for s in SUBJECTS
-            for files in raw_subject_files(s).values()
-            for f in ([files] if isinstance(files, str) else files)
-        ],
-        truth=[simulate.truth_path(RAW, s) for s in SUBJECTS],
-    params:
-        sim=config["demo"],
-        beta_version=BETAS,
-    log:
-        "logs/demo/simulate_demo.log",
-    conda:
-        "../../envs/data.yaml"
-    script:
-        "../scripts/simulate_demo.py"
+if DATASET == "demo":
+
+    rule simulate_demo:
+        output:
+            design=nsd.expdesign_path(RAW),
+            stimuli=nsd.stimuli_path(RAW),
+            subject_files=[
+                f
+                for s in SUBJECTS
+                for files in raw_subject_files(s).values()
+                for f in ([files] if isinstance(files, str) else files)
+            ],
+            truth=[simulate.truth_path(RAW, s) for s in SUBJECTS],
+        params:
+            sim=config["demo"],
+            beta_version=BETAS,
+        log:
+            "logs/demo/simulate_demo.log",
+        conda:
+            "../../envs/data.yaml"
+        script:
+            "../scripts/simulate_demo.py"
 
 
 rule prepare_stimuli:

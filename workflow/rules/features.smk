@@ -19,7 +19,8 @@ rule extract_features:
         offline=config["features"]["offline"],
     threads: config["features"]["num_workers"] + 1
     resources:
-        mem_mb=4000,
+        mem_mb=lambda w: config["models"][w.model]["resources"]["mem_mb"],
+        runtime=lambda w: config["models"][w.model]["resources"]["runtime"],
         gpu=1 if config["features"]["device"].startswith("cuda") else 0,
     log:
         f"logs/{DATASET}/extract_features/{{model}}.log",
