@@ -106,3 +106,17 @@ def test_nsd_config_plans_every_model_on_a_gpu(tmp_path):
     for model, resources in planned.items():
         assert "gpu=1" in resources, (model, resources)
         assert f"mem_mb={config['models'][model]['resources']['mem_mb']}" in resources
+
+
+def test_weights_file_is_an_input_fetched_when_missing(tmp_path, demo_config):
+    config = copy.deepcopy(demo_config)
+    config["models"]["convnext_l"].update(
+        timm="convnext_atto.d2_in1k",
+        weights="file",
+        weights_file="resources/weights/convnext_l.safetensors",
+    )
+    proc = run_snakemake(tmp_path, config, "-n", "--quiet", "rules")
+    counts = job_counts(proc.stdout + proc.stderr)
+    assert counts["fetch_weights"] == 1 and counts["extract_features"] == 3
+    del config["models"]["convnext_l"]["weights_file"]
+    assert "weights_file" in dry_run_error(tmp_path / "bad", config)

@@ -75,6 +75,12 @@ MASK_ROI = config["prepare"]["mask_roi"]
 ROI_FILES = list(dict.fromkeys([*([MASK_ROI] if MASK_ROI else []), *config["prepare"]["atlases"]]))
 
 
+def weights_input(model):
+    """The weights file of a model with `weights: file` (an input of its extraction), else []."""
+    spec = config["models"][model]
+    return [spec["weights_file"]] if spec.get("weights") == "file" else []
+
+
 def raw_subject_files(subject):
     """Every raw file of one subject that preparation reads."""
     return dict(

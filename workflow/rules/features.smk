@@ -3,7 +3,8 @@
 
 rule extract_features:
     input:
-        f"{RESULTS}/stimuli.h5",
+        stimuli=f"{RESULTS}/stimuli.h5",
+        weights=lambda w: weights_input(w.model),
     output:
         f"{RESULTS}/features/{{model}}.h5",
     params:
@@ -28,3 +29,24 @@ rule extract_features:
         "../../envs/features.yaml"
     script:
         "../scripts/extract_features.py"
+
+
+# Optional, online: a model's pretrained weights from the Hugging Face hub into a verified
+# local file with provenance. A registry entry with `weights: file` and a weights_file of
+# this form makes it an input of the model's extraction, fetched when missing.
+rule fetch_weights:
+    output:
+        weights="resources/weights/{model}.{fmt}",
+        provenance="resources/weights/{model}.{fmt}.json",
+    wildcard_constraints:
+        fmt="safetensors|bin",
+    params:
+        spec=lambda w: config["models"][w.model],
+    resources:
+        download_slots=1,
+    log:
+        "logs/fetch_weights/{model}.{fmt}.log",
+    conda:
+        "../../envs/features.yaml"
+    script:
+        "../scripts/fetch_weights.py"

@@ -9,7 +9,7 @@ sm = snakemake  # noqa: F821
 log_to_file(sm.log[0])
 torch.set_num_threads(max(1, sm.threads - sm.params.num_workers))
 extract_features(
-    sm.input[0],
+    sm.input.stimuli,
     sm.output[0],
     sm.wildcards.model,
     sm.params.spec,
