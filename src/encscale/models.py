@@ -92,15 +92,14 @@ def _build_timm(
             spec["timm"], pretrained=weights != "random", num_classes=0, **kwargs
         )
     except (OSError, RuntimeError, ValueError) as err:
+        where = ""
         if weights == "hub":
-            where = f"the Hugging Face cache {_hub_cache()}" + (" (offline)" if offline else "")
+            where = f" from the Hugging Face cache {_hub_cache()}" + (
+                " (offline)" if offline else ""
+            )
         elif weights == "file":
-            where = f"the file {weights_file}"
-        else:
-            where = "no weights (random initialisation)"
-        raise RuntimeError(
-            f"{label}: cannot build timm '{spec['timm']}' from {where}: {err}"
-        ) from err
+            where = f" from the file {weights_file}"
+        raise RuntimeError(f"{label}: cannot build timm '{spec['timm']}'{where}: {err}") from err
 
 
 def _build_plugin(

@@ -58,6 +58,7 @@ def fetch_weights(
     from huggingface_hub.utils import EntryNotFoundError
 
     out_path = Path(out_path)
+    out_path.parent.mkdir(parents=True, exist_ok=True)
     repo, candidates = hub_source(spec["timm"])
     candidates = [f for f in candidates if Path(f).suffix == out_path.suffix]  # same format
     for filename in candidates:
