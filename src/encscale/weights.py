@@ -2,7 +2,7 @@
 
 ``fetch_weights`` resolves where timm would load a model's weights from (its pretrained
 config's Hugging Face repository and file), downloads that file with ``huggingface_hub``
-(resumable, retried by the client), checks its size and SHA-256 against the hub's metadata
+(which retries transient errors), checks its size and SHA-256 against the hub's metadata
 (the ETag of a large file is its SHA-256), and writes it under its final name only when
 verified, with a JSON side file recording repository, revision, file name, size and hash.
 A registry entry then points at it with ``weights: file`` and ``weights_file``, so the
