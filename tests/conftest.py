@@ -12,6 +12,17 @@ REPO = Path(__file__).resolve().parents[1]
 SNAKEMAKE = Path(sys.executable).with_name("snakemake")
 
 
+def write_stimuli(path: Path, n: int, side: int, seed: int = 0) -> Path:
+    """A stimuli.h5 of ``n`` random uint8 (side × side × 3) images."""
+    import h5py
+    import numpy as np
+
+    rng = np.random.default_rng(seed)
+    with h5py.File(path, "w") as f:
+        f["images"] = rng.integers(0, 256, (n, side, side, 3), dtype=np.uint8)
+    return path
+
+
 def load_demo_config() -> dict:
     return yaml.safe_load((REPO / "config" / "config.yaml").read_text())
 

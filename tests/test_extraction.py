@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 import torch
 
+from conftest import write_stimuli
 from encscale.features import (
     LayerExtractor,
     extract_features,
@@ -72,11 +73,7 @@ PLUGIN = {
 
 @pytest.fixture
 def stimuli(tmp_path):
-    rng = np.random.default_rng(0)
-    path = tmp_path / "stimuli.h5"
-    with h5py.File(path, "w") as f:
-        f["images"] = rng.integers(0, 256, (11, 48, 48, 3), dtype=np.uint8)
-    return path
+    return write_stimuli(tmp_path / "stimuli.h5", 11, 48)
 
 
 def read_all(path) -> dict[str, np.ndarray]:
@@ -230,10 +227,7 @@ def test_refuses_when_the_disk_is_too_small(stimuli, tmp_path, monkeypatch):
 
 
 def test_resumes_after_sigkill_with_identical_output(tmp_path):
-    rng = np.random.default_rng(5)
-    stimuli = tmp_path / "stimuli.h5"
-    with h5py.File(stimuli, "w") as f:
-        f["images"] = rng.integers(0, 256, (60, 32, 32, 3), dtype=np.uint8)
+    stimuli = write_stimuli(tmp_path / "stimuli.h5", 60, 32, seed=5)
     spec = dict(PLUGIN, factory_kwargs={"delay": 0.1})
     args = dict(batch_size=4, prefix_tokens="keep", num_workers=1)
     out = tmp_path / "killed.h5"

@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 import torch
 
+from conftest import write_stimuli
 from encscale.features import extract_features, feature_sets, maxpool_tokens
 from encscale.models import build_model, count_parameters
 
@@ -44,12 +45,7 @@ def test_random_weights_are_seeded_and_counted():
 
 @pytest.fixture
 def stimuli(tmp_path):
-    rng = np.random.default_rng(0)
-    path = tmp_path / "stimuli.h5"
-    with h5py.File(path, "w") as f:
-        f["images"] = rng.integers(0, 256, (13, 40, 40, 3), dtype=np.uint8)
-        f["ids"] = np.arange(13)
-    return path
+    return write_stimuli(tmp_path / "stimuli.h5", 13, 40)
 
 
 def test_extract_features_layout_and_values(stimuli, tmp_path):

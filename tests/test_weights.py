@@ -60,6 +60,18 @@ def serve(files: dict[str, bytes], etags: dict[str, str]):
     return server
 
 
+def fetch_from_server(tmp_path, body: bytes, etag: str):
+    """Serve ``body`` as the model's hub file with ``etag``, fetch it: (process, output path)."""
+    key = "timm/convnext_atto.d2_in1k/model.safetensors"
+    server = serve({key: body}, {key: etag})
+    out = tmp_path / "weights" / "atto.safetensors"
+    out.parent.mkdir()
+    try:
+        return run_fetch(tmp_path, server.server_port, out), out
+    finally:
+        server.shutdown()
+
+
 def run_fetch(tmp_path, port: int, out: Path):
     code = (
         "import json, sys; from encscale.weights import fetch_weights; "
@@ -92,15 +104,8 @@ def weights_bytes(tmp_path) -> bytes:
 
 
 def test_fetch_verifies_records_and_loads(tmp_path, weights_bytes):
-    key = "timm/convnext_atto.d2_in1k/model.safetensors"
     digest = hashlib.sha256(weights_bytes).hexdigest()
-    server = serve({key: weights_bytes}, {key: digest})
-    out = tmp_path / "weights" / "atto.safetensors"
-    out.parent.mkdir()
-    try:
-        proc = run_fetch(tmp_path, server.server_port, out)
-    finally:
-        server.shutdown()
+    proc, out = fetch_from_server(tmp_path, weights_bytes, digest)
     assert proc.returncode == 0, proc.stderr[-3000:]
     record = json.loads(out.with_name("atto.safetensors.json").read_text())
     assert record["sha256"] == digest and record["revision"] == COMMIT
@@ -115,14 +120,7 @@ def test_fetch_verifies_records_and_loads(tmp_path, weights_bytes):
 
 
 def test_fetch_refuses_a_corrupted_download(tmp_path, weights_bytes):
-    key = "timm/convnext_atto.d2_in1k/model.safetensors"
-    server = serve({key: weights_bytes}, {key: "0" * 64})
-    out = tmp_path / "weights" / "atto.safetensors"
-    out.parent.mkdir()
-    try:
-        proc = run_fetch(tmp_path, server.server_port, out)
-    finally:
-        server.shutdown()
+    proc, out = fetch_from_server(tmp_path, weights_bytes, "0" * 64)
     assert proc.returncode != 0
     assert "SHA-256" in proc.stderr and "differs from the hub's" in proc.stderr
     assert list(out.parent.iterdir()) == []
