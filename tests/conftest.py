@@ -27,8 +27,13 @@ def load_demo_config() -> dict:
     return yaml.safe_load((REPO / "config" / "config.yaml").read_text())
 
 
-def run_snakemake(workdir: Path, config: dict, *args: str, check: bool = True):
-    """Run the repository's Snakefile in ``workdir`` with ``config``; return the process."""
+def run_snakemake(
+    workdir: Path, config: dict, *args: str, check: bool = True, env: dict | None = None
+):
+    """Run the repository's Snakefile in ``workdir`` with ``config``; return the process.
+
+    ``env``: variables added to the environment of the run.
+    """
     workdir.mkdir(parents=True, exist_ok=True)
     cfg = workdir / "study.yaml"
     cfg.write_text(yaml.safe_dump(config, sort_keys=False))
@@ -44,7 +49,7 @@ def run_snakemake(workdir: Path, config: dict, *args: str, check: bool = True):
         "2",
         *args,
     ]
-    env = dict(os.environ, PYTHONHASHSEED="0")
+    env = dict(os.environ, PYTHONHASHSEED="0", **(env or {}))
     proc = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=workdir)
     if check and proc.returncode != 0:
         raise AssertionError(f"snakemake failed:\n{proc.stdout[-5000:]}\n{proc.stderr[-5000:]}")

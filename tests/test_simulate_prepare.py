@@ -10,6 +10,7 @@ import h5py
 import nibabel as nib
 import numpy as np
 import pytest
+import scipy.io
 
 from encscale import nsd
 from encscale.metrics import ceiling_r, pearson_r
@@ -107,7 +108,7 @@ def test_layout(data):
         betas = np.asanyarray(nib.load(nsd.betas_path(raw, subject, 1)).dataobj)
         assert not betas[brain == 0].any()
         ncsnr = np.asanyarray(nib.load(nsd.ncsnr_path(raw, subject)).dataobj)
-        assert ncsnr.dtype == np.float32 and not ncsnr[brain == 0].any()
+        assert ncsnr.dtype == np.float32 and np.isnan(ncsnr[brain == 0]).all()  # as NSD's
         general = np.asanyarray(nib.load(nsd.roi_path(raw, subject, "nsdgeneral")).dataobj)
         assert set(np.unique(general[brain == 0])) == {-1}
         assert set(np.unique(general[brain == 1])) == {0, 1}
@@ -244,6 +245,67 @@ def test_missing_beta_session(raw_copy, data, tmp_path):
     with pytest.raises(FileNotFoundError, match=r"betas_session02\.nii\.gz.*missing"):
         prepare_subject(raw_copy, "subj01", data["stimuli"], tmp_path / "out.h5")
     assert not (tmp_path / "out.h5").exists()
+
+
+def test_missing_session_of_the_config(raw_copy, data, tmp_path):
+    """The study asks for more sessions than are on disk: the first absent one is named."""
+    n = len(list(Path(nsd.betas_dir(raw_copy, "subj01")).glob("betas_session*.nii.gz")))
+    with pytest.raises(FileNotFoundError, match=rf"betas_session{n + 1:02d}\.nii\.gz.*missing"):
+        prepare_subject(raw_copy, "subj01", data["stimuli"], tmp_path / "o.h5", n_sessions=n + 1)
+    assert not (tmp_path / "o.h5").exists()
+
+
+def test_beta_volume_shape_differs_from_mask(raw_copy, data, tmp_path):
+    path = nsd.betas_path(raw_copy, "subj01", 2)
+    img = nib.load(path)
+    nib.save(nib.Nifti1Image(np.asanyarray(img.dataobj)[:-1], img.affine, img.header), path)
+    with pytest.raises(ValueError, match=r"betas_session02\.nii\.gz: volume shape .* differs"):
+        prepare_subject(raw_copy, "subj01", data["stimuli"], tmp_path / "out.h5")
+    assert not (tmp_path / "out.h5").exists()
+
+
+def test_design_missing_subjectim(raw_copy, data, tmp_path):
+    path = nsd.expdesign_path(raw_copy)
+    design = {k: v for k, v in scipy.io.loadmat(path).items() if not k.startswith("__")}
+    del design["subjectim"]
+    scipy.io.savemat(path, design)
+    with pytest.raises(KeyError, match=r"nsd_expdesign\.mat: variable 'subjectim' is missing"):
+        prepare_subject(raw_copy, "subj01", data["stimuli"], tmp_path / "out.h5")
+
+
+def test_roi_label_not_in_table(raw_copy, data, tmp_path):
+    path = nsd.roi_path(raw_copy, "subj01", "floc-faces")
+    img = nib.load(path)
+    labels = np.asanyarray(img.dataobj).copy()
+    labels[labels == 3] = 9
+    nib.save(nib.Nifti1Image(labels, img.affine, img.header), path)
+    with pytest.raises(ValueError, match=r"floc-faces\.nii\.gz: labels \[9\] are not in its table"):
+        prepare_subject(raw_copy, "subj01", data["stimuli"], tmp_path / "out.h5")
+    assert not (tmp_path / "out.h5").exists()
+
+
+def test_nan_ncsnr_only_in_dropped_voxels(raw_copy, data, tmp_path):
+    """A voxel inside the mask with zero betas everywhere and NaN ncsnr is dropped, not an error."""
+    with h5py.File(data["responses"], "r") as h5:
+        dead, other = tuple(h5["voxel_ijk"][3]), tuple(h5["voxel_ijk"][5])
+    n = len(list(Path(nsd.betas_dir(raw_copy, "subj01")).glob("betas_session*.nii.gz")))
+    for path in [nsd.betas_path(raw_copy, "subj01", s) for s in range(1, n + 1)]:
+        img = nib.load(path)
+        betas = np.asanyarray(img.dataobj).copy()
+        betas[dead] = 0
+        nib.save(nib.Nifti1Image(betas, img.affine, img.header), path)
+    path = nsd.ncsnr_path(raw_copy, "subj01")
+    img = nib.load(path)
+    ncsnr = np.asanyarray(img.dataobj).copy()
+    ncsnr[dead] = np.nan
+    nib.save(nib.Nifti1Image(ncsnr, img.affine, img.header), path)
+    prepare_subject(raw_copy, "subj01", data["stimuli"], tmp_path / "out.h5")
+    with h5py.File(tmp_path / "out.h5", "r") as h5:
+        assert not h5["mask"][dead] and np.isfinite(h5["ncsnr"][()]).all()
+    ncsnr[other] = np.nan
+    nib.save(nib.Nifti1Image(ncsnr, img.affine, img.header), path)
+    with pytest.raises(ValueError, match=r"ncsnr\.nii\.gz \(inside the voxel mask\): 1 non-finite"):
+        prepare_subject(raw_copy, "subj01", data["stimuli"], tmp_path / "out2.h5")
 
 
 def test_missing_ncsnr(raw_copy, data, tmp_path):

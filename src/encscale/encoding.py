@@ -8,6 +8,9 @@ File layout of ``fits/{subject}/{model}/n{size}_s{seed}.h5``:
 - ``best_alpha`` float32 (V,), ``cv_score`` float32 (V,), ``set_scores`` float32 (n_sets, V)
 - ``train_rows`` int64 (size,): rows of ``train/`` in the responses file that were used
 - ``test_pred`` float32 (n_test × V), ``test_r`` float32 (V,): Pearson r on the test split
+- ``challenge_pred`` float32 (n_challenge × V): predictions for the stimuli without
+  responses (``challenge/stimulus``, the Algonauts 2023 test images), when the responses
+  file has them
 - attrs: ``subject``, ``model``, ``n_params``, ``size``, ``seed``, ``n_folds``, ``scoring``
 """
 
@@ -63,6 +66,9 @@ def fit_encoding(
         stim_train_all = read_dataset(resp, "train/stimulus", ndim=1)
         y_test = read_dataset(resp, "test/responses", ndim=2)
         stim_test = read_dataset(resp, "test/stimulus", ndim=1)
+        stim_challenge = (
+            read_dataset(resp, "challenge/stimulus", ndim=1) if "challenge" in resp else None
+        )
         subject = str(resp.attrs.get("subject", Path(responses_path).stem))
     check_finite(y_train_all, f"{responses_path}: train/responses")
     try:
@@ -77,8 +83,9 @@ def fit_encoding(
         n_params = int(feats.attrs["n_params"])
         model = str(feats.attrs["model"])
         n_stimuli = feats[sets[0]["key"]].shape[0]
-        for stim, split in ((stim_train, "train"), (stim_test, "test")):
-            if stim.size and stim.max() >= n_stimuli:
+        splits = {"train": stim_train, "test": stim_test, "challenge": stim_challenge}
+        for split, stim in splits.items():
+            if stim is not None and stim.size and stim.max() >= n_stimuli:
                 raise ValueError(
                     f"{responses_path}: {split}/stimulus refers to row {stim.max()}, but "
                     f"{features_path} has {n_stimuli} stimuli"
@@ -101,6 +108,8 @@ def fit_encoding(
             load(stim_train), len(sets), y_train, alphas, folds, scoring=scoring, device=device
         )
         test_pred = fit.predict(load(stim_test)).astype(np.float32)
+        if stim_challenge is not None:
+            challenge_pred = fit.predict(load(stim_challenge)).astype(np.float32)
     test_r = pearson_r(y_test, test_pred).astype(np.float32)
     log.info("mean test r = %.4f", float(test_r.mean()))
 
@@ -114,6 +123,8 @@ def fit_encoding(
         out["train_rows"] = rows.astype(np.int64)
         out["test_pred"] = test_pred
         out["test_r"] = test_r
+        if stim_challenge is not None:
+            out["challenge_pred"] = challenge_pred
         out.attrs.update(
             subject=subject,
             model=model,

@@ -78,6 +78,20 @@ def ncsnr_path(root: PathLike, subject: str, beta_version: str = BETA_VERSION) -
     return str(Path(betas_dir(root, subject, beta_version)) / "ncsnr.nii.gz")
 
 
+def fsaverage_ncsnr_path(
+    root: PathLike, subject: str, hemi: str, beta_version: str = BETA_VERSION
+) -> str:
+    """Noise-ceiling SNR of one hemisphere (``lh``/``rh``) on fsaverage's vertices (MGH)."""
+    return str(
+        Path(root)
+        / "nsddata_betas/ppdata"
+        / subject
+        / "fsaverage"
+        / beta_version
+        / f"{hemi}.ncsnr.mgh"
+    )
+
+
 def brainmask_path(root: PathLike, subject: str) -> str:
     """Brain mask volume (1 inside the brain, 0 outside) in 1.8 mm functional space."""
     return str(Path(root) / "nsddata/ppdata" / subject / "func1pt8mm/brainmask.nii.gz")

@@ -24,6 +24,7 @@ import logging
 import os
 from collections.abc import Sequence
 from pathlib import Path
+from typing import BinaryIO
 
 import h5py
 import numpy as np
@@ -39,26 +40,33 @@ STIMULI_BATCH = 64  # images read from imgBrick per request
 
 
 def prepare_stimuli(
-    root: str | os.PathLike, subjects: Sequence[str], out_path: str | os.PathLike
+    root: str | os.PathLike,
+    subjects: Sequence[str],
+    out_path: str | os.PathLike,
+    source: str | os.PathLike | BinaryIO | None = None,
 ) -> None:
     """Copy the images any of ``subjects`` sees (per the design) into ``out_path``, sorted by id.
 
-    ``imgBrick`` is read in batches of sorted rows, never whole.
+    ``source``: the stimuli HDF5 as a path or an open binary file (e.g. a remote object,
+    :func:`encscale.fetch.open_remote`); by default NSD's file under ``root``. ``imgBrick``
+    is read in batches of sorted rows, never whole, so a remote source transfers only the
+    images the subjects saw.
     """
     design = nsd.read_expdesign(nsd.expdesign_path(root))
     ids = np.unique(np.concatenate([nsd.subject_image_ids(design, s) for s in subjects]))
-    source = nsd.stimuli_path(root)
-    with open_h5(source, "NSD stimuli") as src:
+    source = nsd.stimuli_path(root) if source is None else source
+    name = getattr(source, "name", source)  # a remote file names its URL
+    with _open_stimuli(source) as src:
         if "imgBrick" not in src:
-            raise KeyError(f"{source}: dataset 'imgBrick' is missing")
+            raise KeyError(f"{name}: dataset 'imgBrick' is missing")
         brick = src["imgBrick"]
         if brick.ndim != 4 or brick.shape[3] != 3 or brick.dtype != np.uint8:
             raise ValueError(
-                f"{source}: imgBrick is {brick.dtype} {brick.shape}, expected N×H×W×3 uint8"
+                f"{name}: imgBrick is {brick.dtype} {brick.shape}, expected N×H×W×3 uint8"
             )
         if ids[-1] >= brick.shape[0]:
             raise ValueError(
-                f"{source}: the design uses image id {ids[-1]}, imgBrick has {brick.shape[0]}"
+                f"{name}: the design uses image id {ids[-1]}, imgBrick has {brick.shape[0]}"
             )
         with atomic_path(out_path) as tmp, h5py.File(tmp, "w") as dst:
             images = dst.create_dataset(
@@ -83,21 +91,26 @@ def prepare_subject(
     beta_version: str = nsd.BETA_VERSION,
     atlases: Sequence[str] = ATLASES,
     mask_roi: str | None = "nsdgeneral",
+    n_sessions: int | None = None,
 ) -> None:
     """Write one subject's repeat-averaged, session-z-scored responses (layout in module doc).
 
-    Voxels: the brain mask, intersected with ``mask_roi == 1`` if given. Sessions are the
-    beta files present (1..n); only their trials count.
+    Voxels: the brain mask, intersected with ``mask_roi == 1`` if given. Sessions: 1 …
+    ``n_sessions`` (each file must exist), or by default the beta files present (1..n); only
+    their trials count. Values outside the voxel mask (NSD: zeros and NaNs) are never read.
     """
     root = Path(root)
     design = nsd.read_expdesign(nsd.expdesign_path(root))
     trial_ids = nsd.trial_image_ids(design, subject)
-    sessions = nsd.session_numbers(root, subject, beta_version)
+    if n_sessions is None:
+        sessions = nsd.session_numbers(root, subject, beta_version)
+    else:
+        sessions = list(range(1, n_sessions + 1))
 
     mask, affine = _voxel_mask(root, subject, mask_roi)
     ncsnr_file = nsd.ncsnr_path(root, subject, beta_version)
     ncsnr = _volume_values(ncsnr_file, "ncsnr", mask).astype(np.float32)
-    check_finite(ncsnr, f"{ncsnr_file} (inside the voxel mask)")
+    atlas_labels = {atlas: _atlas_labels(root, subject, atlas, mask) for atlas in atlases}
 
     images = np.unique(trial_ids)
     sums, counts, varying = _accumulate_sessions(
@@ -111,10 +124,11 @@ def prepare_subject(
             varying.size,
         )
         mask[mask] = varying
+    check_finite(ncsnr[varying], f"{ncsnr_file} (inside the voxel mask)")
     seen = counts > 0
     responses = sums[seen][:, varying] / counts[seen, None].astype(np.float32)
     ids, n_repeats = images[seen], counts[seen]
-    stimulus = _stimulus_rows(stimuli_path, ids)
+    stimulus = stimulus_rows(stimuli_path, ids)
     is_test = np.isin(ids, design["sharedix"] - 1)
     if not is_test.any():
         raise ValueError(f"{subject}: none of the shared images (test split) has a trial")
@@ -128,11 +142,10 @@ def prepare_subject(
             h5[f"{split}/n_repeats"] = n_repeats[order].astype(np.int32)
         h5["ncsnr"] = ncsnr[varying]
         h5["noise_ceiling"] = noise_ceiling(ncsnr[varying], n_eff).astype(np.float32)
-        for atlas in atlases:
-            labels = _volume_values(nsd.roi_path(root, subject, atlas), f"{atlas} ROI", mask)
-            for label, name in nsd.read_ctab(nsd.ctab_path(root, subject, atlas)).items():
+        for atlas, (labels, table) in atlas_labels.items():
+            for label, name in table.items():
                 if label > 0:
-                    h5[f"rois/{atlas}/{name}"] = labels == label
+                    h5[f"rois/{atlas}/{name}"] = labels[varying] == label
         h5["voxel_ijk"] = np.argwhere(mask).astype(np.int32)
         h5["mask"] = mask
         h5["affine"] = affine
@@ -164,6 +177,33 @@ def _voxel_mask(root: Path, subject: str, mask_roi: str | None) -> tuple[np.ndar
     if not mask.any():
         raise ValueError(f"{nsd.brainmask_path(root, subject)}: no voxel in the mask ({mask_roi})")
     return mask, affine
+
+
+def _atlas_labels(
+    root: Path, subject: str, atlas: str, mask: np.ndarray
+) -> tuple[np.ndarray, dict[int, str]]:
+    """An atlas's labels at ``mask`` and its label table; every label used must be in the table."""
+    path = nsd.roi_path(root, subject, atlas)
+    volume, _ = nsd.load_nifti(path, f"{atlas} ROI")
+    _check_shape(path, volume.shape, mask.shape)
+    table = nsd.read_ctab(nsd.ctab_path(root, subject, atlas))
+    used = np.unique(volume[volume > 0]).astype(np.int64)
+    unknown = sorted(set(used.tolist()) - set(table))
+    if unknown:
+        raise ValueError(
+            f"{path}: labels {unknown} are not in its table {nsd.ctab_path(root, subject, atlas)}"
+        )
+    return volume[mask], table
+
+
+def _open_stimuli(source: str | os.PathLike | BinaryIO) -> h5py.File:
+    """Open the stimuli HDF5 from a path or a binary file object."""
+    if isinstance(source, str | os.PathLike):
+        return open_h5(source, "NSD stimuli")
+    try:
+        return h5py.File(source, "r")
+    except OSError as err:
+        raise OSError(f"{getattr(source, 'name', source)}: cannot read NSD stimuli: {err}") from err
 
 
 def _volume_values(path: str, what: str, mask: np.ndarray) -> np.ndarray:
@@ -222,7 +262,7 @@ def _accumulate_sessions(
     return sums, counts, varying
 
 
-def _stimulus_rows(stimuli_path: str | os.PathLike, ids: np.ndarray) -> np.ndarray:
+def stimulus_rows(stimuli_path: str | os.PathLike, ids: np.ndarray) -> np.ndarray:
     """Rows of ``stimuli.h5`` holding the 0-based NSD ``ids``; an error if one is absent."""
     with open_h5(stimuli_path, "stimuli") as h5:
         known = read_dataset(h5, "ids", ndim=1)

@@ -1,8 +1,10 @@
 """ROI scores of a fit: mean Pearson r, raw and noise-normalised, one row per ROI.
 
-Noise normalisation follows the Algonauts 2023 challenge: per voxel
-``min(max(r, 0)² / (NC/100), 1)`` (the fraction of explainable variance explained, in
-percent once averaged), and also ``r / √(NC/100)``, the correlation relative to its ceiling.
+Noise normalisation follows the Algonauts 2023 challenge: ``nn_r2`` is the mean over an
+ROI's voxels of :func:`encscale.metrics.algonauts_score` (percent of explainable variance
+explained, each voxel capped at 100), and ``r_norm`` the mean of ``r / √(NC/100)``, the
+correlation relative to its ceiling. Both are NaN where the responses file's noise ceiling
+is NaN (a dataset without ncsnr).
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ import numpy as np
 import pandas as pd
 
 from encscale.io import atomic_path, open_h5, read_dataset
+from encscale.metrics import algonauts_score
 
 SCORE_COLUMNS = [
     "subject",
@@ -31,9 +34,8 @@ SCORE_COLUMNS = [
 
 
 def noise_normalized_r2(r: np.ndarray, nc_percent: np.ndarray) -> np.ndarray:
-    """Algonauts 2023 per-voxel score: max(r, 0)² / (NC/100), clipped to 1. (V,) → (V,)."""
-    nc = np.maximum(np.asarray(nc_percent, dtype=np.float64) / 100.0, 1e-14)
-    return np.minimum(np.maximum(r, 0.0) ** 2 / nc, 1.0)
+    """The Algonauts 2023 per-voxel score as a fraction (0–1) rather than percent. (V,) → (V,)."""
+    return algonauts_score(r, nc_percent) / 100.0
 
 
 def roi_masks(h5: h5py.File, n_voxels: int) -> dict[tuple[str, str], np.ndarray]:
@@ -56,7 +58,7 @@ def score_fit(fit_path: str | Path, responses_path: str | Path) -> pd.DataFrame:
     if nc.shape != r.shape:
         raise ValueError(f"{fit_path}: {r.shape[0]} voxels, but {responses_path} has {nc.shape[0]}")
     r_norm = r / np.sqrt(np.maximum(nc / 100.0, 1e-14))
-    nn = noise_normalized_r2(r, nc)
+    nn = algonauts_score(r, nc)
     rows = []
     for (atlas, roi), mask in masks.items():
         if not mask.any():
@@ -69,7 +71,7 @@ def score_fit(fit_path: str | Path, responses_path: str | Path) -> pd.DataFrame:
                 n_voxels=int(mask.sum()),
                 r=r[mask].mean(),
                 r_norm=r_norm[mask].mean(),
-                nn_r2=100.0 * nn[mask].mean(),
+                nn_r2=nn[mask].mean(),
             )
         )
     df = pd.DataFrame(rows, columns=SCORE_COLUMNS)

@@ -529,14 +529,16 @@ def _simulate_subject(
         zscored.append(nsd.zscore_trials(block / nsd.PSC_SCALE))
         start += size
     ncsnr = nsd.estimate_ncsnr(np.concatenate(zscored), image_ids[trial_rows], p["n_repeats"])
-    _write_nifti(nsd.ncsnr_path(root, subject, p["beta_version"]), _to_volume(ncsnr, brain), affine)
+    # NSD's ncsnr volume is NaN outside the brain, its betas 0 there
+    ncsnr_volume = _to_volume(ncsnr, brain, fill=np.nan)
+    _write_nifti(nsd.ncsnr_path(root, subject, p["beta_version"]), ncsnr_volume, affine)
     _write_truth(truth_path(root, subject), model, signal, image_ids, brain, p["n_repeats"])
     log.info("%s: %d sessions, %d brain voxels", subject, len(sizes), int(brain.sum()))
 
 
-def _to_volume(values: np.ndarray, mask: np.ndarray) -> np.ndarray:
-    """Scatter (V, ...) values into a zero volume of ``mask``'s shape (float32)."""
-    volume = np.zeros((*mask.shape, *values.shape[1:]), dtype=np.float32)
+def _to_volume(values: np.ndarray, mask: np.ndarray, fill: float = 0.0) -> np.ndarray:
+    """Scatter (V, ...) values into a volume of ``mask``'s shape filled with ``fill`` (float32)."""
+    volume = np.full((*mask.shape, *values.shape[1:]), fill, dtype=np.float32)
     volume[mask] = values
     return volume
 

@@ -1,11 +1,14 @@
 # Config checks that a schema cannot express, wildcard constraints and target lists.
 import math
 
-from encscale import nsd, simulate
+from encscale import algonauts, fetch, nsd, simulate
 
 DATASET = config["dataset"]
 RESULTS = f"results/{DATASET}"
-RAW = config["nsd"]["root"] if DATASET == "nsd" else f"resources/{DATASET}"
+NSD = config["nsd"]
+RAW = NSD["root"] if DATASET == "nsd" else f"resources/{DATASET}"
+ALGONAUTS = config["algonauts"]
+ATLASES = ALGONAUTS["rois"] if DATASET == "algonauts2023" else config["prepare"]["atlases"]
 MODELS = list(config["models"])
 SUBJECTS = config["subjects"]
 ENC = config["encoding"]
@@ -37,11 +40,12 @@ check_size_key("scaling.param_size", config["scaling"]["param_size"])
 check_size_key("final.size", config["final"]["size"])
 if ENC["n_folds"] > SIZES[0]:
     config_error("encoding.n_folds", f"{ENC['n_folds']} folds exceed the smallest size {SIZES[0]}")
-if config["scaling"]["atlas"] not in config["prepare"]["atlases"]:
-    config_error("scaling.atlas", f"atlas '{config['scaling']['atlas']}' is not in prepare.atlases")
+ATLAS_KEY = "algonauts.rois" if DATASET == "algonauts2023" else "prepare.atlases"
+if config["scaling"]["atlas"] not in ATLASES:
+    config_error("scaling.atlas", f"atlas '{config['scaling']['atlas']}' is not in {ATLAS_KEY}")
 for atlas in config["final"]["atlases"]:
-    if atlas not in config["prepare"]["atlases"]:
-        config_error("final.atlases", f"atlas '{atlas}' is not in prepare.atlases")
+    if atlas not in ATLASES:
+        config_error("final.atlases", f"atlas '{atlas}' is not in {ATLAS_KEY}")
 
 if DATASET == "demo":
     DEMO = config["demo"]
@@ -62,17 +66,37 @@ if DATASET == "demo":
         )
         for s in SUBJECTS
     }
-elif DATASET == "nsd":  # a local copy of NSD in its own layout under nsd.root
+elif DATASET in ("nsd", "algonauts2023"):
     for subject in SUBJECTS:
         if subject not in nsd.SESSIONS:
             config_error("subjects", f"'{subject}' is not an NSD subject (subj01 … subj08)")
-    N_SESSIONS = {s: nsd.SESSIONS[s] for s in SUBJECTS}
-else:
-    config_error("dataset", f"'{DATASET}' is not known: use 'demo' or 'nsd' (a local NSD copy)")
-
+    for subject, n in NSD["sessions"].items():
+        if subject not in SUBJECTS:
+            config_error("nsd.sessions", f"'{subject}' is not in subjects")
+        if n > nsd.SESSIONS[subject]:
+            config_error("nsd.sessions", f"{subject} completed {nsd.SESSIONS[subject]} sessions, not {n}")
+    N_SESSIONS = {s: NSD["sessions"].get(s, nsd.SESSIONS[s]) for s in SUBJECTS}
+if DATASET == "algonauts2023":
+    for subject in SUBJECTS:
+        n_train = algonauts.count_training_images(ALGONAUTS["root"], subject)
+        n_fit = n_train - algonauts.holdout_count(n_train, ALGONAUTS["holdout"])
+        if n_train and SIZES[-1] > n_fit:
+            config_error(
+                "encoding.sizes",
+                f"size {SIZES[-1]} is larger than the {n_fit} training images of {subject} "
+                f"left after the held-out {ALGONAUTS['holdout']} (algonauts.holdout)",
+            )
+elif DATASET != "demo" and DATASET != "nsd":
+    config_error("dataset", f"'{DATASET}' is not known: use demo, nsd or algonauts2023")
 BETAS = config["prepare"]["beta_version"]
 MASK_ROI = config["prepare"]["mask_roi"]
 ROI_FILES = list(dict.fromkeys([*([MASK_ROI] if MASK_ROI else []), *config["prepare"]["atlases"]]))
+FETCH_NSD = NSD["source"] == "s3" and (
+    DATASET == "nsd" or (DATASET == "algonauts2023" and ALGONAUTS["ncsnr"] == "nsd")
+)
+MANIFEST = fetch.read_manifest(NSD["manifest"]) if NSD["manifest"] else {}
+NSD_SOURCE = {k: NSD[k] for k in ("bucket", "endpoint_url", "region", "credentials", "retries")}
+STIMULI_REMOTE = FETCH_NSD and DATASET == "nsd" and NSD["stimuli"] == "seen"
 
 
 def weights_input(model):
@@ -92,6 +116,29 @@ def raw_subject_files(subject):
     )
 
 
+def algonauts_subject_files(subject):
+    """The files of one subject's Algonauts 2023 download that preparation reads."""
+    root = ALGONAUTS["root"]
+    files = dict(
+        fmri=[algonauts.fmri_path(root, subject, hemi) for hemi in ("lh", "rh")],
+        images=[algonauts.images_dir(root, subject, split) for split in ("train", "test")],
+        roi_masks=[
+            algonauts.roi_mask_path(root, subject, hemi, roi)
+            for hemi in ("lh", "rh")
+            for roi in ATLASES
+        ],
+        roi_mappings=[algonauts.roi_mapping_path(root, subject, roi) for roi in ATLASES],
+    )
+    if ALGONAUTS["ncsnr"] == "nsd":
+        files["ncsnr"] = [
+            nsd.fsaverage_ncsnr_path(NSD["root"], subject, hemi, BETAS) for hemi in ("lh", "rh")
+        ]
+        files["fsaverage_masks"] = [
+            algonauts.fsaverage_mask_path(root, subject, hemi) for hemi in ("lh", "rh")
+        ]
+    return files
+
+
 wildcard_constraints:
     dataset=DATASET,
     subject=r"subj\d\d",
@@ -100,12 +147,29 @@ wildcard_constraints:
     seed=r"\d+",
 
 
+SUBMISSION = config["submission"]
+SUBMISSION.setdefault("models", MODELS)
+SUBMISSION.setdefault("size", SIZES[-1])
+for model in SUBMISSION["models"]:
+    check_model_key("submission.models", model)
+check_size_key("submission.size", SUBMISSION["size"])
+
+
 def fit_combinations():
-    """(model, size) pairs the figures need: data scaling, parameter scaling, final scores."""
+    """(model, size) pairs the outputs need: data and parameter scaling, final scores, and the
+    submissions of an Algonauts study."""
     pairs = {(config["scaling"]["data_model"], size) for size in SIZES}
     pairs |= {(model, config["scaling"]["param_size"]) for model in MODELS}
     pairs.add((config["final"]["model"], config["final"]["size"]))
+    if DATASET == "algonauts2023":
+        pairs |= {(model, SUBMISSION["size"]) for model in SUBMISSION["models"]}
     return sorted(pairs)
+
+
+def submission_fits(name, subject):
+    """Fits whose challenge predictions make submission ``name``: a model, or the ensemble."""
+    models = SUBMISSION["models"] if name == "ensemble" else [name]
+    return [f"{RESULTS}/fits/{subject}/{m}/n{SUBMISSION['size']}_s0.h5" for m in models]
 
 
 def score_files():
@@ -119,7 +183,11 @@ def score_files():
 
 def final_targets():
     figures = ["data_scaling.png", "param_scaling.png", "roi_scores.png"]
-    return [f"{RESULTS}/figures/{name}" for name in figures] + [
+    targets = [f"{RESULTS}/figures/{name}" for name in figures] + [
         f"{RESULTS}/scaling/data_scaling.tsv",
         f"{RESULTS}/scaling/param_scaling.tsv",
     ]
+    if DATASET == "algonauts2023":
+        names = [*SUBMISSION["models"], *(["ensemble"] if len(SUBMISSION["models"]) > 1 else [])]
+        targets += [f"{RESULTS}/submission/{name}.zip" for name in names]
+    return targets

@@ -1,9 +1,15 @@
 """Snakemake adapter: stimuli.h5 from the images the study's subjects saw."""
 
 from encscale import nsd
+from encscale.fetch import S3Source, open_remote
 from encscale.logs import log_to_file
 from encscale.prepare import prepare_stimuli
 
 sm = snakemake  # noqa: F821
 log_to_file(sm.log[0])
-prepare_stimuli(nsd.root_of_expdesign(sm.input.design), sm.params.subjects, sm.output[0])
+root = nsd.root_of_expdesign(sm.input.design)
+if sm.params.remote is None:
+    prepare_stimuli(root, sm.params.subjects, sm.output[0])
+else:  # only the rows of imgBrick the subjects saw cross the network
+    with open_remote(S3Source.from_config(sm.params.remote), sm.params.key) as remote:
+        prepare_stimuli(root, sm.params.subjects, sm.output[0], source=remote)

@@ -14,4 +14,5 @@ prepare_subject(
     beta_version=sm.params.beta_version,
     atlases=sm.params.atlases,
     mask_roi=sm.params.mask_roi,
+    n_sessions=sm.params.n_sessions,
 )

@@ -1,0 +1,8 @@
+"""Snakemake adapter: stimuli.h5 from an Algonauts 2023 download's images."""
+
+from encscale import algonauts
+from encscale.logs import log_to_file
+
+sm = snakemake  # noqa: F821
+log_to_file(sm.log[0])
+algonauts.prepare_stimuli(sm.params.root, sm.params.subjects, sm.output[0])
