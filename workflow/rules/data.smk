@@ -39,6 +39,7 @@ if FETCH_NSD:
             sha256=lambda w: MANIFEST[w.key][1] if w.key in MANIFEST else None,
         resources:
             download_slots=1,
+            runtime=lambda w: 600 if w.key.endswith(".hdf5") else 60,  # minutes; ~37 GB stimuli
         log:
             "logs/fetch_nsd/{key}.log",
         conda:
@@ -80,6 +81,9 @@ if DATASET in ("demo", "nsd"):
             atlases=config["prepare"]["atlases"],
             mask_roi=config["prepare"]["mask_roi"],
             n_sessions=lambda w: N_SESSIONS[w.subject],
+        resources:
+            # one session's betas (~1 GB int16 at 1.8 mm) and the per-image sums in memory
+            mem_mb=16000 if DATASET == "nsd" else 2000,
         log:
             f"logs/{DATASET}/prepare_subject/{{subject}}.log",
         conda:
