@@ -6,9 +6,9 @@ import pandas as pd
 import pytest
 
 from encscale.encoding import subsample
-from encscale.metrics import ceiling_r, noise_ceiling, pearson_r
+from encscale.metrics import algonauts_score, ceiling_r, noise_ceiling, pearson_r
 from encscale.scaling import bootstrap_slope, fit_loglinear, fit_scaling
-from encscale.scores import noise_normalized_r2, score_fit
+from encscale.scores import score_fit
 
 
 def test_noise_ceiling_formula():
@@ -25,10 +25,10 @@ def test_pearson_r_matches_numpy():
     assert pearson_r(a, np.ones((50, 4)))[0] == 0.0
 
 
-def test_noise_normalized_r2_as_algonauts():
+def test_algonauts_score_in_percent():
     r = np.array([0.5, -0.2, 0.9, 0.3])
     nc = np.array([50.0, 40.0, 60.0, 0.0])
-    np.testing.assert_allclose(noise_normalized_r2(r, nc), [0.5, 0.0, 1.0, 1.0])
+    np.testing.assert_allclose(algonauts_score(r, nc), [50.0, 0.0, 100.0, 100.0])
 
 
 def test_score_fit_exact_rows(tmp_path):

@@ -33,11 +33,6 @@ SCORE_COLUMNS = [
 ]
 
 
-def noise_normalized_r2(r: np.ndarray, nc_percent: np.ndarray) -> np.ndarray:
-    """The Algonauts 2023 per-voxel score as a fraction (0–1) rather than percent. (V,) → (V,)."""
-    return algonauts_score(r, nc_percent) / 100.0
-
-
 def roi_masks(h5: h5py.File, n_voxels: int) -> dict[tuple[str, str], np.ndarray]:
     """Boolean voxel masks of an open responses file keyed by (atlas, roi), plus ("all", "all")."""
     masks = {("all", "all"): np.ones(n_voxels, dtype=bool)}
