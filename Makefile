@@ -7,7 +7,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 CORES  ?= $(shell nproc)
-SNAKEMAKE := $(BIN)/snakemake --profile profiles/default --cores $(CORES)
+SNAKEMAKE := $(BIN)/snakemake --profile profiles/local --cores $(CORES)
 
 .PHONY: demo test lint clean-demo
 

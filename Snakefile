@@ -1,6 +1,6 @@
 # encscale: scaling laws of brain encoding models.
-#   snakemake --profile profiles/default            the study in config/config.yaml (the demo)
-#   snakemake --profile profiles/default --report results/demo/report.html
+#   snakemake --profile profiles/local            the study in config/config.yaml (the demo)
+#   snakemake --profile profiles/local --report results/demo/report.html
 from snakemake.utils import min_version, validate
 
 min_version("9.0")
@@ -25,6 +25,17 @@ include: "workflow/rules/features.smk"
 include: "workflow/rules/encoding.smk"
 include: "workflow/rules/scaling.smk"
 include: "workflow/rules/figures.smk"
+
+
+# Cheap steps run in the main Snakemake process, never queued on a cluster.
+localrules:
+    all,
+    score_fit,
+    collect_scores,
+    fit_scaling,
+    figure_data_scaling,
+    figure_param_scaling,
+    figure_roi_scores,
 
 
 rule all:

@@ -92,8 +92,7 @@ def nsd_study_dry_run(tmp_path, config) -> str:
     # the demo config where the Snakefile looks for it: a study's config must replace it
     (tmp_path / "config").mkdir(exist_ok=True)
     (tmp_path / "config" / "config.yaml").write_text((REPO / "config" / "config.yaml").read_text())
-    # without the local profile, whose `resources: gpu=0` caps what a job may request here
-    proc = run_snakemake(tmp_path, config, "-n", "--workflow-profile", "none", env=NO_NETWORK)
+    proc = run_snakemake(tmp_path, config, "-n", env=NO_NETWORK)
     return proc.stdout + proc.stderr
 
 

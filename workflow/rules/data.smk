@@ -94,6 +94,9 @@ if DATASET in ("demo", "nsd"):
 
 if DATASET == "algonauts2023":
 
+    localrules:
+        submission_zip,
+
     rule prepare_stimuli:
         input:
             [algonauts_subject_files(s)["images"] for s in SUBJECTS],
