@@ -1,6 +1,9 @@
 # encscale: scaling laws of brain encoding models.
 #   snakemake --profile profiles/local            the study in config/config.yaml (the demo)
 #   snakemake --profile profiles/local --report results/demo/report.html
+import sys
+from pathlib import Path
+
 from snakemake.utils import min_version, validate
 
 min_version("9.0")
@@ -17,6 +20,11 @@ if not workflow.overwrite_configfiles:
 
 
 validate(config, "config/schema/config.schema.yaml", set_default=True)
+
+# The package comes from this checkout: its src/ goes first on the path, and Snakemake hands
+# its process's path on to every script job, so a rule in a conda env (--sdm conda, which
+# supplies the dependencies: envs/) imports this encscale, never a copy.
+sys.path.insert(0, str(Path(workflow.basedir) / "src"))
 
 
 include: "workflow/rules/common.smk"

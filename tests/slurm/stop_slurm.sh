@@ -15,4 +15,10 @@ for daemon in slurmd slurmctld munged; do
     kill -9 "$pid" 2>/dev/null || true
     rm -f "$pidfile"
 done
+# Remove the config files start_slurm.sh wrote: with a slurm.conf naming a controller that is
+# down, every squeue (run, e.g., when Snakemake loads the Slurm plugin) waits ~10 s on it.
+MARK="# written by encscale tests/slurm/start_slurm.sh"
+for conf in /etc/slurm/slurm.conf /etc/slurm/gres.conf; do
+    if [ -f "$conf" ] && grep -qF "$MARK" "$conf"; then rm -f "$conf"; fi
+done
 echo "slurm: stopped"
