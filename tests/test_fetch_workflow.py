@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 import yaml
 from s3server import serve_bucket
+from test_simulate_prepare import PARAMS
 
 from conftest import REPO, run_snakemake
 from encscale import nsd
@@ -21,21 +22,15 @@ from encscale.simulate import simulate_nsd
 
 BUCKET = "natural-scenes-dataset"
 SIM = {
+    **PARAMS,
     "seed": 5,
     "n_subjects": 1,
     "n_shared": 12,
     "n_unique": 30,
     "n_repeats": 3,
     "trials_per_session": 45,
-    "image_size": 32,
     "volume_shape": [12, 12, 10],
     "snr_range": [0.5, 2.0],
-    "hidden_model": {
-        "timm": "convnext_atto",
-        "kwargs": {"dims": [8, 16, 24, 32], "depths": [1, 1, 1, 1], "ls_init_value": 1.0},
-        "seed": 0,
-        "input_size": 32,
-    },
 }
 N_SESSIONS = -(-(SIM["n_shared"] + SIM["n_unique"]) * SIM["n_repeats"] // SIM["trials_per_session"])
 ATLASES = ["streams", "floc-faces"]
