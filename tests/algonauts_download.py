@@ -13,7 +13,8 @@ import nibabel as nib
 import numpy as np
 from PIL import Image
 
-from encscale import nsd
+from encscale import nsd, prepare
+from encscale.simulate import simulate_nsd
 
 HEMIS = ("lh", "rh")
 FSAVERAGE_PADDING = 0.5  # extra (non-challenge) surface vertices per challenge vertex
@@ -125,3 +126,29 @@ def _write_images(
     for index, row in enumerate(rows, start=1):
         path = folder / f"{prefix}-{index:04d}_nsd-{ids[row]:05d}.png"
         Image.fromarray(images[row]).save(path)
+
+
+def download_from_simulation(
+    base: Path,
+    params: dict,
+    subject: str,
+    out_root: Path,
+    *,
+    n_challenge: int,
+    fsaverage_root: Path,
+) -> dict:
+    """Simulate NSD under ``base/nsd``, prepare ``subject`` into ``base/prepared``, and write
+    its miniature download (:func:`write_miniature_download`); adds ``nsd_stimuli``."""
+    simulate_nsd(base / "nsd", params)
+    stimuli, responses = base / "prepared/stimuli.h5", base / "prepared/responses.h5"
+    prepare.prepare_stimuli(base / "nsd", [subject], stimuli)
+    prepare.prepare_subject(base / "nsd", subject, stimuli, responses)
+    expected = write_miniature_download(
+        responses,
+        stimuli,
+        out_root,
+        subject,
+        n_challenge=n_challenge,
+        fsaverage_root=fsaverage_root,
+    )
+    return {**expected, "nsd_stimuli": stimuli}

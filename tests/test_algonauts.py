@@ -11,11 +11,11 @@ import h5py
 import nibabel as nib
 import numpy as np
 import pytest
-from algonauts_download import write_miniature_download
+from algonauts_download import download_from_simulation
 from PIL import Image
 from test_simulate_prepare import PARAMS as NSD_PARAMS
 
-from encscale import algonauts, nsd, prepare
+from encscale import algonauts, nsd
 from encscale.metrics import (
     algonauts_noise_ceiling,
     algonauts_score,
@@ -23,7 +23,6 @@ from encscale.metrics import (
     noise_ceiling_k,
 )
 from encscale.scores import score_fit
-from encscale.simulate import simulate_nsd
 
 PARAMS = {
     **NSD_PARAMS,
@@ -43,19 +42,15 @@ HOLDOUT, SEED = 0.2, 1
 def source(tmp_path_factory) -> dict:
     """A simulated NSD subject, prepared, and a miniature download made from it."""
     base = tmp_path_factory.mktemp("algonauts")
-    simulate_nsd(base / "nsd", PARAMS)
-    stimuli, responses = base / "nsd_out/stimuli.h5", base / "nsd_out/responses.h5"
-    prepare.prepare_stimuli(base / "nsd", [SUBJECT], stimuli)
-    prepare.prepare_subject(base / "nsd", SUBJECT, stimuli, responses)
-    expected = write_miniature_download(
-        responses,
-        stimuli,
-        base / "download",
+    expected = download_from_simulation(
+        base,
+        PARAMS,
         SUBJECT,
+        base / "download",
         n_challenge=N_CHALLENGE,
         fsaverage_root=base / "nsd",
     )
-    return {**expected, "root": base / "download", "base": base, "nsd_stimuli": stimuli}
+    return {**expected, "root": base / "download", "base": base}
 
 
 @pytest.fixture(scope="module")

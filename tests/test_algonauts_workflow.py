@@ -6,12 +6,10 @@ import zipfile
 import numpy as np
 import pandas as pd
 import pytest
-from algonauts_download import write_miniature_download
+from algonauts_download import download_from_simulation
 from test_algonauts import PARAMS
 
 from conftest import load_demo_config, run_snakemake
-from encscale import prepare
-from encscale.simulate import simulate_nsd
 
 pytestmark = pytest.mark.slow
 
@@ -23,15 +21,11 @@ N_CHALLENGE = 9
 def study(tmp_path_factory):
     base = tmp_path_factory.mktemp("algonauts_study")
     work = base / "work"
-    simulate_nsd(base / "nsd", PARAMS)
-    stimuli, responses = base / "prepared/stimuli.h5", base / "prepared/responses.h5"
-    prepare.prepare_stimuli(base / "nsd", [SUBJECT], stimuli)
-    prepare.prepare_subject(base / "nsd", SUBJECT, stimuli, responses)
-    download = write_miniature_download(
-        responses,
-        stimuli,
-        work / "resources/algonauts2023",
+    download = download_from_simulation(
+        base,
+        PARAMS,
         SUBJECT,
+        work / "resources/algonauts2023",
         n_challenge=N_CHALLENGE,
         fsaverage_root=work / "resources/nsd",
     )
