@@ -33,6 +33,7 @@ include: "workflow/rules/features.smk"
 include: "workflow/rules/encoding.smk"
 include: "workflow/rules/scaling.smk"
 include: "workflow/rules/figures.smk"
+include: "workflow/rules/provenance.smk"
 
 
 # Cheap steps run in the main Snakemake process, never queued on a cluster.
@@ -44,6 +45,9 @@ localrules:
     figure_data_scaling,
     figure_param_scaling,
     figure_roi_scores,
+    study_config,
+    software_versions,
+    rule_runtimes,
 
 
 rule all:

@@ -3,16 +3,24 @@
 One run of the workflow (module fixture) on the demo config serves every test here.
 """
 
+import base64
 import copy
+import io
+import json
+import re
+from importlib.metadata import version
 
 import h5py
 import numpy as np
 import pandas as pd
 import pytest
+import yaml
 from scipy.stats import spearmanr
 
+import encscale
 from conftest import load_demo_config, run_snakemake
 from encscale.metrics import ceiling_r
+from encscale.provenance import read_provenance
 
 pytestmark = pytest.mark.slow
 
@@ -53,6 +61,91 @@ def test_outputs_and_report_exist(study):
     scores = pd.read_csv(results / "scores" / "scores.tsv", sep="\t")
     assert set(scores["model"]) == set(load_demo_config()["models"])
     assert not list(results.rglob(".*.tmp-*")), "a temporary file was left behind"
+
+
+def report_items(html: str) -> dict[str, dict]:
+    """The report's embedded results: {path: record with caption, mime_type, data_uri}."""
+    match = re.search(r"var results = (\{.*?\});\n", html)
+    assert match, "the report embeds no results"
+    return json.loads(match.group(1))
+
+
+def assert_contains(full: dict, part: dict, where: str = "config") -> None:
+    """Every key of ``part`` is in ``full`` with the same value (nested dicts: recursively)."""
+    for key, value in part.items():
+        assert key in full, f"{where}.{key} is missing"
+        if isinstance(value, dict):
+            assert_contains(full[key], value, f"{where}.{key}")
+        else:
+            assert full[key] == value, f"{where}.{key}: {full[key]!r} != {value!r}"
+
+
+def embedded_bytes(item: dict) -> bytes:
+    return base64.b64decode(item["data_uri"].split(";base64,", 1)[1])
+
+
+def test_report_embeds_figures_config_and_provenance(study):
+    workdir, config = study
+    results = workdir / "results" / "demo"
+    html = (results / "report.html").read_text()
+    items = report_items(html)
+    for name in FIGURES:
+        item = items[f"results/demo/figures/{name}"]
+        assert embedded_bytes(item) == (results / "figures" / name).read_bytes()
+        assert item["mime_type"] == "image/png" and len(item["caption"]) > 100
+
+    shown = yaml.safe_load(embedded_bytes(items["results/demo/provenance/config.yaml"]))
+    assert_contains(shown, config)  # the config as run: the study's own keys, defaults added
+    assert shown["encoding"]["sizes"] == config["encoding"]["sizes"]
+    assert shown["scaling"]["data_model"] == list(config["models"])[-1]  # a filled default
+
+    software = pd.read_csv(
+        io.BytesIO(embedded_bytes(items["results/demo/provenance/software.tsv"])), sep="\t"
+    )
+    versions = {(r.rule, r.package): r.version for r in software.itertuples()}
+    assert versions[("extract_features", "torch")] == version("torch")
+    assert versions[("extract_features", "timm")] == version("timm")
+    assert versions[("workflow", "snakemake")] == version("snakemake")
+    assert ("fit_encoding", "cuda") not in versions  # no GPU here
+    n_fits = len(list((results / "fits").rglob("*.h5")))
+    assert software.query("rule == 'fit_encoding' and package == 'torch'").n_files.item() == n_fits
+
+    runtimes = pd.read_csv(
+        io.BytesIO(embedded_bytes(items["results/demo/provenance/runtimes.tsv"])), sep="\t"
+    ).set_index("rule")
+    assert runtimes.loc["fit_encoding", "jobs"] == n_fits
+    assert runtimes.loc["extract_features", "jobs"] == len(config["models"])
+    assert (runtimes["total_s"] > 0).all() and (runtimes["max_rss_mb"] > 0).all()
+
+    graph = re.search(r"var rulegraph_spec = (\{.*?\});\n", html)
+    for rule in ("extract_features", "fit_encoding", "figure_data_scaling", "study_config"):
+        assert f'"rule": "{rule}"' in graph.group(1)
+
+
+def test_every_hdf5_output_records_what_made_it(study):
+    workdir, config = study
+    results = workdir / "results" / "demo"
+    fit = read_provenance(next((results / "fits").rglob("*.h5")))
+    assert fit["rule"] == "fit_encoding" and fit["version"] == encscale.__version__
+    assert set(fit["wildcards"]) == {"subject", "model", "size", "seed"}
+    enc = config["encoding"]
+    assert fit["config"]["settings"]["alphas"] == enc["alphas"]
+    assert fit["config"]["settings"]["n_folds"] == enc["n_folds"]
+    assert re.fullmatch(r"[0-9a-f]{40}(-dirty)?", fit["git"])
+    for model, spec in config["models"].items():
+        feats = read_provenance(results / "features" / f"{model}.h5")
+        assert feats["rule"] == "extract_features" and feats["wildcards"] == {"model": model}
+        assert_contains(feats["config"]["spec"], spec)
+        assert feats["config"]["pool_sizes"] == config["features"]["pool_sizes"]
+        assert feats["software"]["timm"] == version("timm")
+    for subject in config["subjects"]:
+        resp = read_provenance(results / "responses" / f"{subject}.h5")
+        assert resp["rule"] == "prepare_subject"
+        assert resp["config"]["atlases"] == config["prepare"]["atlases"]
+    assert read_provenance(results / "stimuli.h5")["config"]["subjects"] == config["subjects"]
+    truth = read_provenance(workdir / "resources" / "demo" / "truth" / "subj01.h5")
+    assert truth["rule"] == "simulate_demo"
+    assert_contains(truth["config"]["sim"], config["demo"])
 
 
 def test_second_run_does_nothing(study):

@@ -41,15 +41,15 @@ import logging
 import os
 import re
 import zipfile
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
-import h5py
 import nibabel as nib
 import numpy as np
 from PIL import Image
 
-from encscale.io import atomic_path, check_finite, open_h5, read_dataset
+from encscale.io import atomic_path, check_finite, create_h5, open_h5, read_dataset
 from encscale.metrics import algonauts_noise_ceiling, noise_ceiling_k
 from encscale.prepare import STIMULI_BATCH, stimulus_rows
 
@@ -236,7 +236,12 @@ def read_mgh_vector(path: PathLike, what: str) -> np.ndarray:
 # --- stimuli -------------------------------------------------------------------------------
 
 
-def prepare_stimuli(root: PathLike, subjects: Sequence[str], out_path: PathLike) -> None:
+def prepare_stimuli(
+    root: PathLike,
+    subjects: Sequence[str],
+    out_path: PathLike,
+    provenance: Mapping[str, Any] | None = None,
+) -> None:
     """Write the subjects' training and test images to ``out_path``, one per NSD id, sorted.
 
     An id in several folders must have identical pixels; all images must share one size.
@@ -251,7 +256,7 @@ def prepare_stimuli(root: PathLike, subjects: Sequence[str], out_path: PathLike)
         raise ValueError(f"{root}: no subjects given")
     first = sources[int(ids[0])][0]
     shape = read_image(first).shape
-    with atomic_path(out_path) as tmp, h5py.File(tmp, "w") as dst:
+    with create_h5(out_path, provenance) as dst:
         images = dst.create_dataset(
             "images", shape=(ids.size, *shape), dtype=np.uint8, chunks=(1, *shape)
         )
@@ -355,6 +360,7 @@ def prepare_subject(
     seed: int = 0,
     ncsnr: Sequence[PathLike] | None = None,
     n_repeats: int = 3,
+    provenance: Mapping[str, Any] | None = None,
 ) -> None:
     """Write one subject's responses file (layout in the module doc).
 
@@ -384,7 +390,7 @@ def prepare_subject(
         snr = read_ncsnr(root, subject, ncsnr, n_columns)
     k = noise_ceiling_k(repeats[is_test])
 
-    with atomic_path(out_path) as tmp, h5py.File(tmp, "w") as h5:
+    with create_h5(out_path, provenance) as h5:
         for split, rows in (("train", ~is_test), ("test", is_test)):
             order = np.flatnonzero(rows)[np.argsort(stimulus[rows], kind="stable")]
             h5[f"{split}/responses"] = responses[order]

@@ -17,13 +17,15 @@ File layout of ``fits/{subject}/{model}/n{size}_s{seed}.h5``:
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 import h5py
 import numpy as np
 
 from encscale.features import feature_sets
-from encscale.io import atomic_path, check_finite, open_h5, read_dataset
+from encscale.io import check_finite, create_h5, open_h5, read_dataset
 from encscale.metrics import pearson_r
 from encscale.ridge import fit_ridge_cv_select, kfold_splits
 
@@ -58,6 +60,7 @@ def fit_encoding(
     scoring: str = "r",
     subsample_mode: str = "random",
     device: str = "cpu",
+    provenance: Mapping[str, Any] | None = None,
 ) -> None:
     """Fit one subject × model × training size × draw and write the fit file."""
     sets = feature_sets(features_path)
@@ -113,7 +116,7 @@ def fit_encoding(
     test_r = pearson_r(y_test, test_pred).astype(np.float32)
     log.info("mean test r = %.4f", float(test_r.mean()))
 
-    with atomic_path(out_path) as tmp, h5py.File(tmp, "w") as out:
+    with create_h5(out_path, provenance) as out:
         out["best_set"] = fit.best_set.astype(np.int16)
         out["feature_sets"] = np.array([f"{s['layer']}/k{s['k']}" for s in sets], dtype="S")
         out["set_depth"] = np.array([s["depth"] for s in sets], dtype=np.float32)

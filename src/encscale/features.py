@@ -33,7 +33,7 @@ import math
 import os
 import shutil
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -45,6 +45,7 @@ import torch.nn.functional as F
 
 from encscale.io import open_h5
 from encscale.models import InputSpec, build_model, count_parameters, input_spec, weights_source
+from encscale.provenance import write_provenance
 
 log = logging.getLogger(__name__)
 
@@ -235,6 +236,7 @@ def extract_features(
     prefix_tokens: str = "drop",
     num_workers: int = 0,
     offline: bool = False,
+    provenance: Mapping[str, Any] | None = None,
     progress: Callable[[str], None] = log.info,
 ) -> float:
     """Run every image of ``stimuli.h5`` through the model and write pooled features to HDF5.
@@ -243,7 +245,8 @@ def extract_features(
     the file; ``storage``: float32 or float16 on disk; ``compression``: None (contiguous,
     fastest) or an h5py filter ("gzip", "lzf"); ``prefix_tokens``: "drop" or "keep";
     ``num_workers``: DataLoader processes reading ``stimuli.h5``. Resumes an interrupted
-    run with the same settings (see the module docstring). Returns the images per second
+    run with the same settings (see the module docstring); ``provenance``
+    (:func:`encscale.provenance.job_provenance`) is recorded. Returns the images per second
     of the extraction loop (reading, model, pooling and writing; set-up excluded).
     """
     if precision not in PRECISIONS:
@@ -298,6 +301,8 @@ def extract_features(
         _write_attrs(
             out, name, spec, model, ispec, precision, storage, pool_sizes, extractor, prefix_tokens
         )
+        if provenance is not None:
+            write_provenance(out, provenance)
         dsets = [[(out[t.key], t.k) for t in targets] for targets in layout]
         rate = _Rate(name, n, done, progress)
         for images in batches:

@@ -9,11 +9,14 @@ from __future__ import annotations
 
 import contextlib
 import os
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from pathlib import Path
+from typing import Any
 
 import h5py
 import numpy as np
+
+from encscale.provenance import write_provenance
 
 
 @contextlib.contextmanager
@@ -27,6 +30,18 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
         os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)
+
+
+@contextlib.contextmanager
+def create_h5(
+    path: str | os.PathLike, provenance: Mapping[str, Any] | None = None
+) -> Iterator[h5py.File]:
+    """A new HDF5 file, written atomically (:func:`atomic_path`) and, given the job's
+    ``provenance`` (:func:`encscale.provenance.job_provenance`), stamped with it."""
+    with atomic_path(path) as tmp, h5py.File(tmp, "w") as h5:
+        if provenance is not None:
+            write_provenance(h5, provenance)
+        yield h5
 
 
 def open_h5(path: str | os.PathLike, what: str) -> h5py.File:

@@ -22,15 +22,15 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import BinaryIO
+from typing import Any, BinaryIO
 
 import h5py
 import numpy as np
 
 from encscale import nsd
-from encscale.io import atomic_path, check_finite, open_h5, read_dataset
+from encscale.io import check_finite, create_h5, open_h5, read_dataset
 from encscale.metrics import noise_ceiling
 
 log = logging.getLogger(__name__)
@@ -44,6 +44,7 @@ def prepare_stimuli(
     subjects: Sequence[str],
     out_path: str | os.PathLike,
     source: str | os.PathLike | BinaryIO | None = None,
+    provenance: Mapping[str, Any] | None = None,
 ) -> None:
     """Copy the images any of ``subjects`` sees (per the design) into ``out_path``, sorted by id.
 
@@ -68,7 +69,7 @@ def prepare_stimuli(
             raise ValueError(
                 f"{name}: the design uses image id {ids[-1]}, imgBrick has {brick.shape[0]}"
             )
-        with atomic_path(out_path) as tmp, h5py.File(tmp, "w") as dst:
+        with create_h5(out_path, provenance) as dst:
             images = dst.create_dataset(
                 "images",
                 shape=(ids.size, *brick.shape[1:]),
@@ -92,6 +93,7 @@ def prepare_subject(
     atlases: Sequence[str] = ATLASES,
     mask_roi: str | None = "nsdgeneral",
     n_sessions: int | None = None,
+    provenance: Mapping[str, Any] | None = None,
 ) -> None:
     """Write one subject's repeat-averaged, session-z-scored responses (layout in module doc).
 
@@ -134,7 +136,7 @@ def prepare_subject(
         raise ValueError(f"{subject}: none of the shared images (test split) has a trial")
     n_eff = 1.0 / np.mean(1.0 / n_repeats[is_test])  # NSD: mean of 1/n over test images
 
-    with atomic_path(out_path) as tmp, h5py.File(tmp, "w") as h5:
+    with create_h5(out_path, provenance) as h5:
         for split, rows in (("train", ~is_test), ("test", is_test)):
             order = np.flatnonzero(rows)[np.argsort(stimulus[rows], kind="stable")]
             h5[f"{split}/responses"] = responses[order]

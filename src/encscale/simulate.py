@@ -30,9 +30,10 @@ import gzip
 import json
 import logging
 import os
+from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
-import h5py
 import nibabel as nib
 import numpy as np
 import scipy.io
@@ -40,7 +41,7 @@ import torch
 from scipy.ndimage import gaussian_filter
 
 from encscale import nsd
-from encscale.io import atomic_path
+from encscale.io import atomic_path, create_h5
 
 log = logging.getLogger(__name__)
 
@@ -97,19 +98,21 @@ def truth_path(root: str | os.PathLike, subject: str) -> str:
     return str(Path(root) / "truth" / f"{subject}.h5")
 
 
-def simulate_nsd(root: str | os.PathLike, params: dict) -> None:
+def simulate_nsd(
+    root: str | os.PathLike, params: dict, provenance: Mapping[str, Any] | None = None
+) -> None:
     """Write a simulated NSD under ``root`` (layout in the module docstring).
 
     ``params``: seed, n_subjects, n_shared, n_unique, n_repeats, trials_per_session,
     image_size, volume_shape, snr_range, hidden_model (a model-registry entry), and
-    optionally beta_version. The same params give
-    the same arrays.
+    optionally beta_version. The same params give the same arrays. ``provenance``
+    (:func:`encscale.provenance.job_provenance`) is recorded in the HDF5 files.
     """
     p = check_params(params)
     root = Path(root)
     n_images = p["n_shared"] + p["n_subjects"] * p["n_unique"]
     images = make_images(_rng(p["seed"], _IMAGES), n_images, p["image_size"])
-    _write_stimuli(nsd.stimuli_path(root), images)
+    _write_stimuli(nsd.stimuli_path(root), images, provenance)
     design = make_design(
         _rng(p["seed"], _DESIGN), p["n_subjects"], p["n_shared"], p["n_unique"], p["n_repeats"]
     )
@@ -124,7 +127,7 @@ def simulate_nsd(root: str | os.PathLike, params: dict) -> None:
     for index in range(p["n_subjects"]):
         subject = nsd.subject_name(index)
         _write_anatomy(root, subject, atlases, affine)
-        _simulate_subject(root, subject, p, design, maps, atlases, affine)
+        _simulate_subject(root, subject, p, design, maps, atlases, affine, provenance)
 
 
 def check_params(params: dict) -> dict:
@@ -509,6 +512,7 @@ def _simulate_subject(
     maps: list[np.ndarray],
     atlases: dict[str, np.ndarray],
     affine: np.ndarray,
+    provenance: Mapping[str, Any] | None,
 ) -> None:
     """Betas, ncsnr and truth of one subject."""
     rng = _rng(p["seed"], _SUBJECT, nsd.subject_index(subject))
@@ -532,7 +536,9 @@ def _simulate_subject(
     # NSD's ncsnr volume is NaN outside the brain, its betas 0 there
     ncsnr_volume = _to_volume(ncsnr, brain, fill=np.nan)
     _write_nifti(nsd.ncsnr_path(root, subject, p["beta_version"]), ncsnr_volume, affine)
-    _write_truth(truth_path(root, subject), model, signal, image_ids, brain, p["n_repeats"])
+    _write_truth(
+        truth_path(root, subject), model, signal, image_ids, brain, p["n_repeats"], provenance
+    )
     log.info("%s: %d sessions, %d brain voxels", subject, len(sizes), int(brain.sum()))
 
 
@@ -558,8 +564,10 @@ def _write_nifti(path: str, data: np.ndarray, affine: np.ndarray) -> None:
         gz.write(img.to_bytes())
 
 
-def _write_stimuli(path: str, images: np.ndarray) -> None:
-    with atomic_path(path) as tmp, h5py.File(tmp, "w") as h5:
+def _write_stimuli(
+    path: str, images: np.ndarray, provenance: Mapping[str, Any] | None = None
+) -> None:
+    with create_h5(path, provenance) as h5:
         h5.create_dataset("imgBrick", data=images, chunks=(1, *images.shape[1:]))
 
 
@@ -577,12 +585,13 @@ def _write_truth(
     image_ids: np.ndarray,
     brain: np.ndarray,
     n_repeats: int,
+    provenance: Mapping[str, Any] | None = None,
 ) -> None:
     """Planted truth: volumes of depth, true ncsnr and ceiling, receptive fields; signal."""
     s2 = model["snr"].astype(np.float64) ** 2
     ceiling = np.sqrt(s2 / (s2 + 1.0 / n_repeats))
     driven = model["depth"] > 0
-    with atomic_path(path) as tmp, h5py.File(tmp, "w") as h5:
+    with create_h5(path, provenance) as h5:
         depth = np.zeros(brain.shape, dtype=np.int8)
         depth[brain] = model["depth"]
         h5["depth"] = depth

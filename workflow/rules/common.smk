@@ -172,13 +172,48 @@ def submission_fits(name, subject):
     return [f"{RESULTS}/fits/{subject}/{m}/n{SUBMISSION['size']}_s0.h5" for m in models]
 
 
-def score_files():
+def fit_names():
+    """``{subject}/{model}/n{size}_s{seed}`` of every fit the outputs need."""
     return [
-        f"{RESULTS}/scores/{subject}/{model}/n{size}_s{seed}.tsv"
+        f"{subject}/{model}/n{size}_s{seed}"
         for subject in SUBJECTS
         for model, size in fit_combinations()
         for seed in SEEDS
     ]
+
+
+def score_files():
+    return [f"{RESULTS}/scores/{name}.tsv" for name in fit_names()]
+
+
+def h5_outputs():
+    """Every HDF5 file the study writes (each records its provenance)."""
+    raw = [nsd.stimuli_path(RAW), *(simulate.truth_path(RAW, s) for s in SUBJECTS)]
+    return [
+        *(raw if DATASET == "demo" else []),
+        f"{RESULTS}/stimuli.h5",
+        *(f"{RESULTS}/responses/{subject}.h5" for subject in SUBJECTS),
+        *(f"{RESULTS}/features/{model}.h5" for model in MODELS),
+        *(f"{RESULTS}/fits/{name}.h5" for name in fit_names()),
+    ]
+
+
+def benchmark_path(rule, name=None):
+    """The benchmark file of a job of ``rule`` (``name``: its wildcards as a path)."""
+    return f"{RESULTS}/benchmarks/{rule}/{name}.tsv" if name else f"{RESULTS}/benchmarks/{rule}.tsv"
+
+
+def benchmark_files():
+    """{rule: benchmark files} of the heavy rules' jobs the study runs."""
+    files = dict(
+        prepare_stimuli=[benchmark_path("prepare_stimuli")],
+        prepare_subject=[benchmark_path("prepare_subject", s) for s in SUBJECTS],
+        extract_features=[benchmark_path("extract_features", m) for m in MODELS],
+        fit_encoding=[benchmark_path("fit_encoding", name) for name in fit_names()],
+    )
+    if DATASET == "demo":
+        files = {"simulate_demo": [benchmark_path("simulate_demo")], **files}
+    return files
 
 
 def final_targets():
@@ -186,6 +221,7 @@ def final_targets():
     targets = [f"{RESULTS}/figures/{name}" for name in figures] + [
         f"{RESULTS}/scaling/data_scaling.tsv",
         f"{RESULTS}/scaling/param_scaling.tsv",
+        *(f"{RESULTS}/provenance/{name}" for name in ("config.yaml", "software.tsv", "runtimes.tsv")),
     ]
     if DATASET == "algonauts2023":
         names = [*SUBMISSION["models"], *(["ensemble"] if len(SUBMISSION["models"]) > 1 else [])]

@@ -18,6 +18,8 @@ if DATASET == "demo":
             beta_version=BETAS,
         log:
             "logs/demo/simulate_demo.log",
+        benchmark:
+            benchmark_path("simulate_demo")
         conda:
             "../../envs/data.yaml"
         script:
@@ -64,6 +66,8 @@ if DATASET in ("demo", "nsd"):
             download_slots=1 if STIMULI_REMOTE else 0,
         log:
             f"logs/{DATASET}/prepare_stimuli.log",
+        benchmark:
+            benchmark_path("prepare_stimuli")
         conda:
             "../../envs/data.yaml"
         script:
@@ -86,6 +90,8 @@ if DATASET in ("demo", "nsd"):
             mem_mb=16000 if DATASET == "nsd" else 2000,
         log:
             f"logs/{DATASET}/prepare_subject/{{subject}}.log",
+        benchmark:
+            benchmark_path("prepare_subject", "{subject}")
         conda:
             "../../envs/data.yaml"
         script:
@@ -107,6 +113,8 @@ if DATASET == "algonauts2023":
             subjects=SUBJECTS,
         log:
             f"logs/{DATASET}/prepare_stimuli.log",
+        benchmark:
+            benchmark_path("prepare_stimuli")
         conda:
             "../../envs/data.yaml"
         script:
@@ -122,6 +130,8 @@ if DATASET == "algonauts2023":
             settings={k: ALGONAUTS[k] for k in ("root", "rois", "holdout", "seed", "n_repeats")},
         log:
             f"logs/{DATASET}/prepare_subject/{{subject}}.log",
+        benchmark:
+            benchmark_path("prepare_subject", "{subject}")
         conda:
             "../../envs/data.yaml"
         script:

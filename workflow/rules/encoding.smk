@@ -15,6 +15,8 @@ rule fit_encoding:
         gpu=1 if ENC["device"].startswith("cuda") else 0,
     log:
         f"logs/{DATASET}/fit_encoding/{{subject}}/{{model}}/n{{size}}_s{{seed}}.log",
+    benchmark:
+        benchmark_path("fit_encoding", "{subject}/{model}/n{size}_s{seed}")
     conda:
         "../../envs/encoding.yaml"
     script:

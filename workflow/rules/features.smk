@@ -25,6 +25,8 @@ rule extract_features:
         gpu=1 if config["features"]["device"].startswith("cuda") else 0,
     log:
         f"logs/{DATASET}/extract_features/{{model}}.log",
+    benchmark:
+        benchmark_path("extract_features", "{model}")
     conda:
         "../../envs/features.yaml"
     script:

@@ -4,6 +4,7 @@ import torch
 
 from encscale.features import extract_features
 from encscale.logs import log_to_file
+from encscale.provenance import job_provenance
 
 sm = snakemake  # noqa: F821
 log_to_file(sm.log[0])
@@ -22,4 +23,5 @@ extract_features(
     prefix_tokens=sm.params.prefix_tokens,
     num_workers=sm.params.num_workers,
     offline=sm.params.offline,
+    provenance=job_provenance(sm),
 )

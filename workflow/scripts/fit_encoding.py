@@ -4,6 +4,7 @@ import torch
 
 from encscale.encoding import alpha_grid, fit_encoding
 from encscale.logs import log_to_file
+from encscale.provenance import job_provenance
 
 sm = snakemake  # noqa: F821
 log_to_file(sm.log[0])
@@ -21,4 +22,5 @@ fit_encoding(
     scoring=cfg["scoring"],
     subsample_mode=cfg["subsample"],
     device=cfg["device"],
+    provenance=job_provenance(sm),
 )

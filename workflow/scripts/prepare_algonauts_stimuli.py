@@ -2,7 +2,10 @@
 
 from encscale import algonauts
 from encscale.logs import log_to_file
+from encscale.provenance import job_provenance
 
 sm = snakemake  # noqa: F821
 log_to_file(sm.log[0])
-algonauts.prepare_stimuli(sm.params.root, sm.params.subjects, sm.output[0])
+algonauts.prepare_stimuli(
+    sm.params.root, sm.params.subjects, sm.output[0], provenance=job_provenance(sm)
+)

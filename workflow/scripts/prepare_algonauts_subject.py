@@ -2,6 +2,7 @@
 
 from encscale import algonauts
 from encscale.logs import log_to_file
+from encscale.provenance import job_provenance
 
 sm = snakemake  # noqa: F821
 log_to_file(sm.log[0])
@@ -16,4 +17,5 @@ algonauts.prepare_subject(
     seed=cfg["seed"],
     ncsnr=tuple(sm.input.ncsnr) if "ncsnr" in sm.input.keys() else None,
     n_repeats=cfg["n_repeats"],
+    provenance=job_provenance(sm),
 )

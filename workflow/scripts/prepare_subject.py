@@ -3,6 +3,7 @@
 from encscale import nsd
 from encscale.logs import log_to_file
 from encscale.prepare import prepare_subject
+from encscale.provenance import job_provenance
 
 sm = snakemake  # noqa: F821
 log_to_file(sm.log[0])
@@ -15,4 +16,5 @@ prepare_subject(
     atlases=sm.params.atlases,
     mask_roi=sm.params.mask_roi,
     n_sessions=sm.params.n_sessions,
+    provenance=job_provenance(sm),
 )

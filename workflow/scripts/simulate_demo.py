@@ -2,6 +2,7 @@
 
 from encscale import nsd
 from encscale.logs import log_to_file
+from encscale.provenance import job_provenance
 from encscale.simulate import simulate_nsd
 
 sm = snakemake  # noqa: F821
@@ -9,4 +10,5 @@ log_to_file(sm.log[0])
 simulate_nsd(
     nsd.root_of_expdesign(sm.output.design),
     dict(sm.params.sim, beta_version=sm.params.beta_version),
+    provenance=job_provenance(sm),
 )

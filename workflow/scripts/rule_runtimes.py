@@ -1,0 +1,9 @@
+"""Snakemake adapter: per-rule runtimes and peak memory from the heavy rules' benchmarks."""
+
+from encscale.audit import runtime_table
+from encscale.logs import log_to_file
+from encscale.scores import write_tsv
+
+sm = snakemake  # noqa: F821
+log_to_file(sm.log[0])
+write_tsv(runtime_table({rule: list(files) for rule, files in sm.input.items()}), sm.output[0])
