@@ -28,17 +28,23 @@ def load_demo_config() -> dict:
 
 
 def run_snakemake(
-    workdir: Path, config: dict, *args: str, check: bool = True, env: dict | None = None
+    workdir: Path,
+    config: dict,
+    *args: str,
+    check: bool = True,
+    env: dict | None = None,
+    launcher: tuple[str, ...] = (str(SNAKEMAKE),),
 ):
     """Run the repository's Snakefile in ``workdir`` with ``config``; return the process.
 
-    ``env``: variables added to the environment of the run.
+    ``env``: variables added to the environment of the run; ``launcher``: the command that
+    starts Snakemake.
     """
     workdir.mkdir(parents=True, exist_ok=True)
     cfg = workdir / "study.yaml"
     cfg.write_text(yaml.safe_dump(config, sort_keys=False))
     cmd = [
-        str(SNAKEMAKE),
+        *launcher,
         "--snakefile",
         str(REPO / "Snakefile"),
         "--directory",

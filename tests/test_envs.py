@@ -2,7 +2,9 @@
 holds every third-party module its rules' scripts import (through the package)."""
 
 import ast
+import os
 import re
+import subprocess
 import sys
 import tomllib
 from importlib.metadata import packages_distributions
@@ -12,7 +14,7 @@ import pytest
 import yaml
 from packaging.requirements import Requirement
 
-from conftest import REPO
+from conftest import REPO, run_snakemake
 
 # conda-forge names of the packages whose pip (distribution) names differ
 CONDA_NAME = {"torch": "pytorch"}
@@ -114,3 +116,41 @@ def test_env_holds_what_the_rule_imports(rule):
     have = set(env_pins(entry["conda"]))
     missing = {d for d in needed if CONDA_NAME.get(d, d) not in have}
     assert not missing, f"rule {rule}: {entry['conda'].name} lacks {sorted(missing)}"
+
+
+def test_a_script_job_in_a_python_without_encscale_imports_the_checkout(tmp_path, demo_config):
+    """A rule's conda env holds the dependencies but not encscale: the job still imports the
+    checkout's src/, which the Snakefile puts on the path Snakemake hands to script jobs.
+
+    Emulated without conda: Snakemake runs from a process whose path lacks src/ (as when it
+    is installed apart from the package; here the editable install's entry is removed), and
+    its wrapper script of a job, kept with --skip-script-cleanup, runs again under a bare
+    virtual environment (no packages, no .pth files, no PYTHONPATH), as the env's python
+    would run it.
+    """
+    workdir = tmp_path / "study"
+    target = "results/demo/provenance/config.yaml"
+    src = str(REPO / "src")
+    without_src = (
+        sys.executable,
+        "-c",
+        f"import sys; sys.path[:] = [p for p in sys.path if p != {src!r}]; "
+        "from snakemake.cli import main; main()",
+    )
+    run_snakemake(workdir, demo_config, "--skip-script-cleanup", target, launcher=without_src)
+    (wrapper,) = (workdir / ".snakemake" / "scripts").glob("*.study_config.py")
+    assert repr(src) in wrapper.read_text()
+    expected = (workdir / target).read_bytes()
+    (workdir / target).unlink()
+
+    bare = tmp_path / "bare"
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(bare)], check=True)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PYTHON")}
+    probe = "import encscale; print(encscale.__file__)"
+    alone = subprocess.run([bare / "bin" / "python", "-c", probe], env=env, capture_output=True)
+    assert alone.returncode != 0, "the bare environment should not find encscale by itself"
+    job = subprocess.run(
+        [bare / "bin" / "python", wrapper], cwd=workdir, env=env, capture_output=True, text=True
+    )
+    assert job.returncode == 0, job.stderr[-3000:]
+    assert (workdir / target).read_bytes() == expected
