@@ -14,9 +14,11 @@ import pandas as pd  # noqa: E402
 from encscale.io import atomic_path  # noqa: E402
 
 
-def _save(fig: plt.Figure, path: str | Path) -> None:
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, dpi=150, bbox_inches="tight", format=Path(path).suffix.lstrip("."))
+def save_figure(fig: plt.Figure, *paths: str | Path) -> None:
+    """Save ``fig`` to each path (atomically; the format from its suffix: png, svg, pdf), close it."""
+    for path in paths:
+        with atomic_path(path) as tmp:
+            fig.savefig(tmp, dpi=150, bbox_inches="tight", format=Path(path).suffix.lstrip("."))
     plt.close(fig)
 
 
@@ -67,7 +69,7 @@ def plot_data_scaling(scores: pd.DataFrame, fits: pd.DataFrame, model: str, out:
         label=f"mean over ROIs (b={s.b:.3f} [{s.b_lo:.3f}, {s.b_hi:.3f}])",
     )
     _finish_scaling_axes(ax, "training samples", f"Data scaling: {model}")
-    _save(fig, out)
+    save_figure(fig, out)
 
 
 def plot_param_scaling(scores: pd.DataFrame, size: int, out: str | Path) -> None:
@@ -93,7 +95,7 @@ def plot_param_scaling(scores: pd.DataFrame, size: int, out: str | Path) -> None
     for model, mk in markers.items():
         ax.plot([], [], color="gray", marker=mk, ls="none", label=model)
     _finish_scaling_axes(ax, "model parameters", f"Parameter scaling at {size} training samples")
-    _save(fig, out)
+    save_figure(fig, out)
 
 
 def plot_roi_scores(
@@ -118,4 +120,4 @@ def plot_roi_scores(
     ax.set_title(f"{model}, {size} training samples ({', '.join(atlases)})", fontsize=9)
     ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0))
     ax.grid(alpha=0.3, axis="y")
-    _save(fig, out)
+    save_figure(fig, out)
