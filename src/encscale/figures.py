@@ -15,7 +15,7 @@ from encscale.io import atomic_path  # noqa: E402
 
 
 def save_figure(fig: plt.Figure, *paths: str | Path) -> None:
-    """Save ``fig`` to each path (atomically; the format from its suffix: png, svg, pdf), close it."""
+    """Save ``fig`` to each path (atomically, format from the suffix: png, svg, pdf); close it."""
     for path in paths:
         with atomic_path(path) as tmp:
             fig.savefig(tmp, dpi=150, bbox_inches="tight", format=Path(path).suffix.lstrip("."))
