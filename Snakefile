@@ -33,6 +33,7 @@ include: "workflow/rules/features.smk"
 include: "workflow/rules/encoding.smk"
 include: "workflow/rules/scaling.smk"
 include: "workflow/rules/figures.smk"
+include: "workflow/rules/maps.smk"
 include: "workflow/rules/provenance.smk"
 
 
@@ -45,6 +46,7 @@ localrules:
     figure_data_scaling,
     figure_param_scaling,
     figure_roi_scores,
+    figure_brain_map,
     study_config,
     software_versions,
     rule_runtimes,

@@ -1,13 +1,11 @@
-"""ROI scores, noise normalisation, subsampling and log-linear scaling fits."""
+"""ROI scores, noise normalisation and subsampling."""
 
 import h5py
 import numpy as np
-import pandas as pd
 import pytest
 
 from encscale.encoding import subsample
 from encscale.metrics import algonauts_score, ceiling_r, noise_ceiling, pearson_r
-from encscale.scaling import bootstrap_slope, fit_loglinear, fit_scaling
 from encscale.scores import score_fit
 
 
@@ -60,37 +58,3 @@ def test_subsample_is_seeded_sorted_and_checked():
     assert np.array_equal(subsample(100, 5, 7, mode="prefix"), np.arange(5))
     with pytest.raises(ValueError, match="larger than the 100 samples"):
         subsample(100, 101, 0)
-
-
-def test_loglinear_fit_recovers_exact_line():
-    x = np.array([100, 200, 400, 800, 1600])
-    a, b = fit_loglinear(x, 0.1 + 0.05 * np.log10(x))
-    assert a == pytest.approx(0.1) and b == pytest.approx(0.05)
-
-
-def test_bootstrap_interval_covers_true_slope():
-    sizes = np.repeat([100, 200, 400, 800, 1600], 4)
-    covered = 0
-    for seed in range(40):
-        rng = np.random.default_rng(seed)
-        y = 0.2 + 0.04 * np.log10(sizes) + rng.normal(0, 0.01, sizes.size)
-        lo, hi = bootstrap_slope(sizes, y, n_boot=300, seed=seed)
-        covered += lo <= 0.04 <= hi
-    assert covered >= 32  # nominal 95 %; the percentile bootstrap is a little narrow at n=4
-
-
-def test_fit_scaling_table_has_each_roi_and_the_mean():
-    rng = np.random.default_rng(0)
-    rows = [
-        dict(subject=s, seed=d, size=n, roi=roi, r=base + slope * np.log10(n) + rng.normal(0, 1e-3))
-        for s in ("subj01", "subj02")
-        for d in (0, 1)
-        for n in (100, 300, 700)
-        for roi, base, slope in (("early", 0.1, 0.05), ("ventral", 0.0, 0.02))
-    ]
-    table = fit_scaling(pd.DataFrame(rows), "size", n_boot=200, seed=0).set_index("roi")
-    assert list(table.index) == ["early", "ventral", "mean"]
-    assert table.loc["early", "b"] == pytest.approx(0.05, abs=2e-3)
-    assert table.loc["mean", "b"] == pytest.approx(0.035, abs=2e-3)
-    assert (table["b_lo"] <= table["b"]).all() and (table["b"] <= table["b_hi"]).all()
-    assert table.loc["early", "n_points"] == 12

@@ -11,6 +11,7 @@ import re
 from importlib.metadata import version
 
 import h5py
+import nibabel as nib
 import numpy as np
 import pandas as pd
 import pytest
@@ -25,6 +26,7 @@ from encscale.provenance import read_provenance
 pytestmark = pytest.mark.slow
 
 FIGURES = ("data_scaling.png", "param_scaling.png", "roi_scores.png")
+VECTOR = ("data_scaling.svg", "param_scaling.svg", "roi_scores.svg")
 
 
 @pytest.fixture(scope="module")
@@ -56,6 +58,8 @@ def test_outputs_and_report_exist(study):
     for name in FIGURES:
         png = (results / "figures" / name).read_bytes()
         assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 20_000
+    for name in VECTOR:
+        assert b"<svg" in (results / "figures" / name).read_bytes()[:2000]
     html = (results / "report.html").read_text(errors="replace")
     assert "data_scaling.png" in html and "roi_scores.png" in html
     scores = pd.read_csv(results / "scores" / "scores.tsv", sep="\t")
@@ -89,7 +93,8 @@ def test_report_embeds_figures_config_and_provenance(study):
     results = workdir / "results" / "demo"
     html = (results / "report.html").read_text()
     items = report_items(html)
-    for name in FIGURES:
+    maps = [f"brain_maps/{s}_{m}.png" for s in config["subjects"] for m in ("accuracy", "slope")]
+    for name in (*FIGURES, *maps):
         item = items[f"results/demo/figures/{name}"]
         assert embedded_bytes(item) == (results / "figures" / name).read_bytes()
         assert item["mime_type"] == "image/png" and len(item["caption"]) > 100
@@ -165,7 +170,12 @@ def test_changing_one_model_reruns_only_that_model(study):
     assert [w for r, w in jobs if r == "extract_features"] == ["model=convnext_s"]
     fits = [w for r, w in jobs if r == "fit_encoding"]
     assert fits and all("model=convnext_s" in w for w in fits)
-    assert len(fits) == len(config["subjects"]) * config["encoding"]["n_draws"]
+    # convnext_s is fitted at the parameter-scaling size and, as a member of the ensemble,
+    # at the final size; the ensemble's fits at those sizes follow
+    sizes = {config["scaling"]["param_size"], config["final"]["size"]}
+    assert len(fits) == len(config["subjects"]) * config["encoding"]["n_draws"] * len(sizes)
+    ensembles = [w for r, w in jobs if r == "ensemble_fit"]
+    assert len(ensembles) == len(fits)
     assert not rules & {"simulate_demo", "prepare_stimuli", "prepare_subject"}
     assert {"collect_scores", "fit_scaling", "figure_param_scaling"} <= rules
 
@@ -237,4 +247,81 @@ def test_accuracy_increases_with_training_size(study):
     steps = np.diff(curve.to_numpy(), axis=1)
     assert np.all(steps > 0), curve
     fits = pd.read_csv(workdir / "results" / "demo" / "scaling" / "data_scaling.tsv", sep="\t")
-    assert (fits["b_lo"] > 0).all(), fits
+    assert (fits.query("law == 'loglinear'")["b_lo"] > 0).all(), fits
+
+
+def test_saturating_laws_stay_below_the_noise_ceiling(study):
+    """Each ROI's fitted r∞ (pooled and per subject) is below its mean noise ceiling, which
+    is the mean over the ROI's voxels of the prepared ceiling; extrapolations are written."""
+    workdir, config = study
+    results = workdir / "results" / "demo"
+    fits = pd.read_csv(results / "scaling" / "data_scaling.tsv", sep="\t")
+    power = fits[fits["law"] == "power"]
+    rois = set(power["roi"]) - {"mean"}
+    assert len(rois) == 7 and set(power["scope"]) == {*config["subjects"], "pooled"}
+    assert (power["r_inf"] < power["ceiling_r"]).all(), power
+    for subject in config["subjects"]:
+        with h5py.File(results / "responses" / f"{subject}.h5") as h5:
+            nc = h5["noise_ceiling"][()]
+            for roi in rois:
+                mask = h5[f"rois/streams/{roi}"][()]
+                row = power[(power["scope"] == subject) & (power["roi"] == roi)].iloc[0]
+                assert row.ceiling_r == pytest.approx(ceiling_r(nc[mask]).mean(), rel=1e-5)
+                assert row.r_inf < row.ceiling_r
+                assert row.r_inf_lo <= row.r_inf <= row.r_inf_hi
+    assert (fits.groupby(["scope", "roi"])["preferred"].sum() == 1).all()
+    extra = pd.read_csv(results / "scaling" / "extrapolation.tsv", sep="\t")
+    fractions = config["scaling"].get("ceiling_fractions", [0.8, 0.9, 0.95])
+    assert set(extra["fraction"]) == set(fractions)
+    assert set(extra["analysis"]) == {"data", "param"}
+    pooled = extra[(extra["scope"] == "pooled") & (extra["analysis"] == "data")]
+    assert len(pooled) == 8 * 2 * len(fractions)  # (7 ROIs + mean) × law × fraction
+    reached = pooled[np.isfinite(pooled["x"])]
+    assert not reached.empty and (reached["x_lo"] <= reached["x_hi"]).all()
+
+
+def test_brain_maps_are_volumes_of_the_prepared_voxels(study):
+    workdir, config = study
+    results = workdir / "results" / "demo"
+    for subject in config["subjects"]:
+        with h5py.File(results / "responses" / f"{subject}.h5") as h5:
+            mask, affine, ijk = h5["mask"][()], h5["affine"][()], h5["voxel_ijk"][()]
+        fits = results / "fits" / subject / config["final"]["model"]
+        r = []
+        for seed in range(config["encoding"]["n_draws"]):
+            with h5py.File(fits / f"n{config['final']['size']}_s{seed}.h5") as f:
+                r.append(f["test_r"][()])
+        for name in ("accuracy", "slope"):
+            img = nib.load(results / "maps" / subject / f"{name}.nii.gz")
+            data = np.asarray(img.dataobj)
+            assert data.shape == mask.shape and np.allclose(img.affine, affine)
+            assert np.array_equal(data != 0, mask), (subject, name)
+            if name == "accuracy":
+                np.testing.assert_allclose(data[tuple(ijk.T)], np.mean(r, axis=0), rtol=1e-6)
+            else:  # accuracy grows with training data in most voxels
+                assert np.mean(data[mask] > 0) > 0.8
+            for ext in ("png", "svg"):
+                assert (
+                    results / "figures" / "brain_maps" / f"{subject}_{name}.{ext}"
+                ).stat().st_size > 10_000
+
+
+def test_ensemble_is_scored_and_at_least_its_members_mean(study):
+    """Averaging predictions should not hurt: per ROI (every atlas), the ensemble's mean r is
+    at least the mean of its members' (same subjects, sizes and draws)."""
+    workdir, config = study
+    scores = pd.read_csv(workdir / "results" / "demo" / "scores" / "scores.tsv", sep="\t")
+    ens = scores[scores["model"] == "ensemble"]
+    assert set(ens["size"]) == {config["scaling"]["param_size"], config["final"]["size"]}
+    assert (
+        ens["n_params"]
+        == scores.drop_duplicates("model").query("model != 'ensemble'")["n_params"].sum()
+    ).all()
+    keys = ["subject", "size", "seed", "atlas", "roi"]
+    members = (
+        scores[scores["model"].isin(config["models"])].groupby(keys)["r"].agg(["mean", "size"])
+    )
+    both = ens.set_index(keys)[["r"]].join(members, how="inner")
+    assert len(both) == len(ens) and (both["size"] == len(config["models"])).all()
+    worse = both[both["r"] < both["mean"]]
+    assert worse.empty, f"the ensemble is below its members' mean on:\n{worse}"

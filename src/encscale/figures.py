@@ -1,4 +1,4 @@
-"""The studies' figures from the tidy score and scaling tables (matplotlib, PNG)."""
+"""The studies' figures from the tidy score and scaling tables (matplotlib; PNG and SVG)."""
 
 from __future__ import annotations
 
@@ -40,46 +40,116 @@ def _finish_scaling_axes(ax: plt.Axes, xlabel: str, title: str) -> None:
     ax.grid(alpha=0.3, which="both")
 
 
-def plot_data_scaling(scores: pd.DataFrame, fits: pd.DataFrame, model: str, out: str | Path):
-    """Study 1, Fig. 1: test r against training size per ROI; black: mean over ROIs."""
-    fig, ax = plt.subplots(figsize=(6.5, 4.5))
+EXTRAPOLATE_MAX = 100.0  # the dashed segment ends at most this many times beyond the data
+
+
+def _power_curve(fit: pd.Series, x_end: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """x and fitted r of a power-law row, inside the data and on to ``x_end`` (dashed)."""
+    law = lambda x: fit.r_inf - fit.A * x ** (-fit.alpha)  # noqa: E731
+    inside = np.geomspace(fit.x_min, fit.x_max, 60)
+    beyond = np.geomspace(fit.x_max, max(x_end, fit.x_max), 60)
+    return inside, law(inside), np.stack([beyond, law(beyond)])
+
+
+def _extrapolation_end(extrapolation: pd.DataFrame, x_max: float) -> float:
+    """Where the dashed segment ends: the largest finite extrapolated x, within bounds."""
+    reach = extrapolation["x"].to_numpy(dtype=float)
+    reach = reach[np.isfinite(reach)]
+    return float(np.clip(reach.max() if reach.size else x_max, 4 * x_max, EXTRAPOLATE_MAX * x_max))
+
+
+def _plot_law(ax, fit, x_end, color, label, lw=1.2) -> None:
+    inside_x, inside_y, beyond = _power_curve(fit, x_end)
+    ax.plot(inside_x, inside_y, color=color, lw=lw, label=label)
+    ax.plot(beyond[0], beyond[1], color=color, lw=lw, ls="--")
+
+
+def _law_label(roi: str, fit: pd.Series) -> str:
+    return (
+        f"{roi}: r∞={fit.r_inf:.2f} [{fit.r_inf_lo:.2f}, {fit.r_inf_hi:.2f}], "
+        f"α={fit.alpha:.2f} [{fit.alpha_lo:.2f}, {fit.alpha_hi:.2f}]"
+    )
+
+
+def _pooled_power(fits: pd.DataFrame) -> pd.DataFrame:
+    rows = fits[(fits["scope"] == "pooled") & (fits["law"] == "power")]
+    return rows.set_index("roi")
+
+
+def plot_data_scaling(
+    scores: pd.DataFrame,
+    fits: pd.DataFrame,
+    extrapolation: pd.DataFrame,
+    ensemble: pd.DataFrame,
+    model: str,
+    *out: str | Path,
+) -> None:
+    """Study 1, Fig. 1 with the laws: test r against training size per ROI (mean ± SEM over
+    subjects), each ROI's saturating power law (pooled fit; dashed: extrapolated), the mean
+    over ROIs in black with its noise ceiling (dotted) and the sizes reaching the
+    extrapolated fractions of it (×), and the ensemble's mean over ROIs (★)."""
+    fig, ax = plt.subplots(figsize=(7.5, 5.0))
     colors = plt.cm.tab10(np.linspace(0, 1, 10))
-    slopes = fits.set_index("roi")
+    laws = _pooled_power(fits)
+    extra = extrapolation[(extrapolation["scope"] == "pooled") & (extrapolation["law"] == "power")]
+    x_max = float(scores["size"].max())
+    x_end = _extrapolation_end(extra[extra["roi"] == "mean"], x_max)
     for i, (roi, g) in enumerate(scores.groupby("roi", sort=False)):
         c = _curve(g, "size")
-        s = slopes.loc[roi]
         ax.errorbar(
             c["size"],
             c["r"],
             yerr=c["sem"],
             marker="o",
-            ms=4,
+            ms=3.5,
             capsize=2,
+            ls="none",
             color=colors[i % 10],
-            label=f"{roi} (b={s.b:.3f} [{s.b_lo:.3f}, {s.b_hi:.3f}])",
         )
+        if roi in laws.index:
+            _plot_law(ax, laws.loc[roi], x_end, colors[i % 10], _law_label(roi, laws.loc[roi]))
     mean = _curve(scores.groupby(["subject", "seed", "size"], as_index=False)["r"].mean(), "size")
-    s = slopes.loc["mean"]
-    ax.plot(
-        mean["size"],
-        mean["r"],
-        color="black",
-        lw=2.5,
-        marker="s",
-        label=f"mean over ROIs (b={s.b:.3f} [{s.b_lo:.3f}, {s.b_hi:.3f}])",
-    )
+    ax.errorbar(mean["size"], mean["r"], yerr=mean["sem"], color="black", marker="s", ls="none")
+    if "mean" in laws.index:
+        fit = laws.loc["mean"]
+        _plot_law(ax, fit, x_end, "black", _law_label("mean over ROIs", fit), lw=2.2)
+        ax.axhline(fit.ceiling_r, color="black", ls=":", lw=1, label="noise ceiling (mean)")
+        for row in extra[extra["roi"] == "mean"].itertuples():
+            if fit.x_min <= row.x <= x_end:  # marks inside the plotted curve only
+                ax.plot(row.x, row.target_r, "x", color="black", ms=7)
+                ax.annotate(
+                    f"{row.fraction:.0%}",
+                    (row.x, row.target_r),
+                    fontsize=7,
+                    textcoords="offset points",
+                    xytext=(3, -9),
+                )
+    if not ensemble.empty:
+        e = _curve(
+            ensemble.groupby(["subject", "seed", "size"], as_index=False)["r"].mean(), "size"
+        )
+        ax.plot(e["size"], e["r"], "*", color="black", ms=11, label="ensemble (mean over ROIs)")
     _finish_scaling_axes(ax, "training samples", f"Data scaling: {model}")
-    save_figure(fig, out)
+    save_figure(fig, *out)
 
 
-def plot_param_scaling(scores: pd.DataFrame, size: int, out: str | Path) -> None:
-    """Study 1, Fig. 2: test r against parameter count per ROI; markers name the models."""
-    fig, ax = plt.subplots(figsize=(6.5, 4.5))
+def plot_param_scaling(
+    scores: pd.DataFrame, fits: pd.DataFrame, ensemble: pd.DataFrame, size: int, *out: str | Path
+) -> None:
+    """Study 1, Fig. 2 with the laws: test r against parameter count per ROI; markers name
+    the models; each ROI's power law (pooled; dashed beyond the largest model); the
+    ensemble (★) at the sum of its members' parameters, not part of the fit."""
+    fig, ax = plt.subplots(figsize=(7.5, 5.0))
     colors = plt.cm.tab10(np.linspace(0, 1, 10))
     markers = dict(zip(sorted(scores["model"].unique()), "osD^vP*X", strict=False))
+    laws = _pooled_power(fits)
+    x_end = 4 * float(scores["n_params"].max())
     for i, (roi, g) in enumerate(scores.groupby("roi", sort=False)):
-        c = _curve(g, "n_params").sort_values("n_params")
-        ax.plot(c["n_params"], c["r"], color=colors[i % 10], lw=1.2, label=roi)
+        if roi in laws.index and np.isfinite(laws.loc[roi].r_inf):
+            _plot_law(ax, laws.loc[roi], x_end, colors[i % 10], _law_label(roi, laws.loc[roi]))
+        else:
+            c = _curve(g, "n_params").sort_values("n_params")
+            ax.plot(c["n_params"], c["r"], color=colors[i % 10], lw=1.2, label=roi)
         for model, gm in g.groupby("model"):
             cm = _curve(gm, "n_params")
             ax.errorbar(
@@ -92,16 +162,28 @@ def plot_param_scaling(scores: pd.DataFrame, size: int, out: str | Path) -> None
                 capsize=2,
                 ls="none",
             )
+        e = ensemble[ensemble["roi"] == roi]
+        if not e.empty:
+            ce = _curve(e, "n_params")
+            ax.plot(ce["n_params"], ce["r"], "*", color=colors[i % 10], ms=12, mec="black")
     for model, mk in markers.items():
         ax.plot([], [], color="gray", marker=mk, ls="none", label=model)
+    if not ensemble.empty:
+        ax.plot([], [], "*", color="gray", mec="black", ms=12, label="ensemble (Σ parameters)")
     _finish_scaling_axes(ax, "model parameters", f"Parameter scaling at {size} training samples")
-    save_figure(fig, out)
+    save_figure(fig, *out)
 
 
 def plot_roi_scores(
-    scores: pd.DataFrame, model: str, size: int, atlases: list[str], out: str | Path
+    scores: pd.DataFrame,
+    ensemble: pd.DataFrame,
+    model: str,
+    size: int,
+    atlases: list[str],
+    *out: str | Path,
 ) -> None:
-    """Study 1, Fig. 3: noise-normalised score per ROI (grouped by atlas), one bar per subject."""
+    """Study 1, Fig. 3: noise-normalised score per ROI (grouped by atlas), one bar per
+    subject; the ensemble's mean over subjects as black diamonds when given."""
     rows = scores[scores["atlas"].isin(atlases)]
     table = rows.groupby(["atlas", "roi", "subject"])["nn_r2"].mean().unstack("subject")
     table = table.reindex(sorted(table.index, key=lambda key: (atlases.index(key[0]), key[1])))
@@ -115,9 +197,13 @@ def plot_roi_scores(
     starts = [i for i in range(1, len(table)) if table.index[i][0] != table.index[i - 1][0]]
     for i in starts:
         ax.axvline(i - 0.5, color="gray", lw=0.8)
+    if not ensemble.empty:
+        e = ensemble[ensemble["atlas"].isin(atlases)].groupby(["atlas", "roi"])["nn_r2"].mean()
+        e = e.reindex(table.index)
+        ax.plot(xs, e.to_numpy(), "D", color="black", ms=5, label="ensemble (mean)")
     ax.set_ylabel("noise-normalised accuracy (% of explainable variance)")
     ax.set_ylim(0, 100)
     ax.set_title(f"{model}, {size} training samples ({', '.join(atlases)})", fontsize=9)
     ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0))
     ax.grid(alpha=0.3, axis="y")
-    save_figure(fig, out)
+    save_figure(fig, *out)

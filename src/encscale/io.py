@@ -8,12 +8,14 @@ leaves a file that looks finished.
 from __future__ import annotations
 
 import contextlib
+import gzip
 import os
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
 import h5py
+import nibabel as nib
 import numpy as np
 
 from encscale.provenance import write_provenance
@@ -42,6 +44,18 @@ def create_h5(
         if provenance is not None:
             write_provenance(h5, provenance)
         yield h5
+
+
+def write_nifti(path: str | os.PathLike, data: np.ndarray, affine: np.ndarray) -> None:
+    """Write a .nii.gz atomically and reproducibly (no name or time in the gzip header)."""
+    img = nib.Nifti1Image(data, affine)
+    img.header.set_xyzt_units("mm", "sec")
+    with (
+        atomic_path(path) as tmp,
+        open(tmp, "wb") as raw,
+        gzip.GzipFile(filename="", mode="wb", fileobj=raw, compresslevel=1, mtime=0) as gz,
+    ):
+        gz.write(img.to_bytes())
 
 
 def open_h5(path: str | os.PathLike, what: str) -> h5py.File:

@@ -16,7 +16,7 @@ import numpy as np
 import pandas as pd
 
 from encscale.io import atomic_path, open_h5, read_dataset
-from encscale.metrics import algonauts_score
+from encscale.metrics import algonauts_score, ceiling_r
 
 SCORE_COLUMNS = [
     "subject",
@@ -30,6 +30,7 @@ SCORE_COLUMNS = [
     "r",
     "r_norm",
     "nn_r2",
+    "ceiling_r",
 ]
 
 
@@ -67,6 +68,7 @@ def score_fit(fit_path: str | Path, responses_path: str | Path) -> pd.DataFrame:
                 r=r[mask].mean(),
                 r_norm=r_norm[mask].mean(),
                 nn_r2=nn[mask].mean(),
+                ceiling_r=ceiling_r(nc[mask]).mean(),
             )
         )
     df = pd.DataFrame(rows, columns=SCORE_COLUMNS)

@@ -26,7 +26,6 @@ beta is signal + noise / s with s the voxel's true ncsnr (:func:`trial_betas`).
 
 from __future__ import annotations
 
-import gzip
 import json
 import logging
 import os
@@ -34,13 +33,12 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-import nibabel as nib
 import numpy as np
 import scipy.io
 import torch
 from scipy.ndimage import gaussian_filter
 
-from encscale import nsd
+from encscale import io, nsd
 from encscale.io import atomic_path, create_h5
 
 log = logging.getLogger(__name__)
@@ -339,9 +337,9 @@ def brain_atlases(shape: tuple[int, int, int]) -> dict[str, np.ndarray]:
 
 
 def _write_anatomy(root: Path, subject: str, atlases: dict, affine: np.ndarray) -> None:
-    _write_nifti(nsd.brainmask_path(root, subject), atlases["brainmask"], affine)
+    io.write_nifti(nsd.brainmask_path(root, subject), atlases["brainmask"], affine)
     for atlas, labels in ATLAS_LABELS.items():
-        _write_nifti(nsd.roi_path(root, subject, atlas), atlases[atlas], affine)
+        io.write_nifti(nsd.roi_path(root, subject, atlas), atlases[atlas], affine)
         lines = ["0 Unknown", *(f"{label} {name}" for label, name in labels.items())]
         with atomic_path(nsd.ctab_path(root, subject, atlas)) as tmp:
             tmp.write_text("\n".join(lines) + "\n")
@@ -529,13 +527,13 @@ def _simulate_subject(
         block = betas[start : start + size]
         volume = np.zeros((*brain.shape, size), dtype=np.int16)
         volume[brain] = block.T
-        _write_nifti(nsd.betas_path(root, subject, session, p["beta_version"]), volume, affine)
+        io.write_nifti(nsd.betas_path(root, subject, session, p["beta_version"]), volume, affine)
         zscored.append(nsd.zscore_trials(block / nsd.PSC_SCALE))
         start += size
     ncsnr = nsd.estimate_ncsnr(np.concatenate(zscored), image_ids[trial_rows], p["n_repeats"])
     # NSD's ncsnr volume is NaN outside the brain, its betas 0 there
     ncsnr_volume = _to_volume(ncsnr, brain, fill=np.nan)
-    _write_nifti(nsd.ncsnr_path(root, subject, p["beta_version"]), ncsnr_volume, affine)
+    io.write_nifti(nsd.ncsnr_path(root, subject, p["beta_version"]), ncsnr_volume, affine)
     _write_truth(
         truth_path(root, subject), model, signal, image_ids, brain, p["n_repeats"], provenance
     )
@@ -550,18 +548,6 @@ def _to_volume(values: np.ndarray, mask: np.ndarray, fill: float = 0.0) -> np.nd
 
 
 # --- writers ----------------------------------------------------------------------------
-
-
-def _write_nifti(path: str, data: np.ndarray, affine: np.ndarray) -> None:
-    """Write a .nii.gz atomically and reproducibly (no name or time in the gzip header)."""
-    img = nib.Nifti1Image(data, affine)
-    img.header.set_xyzt_units("mm", "sec")
-    with (
-        atomic_path(path) as tmp,
-        open(tmp, "wb") as raw,
-        gzip.GzipFile(filename="", mode="wb", fileobj=raw, compresslevel=1, mtime=0) as gz,
-    ):
-        gz.write(img.to_bytes())
 
 
 def _write_stimuli(

@@ -1,7 +1,8 @@
 # Config checks that a schema cannot express, wildcard constraints and target lists.
 import math
 
-from encscale import algonauts, fetch, nsd, simulate
+from encscale import algonauts, fetch, nsd, scaling, simulate
+from encscale.ensemble import ENSEMBLE
 
 DATASET = config["dataset"]
 RESULTS = f"results/{DATASET}"
@@ -12,6 +13,12 @@ ATLASES = ALGONAUTS["rois"] if DATASET == "algonauts2023" else config["prepare"]
 MODELS = list(config["models"])
 SUBJECTS = config["subjects"]
 ENC = config["encoding"]
+if isinstance(ENC["sizes"], dict):  # a geometric grid
+    grid = ENC["sizes"]
+    try:
+        ENC["sizes"] = scaling.geometric_sizes(grid["min"], grid["max"], grid["num"])
+    except ValueError as err:
+        raise ValueError(f"config key 'encoding.sizes': {err}") from None
 SIZES = sorted(ENC["sizes"])
 SEEDS = list(range(ENC["n_draws"]))
 
@@ -20,9 +27,10 @@ def config_error(key, message):
     raise ValueError(f"config key '{key}': {message}")
 
 
-def check_model_key(key, value):
-    if value not in MODELS:
-        config_error(key, f"model '{value}' is not in models ({', '.join(MODELS)})")
+def check_model_key(key, value, ensemble=False):
+    if value not in MODELS and not (ensemble and value == ENSEMBLE):
+        also = f" or '{ENSEMBLE}'" if ensemble else ""
+        config_error(key, f"model '{value}' is not in models ({', '.join(MODELS)}){also}")
 
 
 def check_size_key(key, value):
@@ -34,8 +42,16 @@ config["scaling"].setdefault("data_model", MODELS[-1])
 config["scaling"].setdefault("param_size", SIZES[-1])
 config["final"].setdefault("model", config["scaling"]["data_model"])
 config["final"].setdefault("size", SIZES[-1])
-check_model_key("scaling.data_model", config["scaling"]["data_model"])
-check_model_key("final.model", config["final"]["model"])
+ENSEMBLE_MODELS = config["ensemble"].setdefault("models", MODELS)
+for model in ENSEMBLE_MODELS:
+    check_model_key("ensemble.models", model)
+check_model_key("scaling.data_model", config["scaling"]["data_model"], ensemble=True)
+check_model_key("final.model", config["final"]["model"], ensemble=True)
+if ENC["subsample"] == "prefix" and ENC["n_draws"] > 1:
+    config_error(
+        "encoding.n_draws",
+        f"{ENC['n_draws']} draws of prefix subsets are all the same rows; set n_draws: 1",
+    )
 check_size_key("scaling.param_size", config["scaling"]["param_size"])
 check_size_key("final.size", config["final"]["size"])
 if ENC["n_folds"] > SIZES[0]:
@@ -142,7 +158,7 @@ def algonauts_subject_files(subject):
 wildcard_constraints:
     dataset=DATASET,
     subject=r"subj\d\d",
-    model="|".join(MODELS),
+    model="|".join([*MODELS, ENSEMBLE]),
     size=r"\d+",
     seed=r"\d+",
 
@@ -155,15 +171,40 @@ for model in SUBMISSION["models"]:
 check_size_key("submission.size", SUBMISSION["size"])
 
 
+HAS_ENSEMBLE = len(ENSEMBLE_MODELS) >= 2
+if not HAS_ENSEMBLE and ENSEMBLE in (config["scaling"]["data_model"], config["final"]["model"]):
+    config_error("ensemble.models", "an ensemble needs two models or more")
+
+
 def fit_combinations():
-    """(model, size) pairs the outputs need: data and parameter scaling, final scores, and the
-    submissions of an Algonauts study."""
+    """(model, size) pairs the outputs need: data and parameter scaling, final scores, the
+    ensemble beside the parameter scaling and the final scores, and the submissions of an
+    Algonauts study; an ensemble needs its members at the same size."""
+    param_size, final = config["scaling"]["param_size"], config["final"]
     pairs = {(config["scaling"]["data_model"], size) for size in SIZES}
-    pairs |= {(model, config["scaling"]["param_size"]) for model in MODELS}
-    pairs.add((config["final"]["model"], config["final"]["size"]))
+    pairs |= {(model, param_size) for model in MODELS}
+    pairs.add((final["model"], final["size"]))
+    if HAS_ENSEMBLE:
+        pairs |= {(ENSEMBLE, param_size), (ENSEMBLE, final["size"])}
     if DATASET == "algonauts2023":
         pairs |= {(model, SUBMISSION["size"]) for model in SUBMISSION["models"]}
+    pairs |= {(m, size) for model, size in pairs if model == ENSEMBLE for m in ENSEMBLE_MODELS}
     return sorted(pairs)
+
+
+def fit_paths(model, sizes, subjects=SUBJECTS):
+    """Fit files of ``model`` at ``sizes``, every draw of ``subjects``."""
+    return [
+        f"{RESULTS}/fits/{subject}/{model}/n{size}_s{seed}.h5"
+        for subject in subjects
+        for size in sizes
+        for seed in SEEDS
+    ]
+
+
+def param_scaling_fits():
+    """Fit files of the parameter-scaling analysis: every model at scaling.param_size."""
+    return [f for m in MODELS for f in fit_paths(m, [config["scaling"]["param_size"]])]
 
 
 def submission_fits(name, subject):
@@ -192,10 +233,14 @@ def h5_outputs():
     return [
         *(raw if DATASET == "demo" else []),
         f"{RESULTS}/stimuli.h5",
-        *(f"{RESULTS}/responses/{subject}.h5" for subject in SUBJECTS),
+        *responses_files().values(),
         *(f"{RESULTS}/features/{model}.h5" for model in MODELS),
         *(f"{RESULTS}/fits/{name}.h5" for name in fit_names()),
     ]
+
+
+def responses_files():
+    return {subject: f"{RESULTS}/responses/{subject}.h5" for subject in SUBJECTS}
 
 
 def benchmark_path(rule, name=None):
@@ -209,18 +254,51 @@ def benchmark_files():
         prepare_stimuli=[benchmark_path("prepare_stimuli")],
         prepare_subject=[benchmark_path("prepare_subject", s) for s in SUBJECTS],
         extract_features=[benchmark_path("extract_features", m) for m in MODELS],
-        fit_encoding=[benchmark_path("fit_encoding", name) for name in fit_names()],
+        fit_encoding=[
+            benchmark_path("fit_encoding", name)
+            for name in fit_names()
+            if f"/{ENSEMBLE}/" not in name
+        ],
     )
     if DATASET == "demo":
         files = {"simulate_demo": [benchmark_path("simulate_demo")], **files}
     return files
 
 
+VOLUME_MAPS = DATASET != "algonauts2023"  # NIfTI volumes; Algonauts: fsaverage surfaces
+MAP_NAMES = ("accuracy", "slope")
+
+
+def map_files(subject):
+    """The brain maps of one subject: per-voxel NIfTI volumes, or per-hemisphere .mgh."""
+    if VOLUME_MAPS:
+        return [f"{RESULTS}/maps/{subject}/{name}.nii.gz" for name in MAP_NAMES]
+    return [f"{RESULTS}/maps/{subject}/{h}.{name}.mgh" for name in MAP_NAMES for h in ("lh", "rh")]
+
+
+def brain_map_figures():
+    """Figures of the brain maps (Algonauts surfaces only with brain_maps.fsaverage_dir)."""
+    if not VOLUME_MAPS and not config["brain_maps"]["fsaverage_dir"]:
+        return []
+    return [
+        f"{RESULTS}/figures/brain_maps/{s}_{name}.{ext}"
+        for s in SUBJECTS
+        for name in MAP_NAMES
+        for ext in ("png", "svg")
+    ]
+
+
 def final_targets():
-    figures = ["data_scaling.png", "param_scaling.png", "roi_scores.png"]
-    targets = [f"{RESULTS}/figures/{name}" for name in figures] + [
-        f"{RESULTS}/scaling/data_scaling.tsv",
-        f"{RESULTS}/scaling/param_scaling.tsv",
+    figures = [
+        f"{RESULTS}/figures/{name}.{ext}"
+        for name in ("data_scaling", "param_scaling", "roi_scores")
+        for ext in ("png", "svg")
+    ]
+    targets = [
+        *figures,
+        *brain_map_figures(),
+        *(f for s in SUBJECTS for f in map_files(s)),
+        *(f"{RESULTS}/scaling/{name}.tsv" for name in ("data_scaling", "param_scaling", "extrapolation")),
         *(f"{RESULTS}/provenance/{name}" for name in ("config.yaml", "software.tsv", "runtimes.tsv")),
     ]
     if DATASET == "algonauts2023":

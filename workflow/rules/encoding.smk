@@ -7,6 +7,8 @@ rule fit_encoding:
         features=f"{RESULTS}/features/{{model}}.h5",
     output:
         f"{RESULTS}/fits/{{subject}}/{{model}}/n{{size}}_s{{seed}}.h5",
+    wildcard_constraints:
+        model="|".join(MODELS),
     params:
         settings={key: ENC[key] for key in ("n_folds", "alphas", "scoring", "subsample", "device")},
     threads: 2
@@ -23,9 +25,28 @@ rule fit_encoding:
         "../scripts/fit_encoding.py"
 
 
+# The ensemble: the mean of its members' predictions (same subject, size and draw).
+rule ensemble_fit:
+    input:
+        members=lambda w: [
+            f"{RESULTS}/fits/{w.subject}/{m}/n{w.size}_s{w.seed}.h5" for m in ENSEMBLE_MODELS
+        ],
+        responses=f"{RESULTS}/responses/{{subject}}.h5",
+    output:
+        f"{RESULTS}/fits/{{subject}}/{ENSEMBLE}/n{{size}}_s{{seed}}.h5",
+    params:
+        members=ENSEMBLE_MODELS,
+    log:
+        f"logs/{DATASET}/ensemble_fit/{{subject}}/n{{size}}_s{{seed}}.log",
+    conda:
+        "../../envs/analysis.yaml"
+    script:
+        "../scripts/ensemble_fit.py"
+
+
 rule score_fit:
     input:
-        fit=rules.fit_encoding.output[0],
+        fit=f"{RESULTS}/fits/{{subject}}/{{model}}/n{{size}}_s{{seed}}.h5",
         responses=f"{RESULTS}/responses/{{subject}}.h5",
     output:
         f"{RESULTS}/scores/{{subject}}/{{model}}/n{{size}}_s{{seed}}.tsv",

@@ -1,16 +1,18 @@
-# The first study's figures, declared for the Snakemake report.
+# The first study's figures (PNG for the report, SVG for print), with the scaling laws.
 
 
 rule figure_data_scaling:
     input:
         scores=f"{RESULTS}/scores/scores.tsv",
         fits=f"{RESULTS}/scaling/data_scaling.tsv",
+        extrapolation=f"{RESULTS}/scaling/extrapolation.tsv",
     output:
-        report(
+        png=report(
             f"{RESULTS}/figures/data_scaling.png",
             caption="../report/data_scaling.rst",
             category="Scaling laws",
         ),
+        svg=f"{RESULTS}/figures/data_scaling.svg",
     params:
         atlas=config["scaling"]["atlas"],
         model=config["scaling"]["data_model"],
@@ -25,12 +27,14 @@ rule figure_data_scaling:
 rule figure_param_scaling:
     input:
         scores=f"{RESULTS}/scores/scores.tsv",
+        fits=f"{RESULTS}/scaling/param_scaling.tsv",
     output:
-        report(
+        png=report(
             f"{RESULTS}/figures/param_scaling.png",
             caption="../report/param_scaling.rst",
             category="Scaling laws",
         ),
+        svg=f"{RESULTS}/figures/param_scaling.svg",
     params:
         atlas=config["scaling"]["atlas"],
         size=config["scaling"]["param_size"],
@@ -46,11 +50,12 @@ rule figure_roi_scores:
     input:
         scores=f"{RESULTS}/scores/scores.tsv",
     output:
-        report(
+        png=report(
             f"{RESULTS}/figures/roi_scores.png",
             caption="../report/roi_scores.rst",
             category="Final scores",
         ),
+        svg=f"{RESULTS}/figures/roi_scores.svg",
     params:
         final=config["final"],
     log:

@@ -1,4 +1,5 @@
-# All scores in one tidy table, and log-linear scaling fits per ROI.
+# All scores in one tidy table; scaling laws per ROI with bootstrap intervals and
+# extrapolation to fractions of the noise ceiling.
 
 
 rule collect_scores:
@@ -16,13 +17,19 @@ rule collect_scores:
 
 rule fit_scaling:
     input:
-        f"{RESULTS}/scores/scores.tsv",
+        data=fit_paths(config["scaling"]["data_model"], SIZES),
+        param=param_scaling_fits(),
+        responses=list(responses_files().values()),
     output:
         data=f"{RESULTS}/scaling/data_scaling.tsv",
         param=f"{RESULTS}/scaling/param_scaling.tsv",
+        extrapolation=f"{RESULTS}/scaling/extrapolation.tsv",
     params:
         scaling=config["scaling"],
-        sizes=SIZES,
+        subjects=SUBJECTS,
+    threads: 1
+    resources:
+        mem_mb=8000 if DATASET != "demo" else 2000,
     log:
         f"logs/{DATASET}/fit_scaling.log",
     conda:

@@ -1,14 +1,19 @@
-"""Snakemake adapter: study 1, Fig. 1 (accuracy against training size per ROI)."""
-
-import pandas as pd
+"""Snakemake adapter: study 1, Fig. 1 (accuracy against training size per ROI, with laws)."""
 
 from encscale.figures import plot_data_scaling
 from encscale.logs import log_to_file
-from encscale.scaling import data_scaling_scores
+from encscale.scaling import ensemble_rows, read_scores, read_table, scaling_rows
 
 sm = snakemake  # noqa: F821
 log_to_file(sm.log[0])
-scores = pd.read_csv(sm.input.scores, sep="\t", dtype={"subject": str, "model": str})
-fits = pd.read_csv(sm.input.fits, sep="\t")
-rows = data_scaling_scores(scores, sm.params.model, sm.params.atlas)
-plot_data_scaling(rows, fits, sm.params.model, sm.output[0])
+scores = read_scores(sm.input.scores)
+model, atlas = sm.params.model, sm.params.atlas
+plot_data_scaling(
+    scaling_rows(scores, atlas, model=model),
+    read_table(sm.input.fits),
+    read_table(sm.input.extrapolation).query("analysis == 'data'"),
+    ensemble_rows(scores, atlas) if model != "ensemble" else scores.iloc[:0],
+    model,
+    sm.output.png,
+    sm.output.svg,
+)

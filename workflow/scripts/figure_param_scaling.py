@@ -1,13 +1,18 @@
-"""Snakemake adapter: study 1, Fig. 2 (accuracy against parameter count per ROI)."""
-
-import pandas as pd
+"""Snakemake adapter: study 1, Fig. 2 (accuracy against parameter count per ROI, with laws)."""
 
 from encscale.figures import plot_param_scaling
 from encscale.logs import log_to_file
-from encscale.scaling import param_scaling_scores
+from encscale.scaling import ensemble_rows, read_scores, read_table, scaling_rows
 
 sm = snakemake  # noqa: F821
 log_to_file(sm.log[0])
-scores = pd.read_csv(sm.input.scores, sep="\t", dtype={"subject": str, "model": str})
-rows = param_scaling_scores(scores, sm.params.size, sm.params.atlas)
-plot_param_scaling(rows, sm.params.size, sm.output[0])
+scores = read_scores(sm.input.scores)
+size, atlas = sm.params.size, sm.params.atlas
+plot_param_scaling(
+    scaling_rows(scores, atlas, size=size),
+    read_table(sm.input.fits),
+    ensemble_rows(scores, atlas, size=size),
+    size,
+    sm.output.png,
+    sm.output.svg,
+)

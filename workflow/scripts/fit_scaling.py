@@ -1,17 +1,20 @@
-"""Snakemake adapter: log-linear data- and parameter-scaling fits per ROI."""
+"""Snakemake adapter: data- and parameter-scaling laws per ROI, and extrapolations."""
 
 import pandas as pd
 
 from encscale.logs import log_to_file
-from encscale.scaling import data_scaling_scores, fit_scaling, param_scaling_scores
+from encscale.scaling import load_curves, scaling_tables
 from encscale.scores import write_tsv
 
 sm = snakemake  # noqa: F821
 log_to_file(sm.log[0])
 cfg = sm.params.scaling
-scores = pd.read_csv(sm.input[0], sep="\t", dtype={"subject": str, "model": str})
-boot = dict(n_boot=cfg["n_bootstrap"], seed=cfg["seed"])
-data = data_scaling_scores(scores, cfg["data_model"], cfg["atlas"])
-write_tsv(fit_scaling(data, "size", **boot), sm.output.data)
-param = param_scaling_scores(scores, cfg["param_size"], cfg["atlas"])
-write_tsv(fit_scaling(param, "n_params", **boot), sm.output.param)
+responses = dict(zip(sm.params.subjects, sm.input.responses, strict=True))
+settings = dict(n_boot=cfg["n_bootstrap"], seed=cfg["seed"], fractions=cfg["ceiling_fractions"])
+extrapolations = []
+for analysis, x_attr in (("data", "size"), ("param", "n_params")):
+    xs, curves, known = load_curves(sm.input[analysis], responses, x_attr, cfg["atlas"])
+    fits, extrapolation = scaling_tables(analysis, xs, curves, ceiling_known=known, **settings)
+    write_tsv(fits, sm.output[analysis])
+    extrapolations.append(extrapolation)
+write_tsv(pd.concat(extrapolations, ignore_index=True), sm.output.extrapolation)
