@@ -30,10 +30,28 @@ def dry_run_error(tmp_path, config) -> str:
 def test_demo_config_dry_run_plans_the_study(tmp_path, demo_config):
     proc = run_snakemake(tmp_path, demo_config, "-n", "--quiet", "rules")
     counts = job_counts(proc.stdout + proc.stderr)
-    n_fits = 2 * 2 * (4 + 2)  # subjects × draws × (data-scaling sizes + 2 other models)
-    assert counts["fit_encoding"] == counts["score_fit"] == n_fits
+    # subjects × draws × (data-scaling sizes + 2 other models at the parameter-scaling and,
+    # as members of the ensemble, the final size)
+    n_fits = 2 * 2 * (4 + 2 * 2)
+    n_ensembles = 2 * 2 * 2  # subjects × draws × (parameter-scaling and final size)
+    assert counts["fit_encoding"] == n_fits and counts["ensemble_fit"] == n_ensembles
+    assert counts["score_fit"] == n_fits + n_ensembles
+    assert counts["brain_maps"] == 2 and counts["figure_brain_map"] == 4
     assert counts["extract_features"] == 3 and counts["prepare_subject"] == 2
     assert counts["simulate_demo"] == counts["figure_roi_scores"] == 1
+
+
+def test_geometric_size_grid_and_ensemble_as_final_model(tmp_path, demo_config):
+    config = copy.deepcopy(demo_config)
+    config["encoding"]["sizes"] = {"min": 100, "max": 700, "num": 4}  # 100, 191, 366, 700
+    config["scaling"]["param_size"] = 366
+    config["final"]["model"] = "ensemble"
+    proc = run_snakemake(tmp_path, config, "-n")
+    out = proc.stdout + proc.stderr
+    for size in (100, 191, 366, 700):
+        assert f"size={size}," in out
+    counts = job_counts(run_snakemake(tmp_path, config, "-n", "--quiet", "rules").stdout)
+    assert counts["ensemble_fit"] == 2 * 2 * 2  # subjects × draws × (366, 700)
 
 
 @pytest.mark.parametrize(
@@ -47,6 +65,11 @@ def test_demo_config_dry_run_plans_the_study(tmp_path, demo_config):
         (lambda c: c["encoding"].update(sizes=[100, 5000]), "encoding.sizes"),
         (lambda c: c["scaling"].update(data_model="vit_huge"), "scaling.data_model"),
         (lambda c: c["final"].update(atlases=["streams", "hcp"]), "final.atlases"),
+        (lambda c: c["encoding"].update(subsample="prefix"), "encoding.n_draws"),
+        (lambda c: c["encoding"].update(sizes={"min": 100, "max": 105, "num": 9}), "duplicates"),
+        (lambda c: c["ensemble"].update(models=["convnext_s", "vit"]), "ensemble.models"),
+        (lambda c: c["scaling"].update(n_bootstrap=200), "n_bootstrap"),
+        (lambda c: c["scaling"].update(ceiling_fractions=[0.5, 1.2]), "ceiling_fractions"),
     ],
 )
 def test_bad_config_stops_with_the_key_named(tmp_path, demo_config, edit, key):

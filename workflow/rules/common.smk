@@ -276,6 +276,29 @@ def map_files(subject):
     return [f"{RESULTS}/maps/{subject}/{h}.{name}.mgh" for name in MAP_NAMES for h in ("lh", "rh")]
 
 
+def map_inputs(wildcards):
+    final = config["final"]
+    files = dict(
+        accuracy=fit_paths(final["model"], [final["size"]], [wildcards.subject]),
+        slope=fit_paths(config["scaling"]["data_model"], SIZES, [wildcards.subject]),
+        responses=f"{RESULTS}/responses/{wildcards.subject}.h5",
+    )
+    if not VOLUME_MAPS:
+        files["fsaverage_masks"] = [
+            algonauts.fsaverage_mask_path(ALGONAUTS["root"], wildcards.subject, hemi)
+            for hemi in ("lh", "rh")
+        ]
+    return files
+
+
+def map_title(subject, name):
+    if name == "accuracy":
+        final = config["final"]
+        return f"{subject}: test r, {final['model']}, {final['size']} samples"
+    model = config["scaling"]["data_model"]
+    return f"{subject}: slope of r per decade of training samples, {model}"
+
+
 def brain_map_figures():
     """Figures of the brain maps (Algonauts surfaces only with brain_maps.fsaverage_dir)."""
     if not VOLUME_MAPS and not config["brain_maps"]["fsaverage_dir"]:

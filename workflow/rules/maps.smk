@@ -2,21 +2,6 @@
 # data-scaling slope (r against log10 training size, model scaling.data_model).
 
 
-def map_inputs(wildcards):
-    final = config["final"]
-    files = dict(
-        accuracy=fit_paths(final["model"], [final["size"]], [wildcards.subject]),
-        slope=fit_paths(config["scaling"]["data_model"], SIZES, [wildcards.subject]),
-        responses=f"{RESULTS}/responses/{wildcards.subject}.h5",
-    )
-    if not VOLUME_MAPS:
-        files["fsaverage_masks"] = [
-            algonauts.fsaverage_mask_path(ALGONAUTS["root"], wildcards.subject, hemi)
-            for hemi in ("lh", "rh")
-        ]
-    return files
-
-
 rule brain_maps:
     input:
         unpack(map_inputs),
@@ -71,11 +56,3 @@ rule figure_brain_map:
         "../../envs/analysis.yaml"
     script:
         "../scripts/figure_brain_map.py"
-
-
-def map_title(subject, name):
-    if name == "accuracy":
-        final = config["final"]
-        return f"{subject}: test r, {final['model']}, {final['size']} samples"
-    model = config["scaling"]["data_model"]
-    return f"{subject}: slope of r per decade of training samples, {model}"
