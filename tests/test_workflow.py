@@ -63,7 +63,7 @@ def test_outputs_and_report_exist(study):
     html = (results / "report.html").read_text(errors="replace")
     assert "data_scaling.png" in html and "roi_scores.png" in html
     scores = pd.read_csv(results / "scores" / "scores.tsv", sep="\t")
-    assert set(scores["model"]) == set(load_demo_config()["models"])
+    assert set(scores["model"]) == {*load_demo_config()["models"], "ensemble"}
     assert not list(results.rglob(".*.tmp-*")), "a temporary file was left behind"
 
 
@@ -112,7 +112,7 @@ def test_report_embeds_figures_config_and_provenance(study):
     assert versions[("extract_features", "timm")] == version("timm")
     assert versions[("workflow", "snakemake")] == version("snakemake")
     assert ("fit_encoding", "cuda") not in versions  # no GPU here
-    n_fits = len(list((results / "fits").rglob("*.h5")))
+    n_fits = len([p for p in (results / "fits").rglob("*.h5") if p.parent.name != "ensemble"])
     assert software.query("rule == 'fit_encoding' and package == 'torch'").n_files.item() == n_fits
 
     runtimes = pd.read_csv(
@@ -130,9 +130,15 @@ def test_report_embeds_figures_config_and_provenance(study):
 def test_every_hdf5_output_records_what_made_it(study):
     workdir, config = study
     results = workdir / "results" / "demo"
-    fit = read_provenance(next((results / "fits").rglob("*.h5")))
+    model = config["final"]["model"]
+    fit = read_provenance(results / "fits" / "subj01" / model / f"n{config['final']['size']}_s0.h5")
     assert fit["rule"] == "fit_encoding" and fit["version"] == encscale.__version__
-    assert set(fit["wildcards"]) == {"subject", "model", "size", "seed"}
+    assert fit["wildcards"] == {
+        "subject": "subj01",
+        "model": model,
+        "size": str(config["final"]["size"]),
+        "seed": "0",
+    }
     enc = config["encoding"]
     assert fit["config"]["settings"]["alphas"] == enc["alphas"]
     assert fit["config"]["settings"]["n_folds"] == enc["n_folds"]
@@ -148,6 +154,8 @@ def test_every_hdf5_output_records_what_made_it(study):
         assert resp["rule"] == "prepare_subject"
         assert resp["config"]["atlases"] == config["prepare"]["atlases"]
     assert read_provenance(results / "stimuli.h5")["config"]["subjects"] == config["subjects"]
+    ens = read_provenance(next((results / "fits" / "subj01" / "ensemble").glob("*.h5")))
+    assert ens["rule"] == "ensemble_fit" and ens["config"]["members"] == list(config["models"])
     truth = read_provenance(workdir / "resources" / "demo" / "truth" / "subj01.h5")
     assert truth["rule"] == "simulate_demo"
     assert_contains(truth["config"]["sim"], config["demo"])

@@ -26,6 +26,7 @@ from nilearn import plotting
 from encscale.algonauts import HEMIS, read_fsaverage_mask, read_mgh_vector
 from encscale.figures import plt, save_figure
 from encscale.io import atomic_path, check_finite, open_h5, read_dataset, write_nifti
+from encscale.laws import fit_loglinear
 
 PathLike = str | os.PathLike
 
@@ -84,9 +85,8 @@ def voxel_slopes(fits_by_size: Mapping[int, Sequence[PathLike]]) -> np.ndarray:
                 f"{paths[0]}: test_r has {r.shape[0]} voxels, but {first} has {rows[0].shape[0]}"
             )
         rows.append(r)
-    x = np.log10(sizes)
-    xc = x - x.mean()
-    return (xc @ np.stack(rows) / (xc @ xc)).astype(np.float32)
+    _, slopes = fit_loglinear(sizes, np.stack(rows, axis=1))  # one curve per voxel
+    return slopes.astype(np.float32)
 
 
 # --- brain images --------------------------------------------------------------------------

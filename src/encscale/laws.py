@@ -23,7 +23,8 @@ import numpy as np
 HUBER_DELTA = 1e-3  # on log residuals: about a 0.1 % relative error
 ALPHA_STARTS = (0.05, 0.1, 0.2, 0.4, 0.8, 1.6)
 GAP_STARTS = (0.02, 0.1, 0.3, 0.6, 0.9)  # E as fractions of the smallest observed gap
-MIN_GAP = 1e-6  # gaps (c − y) below this are clipped: a point at the ceiling
+MIN_GAP = 1e-6  # the least gap to the ceiling, of a point (clipped) and of r∞ (bounded)
+LOG_MIN_GAP = float(np.log(MIN_GAP))
 
 
 @dataclass(frozen=True)
@@ -104,7 +105,8 @@ def _refine_power(
         lhs = hess + damping[:, None, None] * (np.abs(hess) * eye + 1e-9 * eye)
         step = np.linalg.solve(lhs, -grad[..., None])[..., 0]
         trial = theta + step
-        trial[:, 1] = np.maximum(trial[:, 1], 0.0)
+        trial[:, 1] = np.maximum(trial[:, 1], 0.0)  # α ≥ 0
+        trial[:, 2] = np.maximum(trial[:, 2], LOG_MIN_GAP)  # r∞ ≤ c − MIN_GAP
         t_res, t_jac, t_loss = _power_terms(trial, lnx, log_u, delta)
         better = t_loss < loss
         theta[better], res[better], jac[better] = trial[better], t_res[better], t_jac[better]
