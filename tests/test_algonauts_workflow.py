@@ -3,6 +3,8 @@
 import io
 import zipfile
 
+import h5py
+import nibabel as nib
 import numpy as np
 import pandas as pd
 import pytest
@@ -77,3 +79,26 @@ def test_scores_are_noise_normalised_on_the_held_out_images(study):
     assert (early["r"] > 0.2).all(), early
     n_vertices = scores.loc[scores["atlas"] == "all", "n_voxels"].iloc[0]
     assert n_vertices == download["n_lh"] + download["n_rh"]
+
+
+def test_brain_maps_are_fsaverage_surfaces(study):
+    """Per hemisphere an .mgh over fsaverage: the final model's vertex accuracy at the
+    challenge vertices (the mask's non-zero entries, in order), 0 elsewhere; no figures
+    without brain_maps.fsaverage_dir."""
+    work, config, _ = study
+    results = work / "results" / "algonauts2023"
+    root = work / "resources" / "algonauts2023"
+    final = config["final"]
+    with h5py.File(results / "fits" / SUBJECT / final["model"] / "n60_s0.h5") as f:
+        r = f["test_r"][()]
+    with h5py.File(results / "responses" / f"{SUBJECT}.h5") as h5:
+        hemisphere = h5["hemisphere"][()]
+    for index, hemi in enumerate(("lh", "rh")):
+        mask = np.load(root / SUBJECT / "roi_masks" / f"{hemi}.all-vertices_fsaverage_space.npy")
+        for name in ("accuracy", "slope"):
+            data = np.asarray(nib.load(results / "maps" / SUBJECT / f"{hemi}.{name}.mgh").dataobj)
+            assert data.shape == (mask.size, 1, 1)
+            assert not data[mask == 0].any()
+            if name == "accuracy":
+                np.testing.assert_allclose(data[mask != 0, 0, 0], r[hemisphere == index], rtol=1e-6)
+    assert not (results / "figures" / "brain_maps").exists()
