@@ -29,6 +29,7 @@ TR = 1.49  # seconds
 SUBJECTS = ("sub-01", "sub-02", "sub-03", "sub-05")
 N_PARCELS = 1000
 SPACE = "space-MNI152NLin2009cAsym_atlas-Schaefer18_parcel-1000Par7Net"
+FRIENDS_RUN = re.compile(r"s\d{2}e\d{2}[a-z]")  # a Friends run: season, episode, split
 FRIENDS_KEY = re.compile(
     r"ses-(?P<session>\d{3})_task-s(?P<season>\d{2})e(?P<episode>\d{2})(?P<split>[a-z])"
 )
