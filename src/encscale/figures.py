@@ -113,7 +113,8 @@ def plot_data_scaling(
     if "mean" in laws.index:
         fit = laws.loc["mean"]
         _plot_law(ax, fit, x_end, "black", _law_label("mean over ROIs", fit), lw=2.2)
-        ax.axhline(fit.ceiling_r, color="black", ls=":", lw=1, label="noise ceiling (mean)")
+        if not extra.empty:  # the ceiling is known (else the bound is r = 1)
+            ax.axhline(fit.ceiling_r, color="black", ls=":", lw=1, label="noise ceiling (mean)")
         for row in extra[extra["roi"] == "mean"].itertuples():
             if fit.x_min <= row.x <= x_end:  # marks inside the plotted curve only
                 ax.plot(row.x, row.target_r, "x", color="black", ms=7)
