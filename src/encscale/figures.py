@@ -30,6 +30,11 @@ def _curve(scores: pd.DataFrame, x: str) -> pd.DataFrame:
     return out.reset_index()
 
 
+def _curve_over_rois(scores: pd.DataFrame) -> pd.DataFrame:
+    """:func:`_curve` against size of the mean r over ROIs per subject, draw and size."""
+    return _curve(scores.groupby(["subject", "seed", "size"], as_index=False)["r"].mean(), "size")
+
+
 def _finish_scaling_axes(ax: plt.Axes, xlabel: str, title: str) -> None:
     """Log x axis, labels, legend outside on the right, grid."""
     ax.set_xscale("log")
@@ -108,7 +113,7 @@ def plot_data_scaling(
         )
         if roi in laws.index:
             _plot_law(ax, laws.loc[roi], x_end, colors[i % 10], _law_label(roi, laws.loc[roi]))
-    mean = _curve(scores.groupby(["subject", "seed", "size"], as_index=False)["r"].mean(), "size")
+    mean = _curve_over_rois(scores)
     ax.errorbar(mean["size"], mean["r"], yerr=mean["sem"], color="black", marker="s", ls="none")
     if "mean" in laws.index:
         fit = laws.loc["mean"]
@@ -126,9 +131,7 @@ def plot_data_scaling(
                     xytext=(3, -9),
                 )
     if not ensemble.empty:
-        e = _curve(
-            ensemble.groupby(["subject", "seed", "size"], as_index=False)["r"].mean(), "size"
-        )
+        e = _curve_over_rois(ensemble)
         ax.plot(e["size"], e["r"], "*", color="black", ms=11, label="ensemble (mean over ROIs)")
     _finish_scaling_axes(ax, "training samples", f"Data scaling: {model}")
     save_figure(fig, *out)
