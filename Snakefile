@@ -9,9 +9,6 @@ from snakemake.utils import min_version, validate
 min_version("9.0")
 
 
-report: "workflow/report/workflow.rst"
-
-
 # A study's config file (--configfile) replaces the demo's whole: the two are not merged,
 # so a study's models, subjects and sizes are exactly its own. --config tweaks either.
 if not workflow.overwrite_configfiles:
@@ -19,7 +16,13 @@ if not workflow.overwrite_configfiles:
     configfile: "config/config.yaml"
 
 
-validate(config, "config/schema/config.schema.yaml", set_default=True)
+MOVIE_DATASETS = ("demo_movies", "cneuromod")  # the second study: movies, VideoGPT
+MOVIES = config.get("dataset") in MOVIE_DATASETS
+validate(
+    config,
+    "config/schema/movies.schema.yaml" if MOVIES else "config/schema/config.schema.yaml",
+    set_default=True,
+)
 
 # The package comes from this checkout: its src/ goes first on the path, and Snakemake hands
 # its process's path on to every script job, so a rule in a conda env (--sdm conda, which
@@ -27,13 +30,39 @@ validate(config, "config/schema/config.schema.yaml", set_default=True)
 sys.path.insert(0, str(Path(workflow.basedir) / "src"))
 
 
-include: "workflow/rules/common.smk"
-include: "workflow/rules/data.smk"
-include: "workflow/rules/features.smk"
-include: "workflow/rules/encoding.smk"
-include: "workflow/rules/scaling.smk"
-include: "workflow/rules/figures.smk"
-include: "workflow/rules/maps.smk"
+include: "workflow/rules/shared.smk"
+
+
+if MOVIES:
+
+    report: "workflow/report/movies.rst"
+
+    include: "workflow/rules/movies_common.smk"
+    include: "workflow/rules/fetch_cneuromod.smk"
+    include: "workflow/rules/movies.smk"
+    include: "workflow/rules/encoding.smk"
+    include: "workflow/rules/video_figures.smk"
+
+else:
+
+    report: "workflow/report/workflow.rst"
+
+    include: "workflow/rules/common.smk"
+    include: "workflow/rules/data.smk"
+    include: "workflow/rules/features.smk"
+    include: "workflow/rules/encoding.smk"
+    include: "workflow/rules/scaling.smk"
+    include: "workflow/rules/figures.smk"
+    include: "workflow/rules/maps.smk"
+
+    localrules:
+        figure_data_scaling,
+        figure_param_scaling,
+        figure_roi_scores,
+        figure_brain_map,
+        fit_scaling,
+
+
 include: "workflow/rules/provenance.smk"
 
 
@@ -42,11 +71,6 @@ localrules:
     all,
     score_fit,
     collect_scores,
-    fit_scaling,
-    figure_data_scaling,
-    figure_param_scaling,
-    figure_roi_scores,
-    figure_brain_map,
     study_config,
     software_versions,
     rule_runtimes,

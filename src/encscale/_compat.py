@@ -3,9 +3,10 @@
 The registry's torchvision wheel is a CUDA build. Next to a CPU-only torch its compiled
 ops do not load, and ``torchvision/_meta_registrations.py`` then raises
 ``RuntimeError: operator torchvision::nms does not exist`` on import, which breaks
-``import timm``. Defining the schemas of the two ops it registers meta kernels for
+``import timm`` and transformers' models (they import torchvision's transforms).
+Defining the schemas of the two ops it registers meta kernels for
 (``nms`` and ``qnms``) lets the pure-Python parts of torchvision import; the ops
-themselves stay unavailable (timm's models do not use them).
+themselves stay unavailable (timm's models and GPT-2 do not use them).
 """
 
 from __future__ import annotations
@@ -19,17 +20,25 @@ _SCHEMAS = {
 _library = None  # keeps the torch.library fragment alive for the process
 
 
-def import_timm():
-    """Import and return ``timm``, defining torchvision's missing op schemas if needed."""
+def import_torchvision():
+    """Import and return ``torchvision``, defining its missing op schemas if needed."""
     try:
-        import timm
+        import torchvision
     except RuntimeError as err:
         if "torchvision::nms does not exist" not in str(err):
             raise
         _define_torchvision_schemas()
         for name in [m for m in sys.modules if m.startswith(("torchvision", "timm"))]:
             del sys.modules[name]
-        import timm
+        import torchvision
+    return torchvision
+
+
+def import_timm():
+    """Import and return ``timm`` (after :func:`import_torchvision`)."""
+    import_torchvision()
+    import timm
+
     return timm
 
 

@@ -53,7 +53,7 @@ def fit_encoding(
     features_path: str | Path,
     out_path: str | Path,
     *,
-    size: int,
+    size: int | None,
     seed: int,
     n_folds: int,
     alphas: np.ndarray,
@@ -62,7 +62,9 @@ def fit_encoding(
     device: str = "cpu",
     provenance: Mapping[str, Any] | None = None,
 ) -> None:
-    """Fit one subject × model × training size × draw and write the fit file."""
+    """Fit one subject × model × training size × draw and write the fit file
+    (``size`` None: every training sample, in order, with cross-validation folds that are
+    contiguous blocks of them: a time series' neighbours stay in one fold)."""
     sets = feature_sets(features_path)
     with open_h5(responses_path, "responses") as resp:
         y_train_all = read_dataset(resp, "train/responses", ndim=2)
@@ -74,13 +76,15 @@ def fit_encoding(
         )
         subject = str(resp.attrs.get("subject", Path(responses_path).stem))
     check_finite(y_train_all, f"{responses_path}: train/responses")
+    in_order = size is None
+    size = len(y_train_all) if in_order else size
     try:
         rows = subsample(len(y_train_all), size, seed, subsample_mode)
     except ValueError as err:
         raise ValueError(f"{responses_path}: {err}") from err
     y_train = y_train_all[rows]
     stim_train = stim_train_all[rows]
-    folds = kfold_splits(size, n_folds, seed=seed)
+    folds = kfold_splits(size, n_folds, seed=None if in_order else seed)
 
     with open_h5(features_path, "features") as feats:
         n_params = int(feats.attrs["n_params"])

@@ -4,14 +4,11 @@ import math
 from encscale import algonauts, fetch, nsd, scaling, simulate
 from encscale.ensemble import ENSEMBLE
 
-DATASET = config["dataset"]
-RESULTS = f"results/{DATASET}"
 NSD = config["nsd"]
 RAW = NSD["root"] if DATASET == "nsd" else f"resources/{DATASET}"
 ALGONAUTS = config["algonauts"]
 ATLASES = ALGONAUTS["rois"] if DATASET == "algonauts2023" else config["prepare"]["atlases"]
 MODELS = list(config["models"])
-SUBJECTS = config["subjects"]
 ENC = config["encoding"]
 if isinstance(ENC["sizes"], dict):  # a geometric grid
     grid = ENC["sizes"]
@@ -23,8 +20,6 @@ SIZES = sorted(ENC["sizes"])
 SEEDS = list(range(ENC["n_draws"]))
 
 
-def config_error(key, message):
-    raise ValueError(f"config key '{key}': {message}")
 
 
 def check_model_key(key, value, ensemble=False):
@@ -223,10 +218,6 @@ def fit_names():
     ]
 
 
-def score_files():
-    return [f"{RESULTS}/scores/{name}.tsv" for name in fit_names()]
-
-
 def h5_outputs():
     """Every HDF5 file the study writes (each records its provenance)."""
     raw = [nsd.stimuli_path(RAW), *(simulate.truth_path(RAW, s) for s in SUBJECTS)]
@@ -239,13 +230,8 @@ def h5_outputs():
     ]
 
 
-def responses_files():
-    return {subject: f"{RESULTS}/responses/{subject}.h5" for subject in SUBJECTS}
 
 
-def benchmark_path(rule, name=None):
-    """The benchmark file of a job of ``rule`` (``name``: its wildcards as a path)."""
-    return f"{RESULTS}/benchmarks/{rule}/{name}.tsv" if name else f"{RESULTS}/benchmarks/{rule}.tsv"
 
 
 def benchmark_files():

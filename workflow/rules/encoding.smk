@@ -56,3 +56,17 @@ rule score_fit:
         "../../envs/analysis.yaml"
     script:
         "../scripts/score_fit.py"
+
+
+# All scores in one tidy table.
+rule collect_scores:
+    input:
+        score_files(),
+    output:
+        f"{RESULTS}/scores/scores.tsv",
+    log:
+        f"logs/{DATASET}/collect_scores.log",
+    conda:
+        "../../envs/analysis.yaml"
+    script:
+        "../scripts/collect_scores.py"

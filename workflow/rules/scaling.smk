@@ -1,18 +1,5 @@
-# All scores in one tidy table; scaling laws per ROI with bootstrap intervals and
-# extrapolation to fractions of the noise ceiling.
-
-
-rule collect_scores:
-    input:
-        score_files(),
-    output:
-        f"{RESULTS}/scores/scores.tsv",
-    log:
-        f"logs/{DATASET}/collect_scores.log",
-    conda:
-        "../../envs/analysis.yaml"
-    script:
-        "../scripts/collect_scores.py"
+# Scaling laws per ROI with bootstrap intervals and extrapolation to fractions of the noise
+# ceiling.
 
 
 rule fit_scaling:

@@ -15,7 +15,7 @@ fit_encoding(
     sm.input.responses,
     sm.input.features,
     sm.output[0],
-    size=int(sm.wildcards.size),
+    size=None if sm.wildcards.size == "all" else int(sm.wildcards.size),  # all: every row
     seed=int(sm.wildcards.seed),
     n_folds=cfg["n_folds"],
     alphas=alpha_grid(a["log10_min"], a["log10_max"], a["num"]),

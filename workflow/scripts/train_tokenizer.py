@@ -1,0 +1,18 @@
+"""Snakemake adapter: train the VQ-VAE tokenizer on clips of the pre-training movies."""
+
+import torch
+
+from encscale.logs import log_to_file
+from encscale.tokenizer import fit_tokenizer
+
+sm = snakemake  # noqa: F821
+log_to_file(sm.log[0])
+torch.set_num_threads(sm.threads)
+fit_tokenizer(
+    sm.params.movies,
+    sm.output.model,
+    sm.output.log,
+    clip=sm.params.clip,
+    settings=sm.params.settings,
+    device=sm.params.device,
+)
