@@ -24,7 +24,8 @@ import time
 import numpy as np
 import torch
 
-from encscale.gpt import GPTSpec, TrainSettings, build_gpt, count_parameters, train_gpt
+from encscale.gpt import GPTSpec, TrainSettings, build_gpt, train_gpt
+from encscale.models import count_parameters
 
 
 def markov_codes(n: int, length: int, n_codes: int, seed: int, fanout: int = 4) -> np.ndarray:

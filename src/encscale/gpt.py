@@ -40,6 +40,7 @@ import torch
 
 from encscale._compat import import_torchvision
 from encscale.io import atomic_path
+from encscale.models import count_parameters
 
 log = logging.getLogger(__name__)
 
@@ -140,11 +141,6 @@ def build_gpt(spec: GPTSpec, seed: int = 0) -> torch.nn.Module:
         torch.manual_seed(seed)
         model = GPT2LMHeadModel._from_config(config, attn_implementation="sdpa")
     return model
-
-
-def count_parameters(model: torch.nn.Module) -> int:
-    """Trainable parameters, tied embeddings counted once."""
-    return sum(p.numel() for p in model.parameters())
 
 
 def with_start_token(codes: torch.Tensor, n_codes: int) -> torch.Tensor:

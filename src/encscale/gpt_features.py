@@ -20,8 +20,9 @@ from typing import Any
 import numpy as np
 import torch
 
-from encscale.gpt import count_parameters, hidden_states, load_gpt, with_start_token
+from encscale.gpt import hidden_states, load_gpt, with_start_token
 from encscale.io import create_h5, open_h5, read_dataset
+from encscale.models import count_parameters
 
 log = logging.getLogger(__name__)
 

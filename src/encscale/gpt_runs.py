@@ -32,11 +32,11 @@ from encscale.gpt import (
     GPTSpec,
     TrainSettings,
     build_gpt,
-    count_parameters,
     save_gpt,
     train_gpt,
 )
 from encscale.io import atomic_path, open_h5, read_dataset
+from encscale.models import count_parameters
 
 log = logging.getLogger(__name__)
 PathLike = str | os.PathLike
