@@ -26,6 +26,7 @@ PARAMS = dict(
     snr_range=[1.0, 4.0],
     grid=4,
     n_objects=3,
+    shot_s=4.0,
 )
 
 

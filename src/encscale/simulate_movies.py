@@ -1,12 +1,13 @@
 """A simulated CNeuroMod movie dataset in the Algonauts 2025 layout (:mod:`encscale.cneuromod`).
 
-Movies: procedurally generated runs of coloured discs and squares moving and bouncing over a
-slowly drifting background, written as real ``.mkv`` files (PyAV, H.264). fMRI: per subject
-and parcel, a time series sampled every TR: for a driven parcel, a fixed random mixture of
-the movie's *stimulus features* (per frame: mean colour of a coarse grid, and motion energy,
-the mean absolute frame difference, of the same grid), averaged over each TR and convolved
-with the canonical haemodynamic response, plus Gaussian noise at the parcel's SNR; an
-undriven parcel is noise alone. Every number follows from ``seed``.
+Movies: procedurally generated runs cut into shots, as films are: each shot has its own
+background colour and its own coloured discs and squares moving and bouncing off the edges;
+shots last ``shot_s`` seconds on average. Written as real ``.mkv`` files (PyAV, H.264).
+fMRI: per subject and parcel, a time series sampled every TR: for a driven parcel, a fixed
+random mixture of the movie's *stimulus features* (per frame: mean colour of a coarse grid,
+and motion energy, the mean absolute frame difference, of the same grid), averaged over each
+TR and convolved with the canonical haemodynamic response, plus Gaussian noise at the
+parcel's SNR; an undriven parcel is noise alone. Every number follows from ``seed``.
 
 The planted truth (per subject: ``driven`` (P,) bool, ``snr`` (P,), ``weights``
 (P × n_features), and per run the noiseless ``signal/<key>`` (TRs × P)) goes to
@@ -37,6 +38,7 @@ PARAM_KEYS = (
     "snr_range",
     "grid",
     "n_objects",
+    "shot_s",
 )
 
 
@@ -67,6 +69,7 @@ def check_params(params: dict) -> dict:
         ("snr_range", 0 < p["snr_range"][0] <= p["snr_range"][1]),
         ("grid", 1 <= p["grid"] <= p["frame_size"] and p["frame_size"] % p["grid"] == 0),
         ("n_objects", p["n_objects"] >= 1),
+        ("shot_s", p["shot_s"] * p["fps"] >= 2),
     ]
     for key, ok in checks:
         if not ok:
@@ -79,20 +82,33 @@ def _rng(seed: int, *names: str) -> np.random.Generator:
     return np.random.default_rng([seed, int.from_bytes(digest[:8], "little")])
 
 
-def render_movie(rng: np.random.Generator, n_frames: int, size: int, n_objects: int) -> np.ndarray:
-    """(n_frames, size, size, 3) uint8: objects moving at constant speed, bouncing off the
-    edges, over a background whose colour drifts."""
+def shot_starts(rng: np.random.Generator, n_frames: int, shot_frames: float) -> np.ndarray:
+    """First frame of each shot: lengths uniform in [0.5, 1.5] × ``shot_frames`` (≥ 1)."""
+    lengths = np.maximum(1, np.round(rng.uniform(0.5, 1.5, n_frames) * shot_frames)).astype(int)
+    starts = np.concatenate([[0], np.cumsum(lengths)])
+    return starts[starts < n_frames]
+
+
+def render_movie(
+    rng: np.random.Generator, n_frames: int, size: int, n_objects: int, shot_frames: float
+) -> np.ndarray:
+    """(n_frames, size, size, 3) uint8: shots of about ``shot_frames`` frames; in each, 1 to
+    ``n_objects`` discs and squares move at constant speed and bounce off the edges over a
+    plain background; the background and the objects are drawn anew at every cut."""
     yy, xx = np.mgrid[0:size, 0:size].astype(np.float32) + 0.5
-    pos = rng.uniform(0.2 * size, 0.8 * size, (n_objects, 2))
-    vel = rng.uniform(-0.06 * size, 0.06 * size, (n_objects, 2))  # pixels per frame
-    radius = rng.uniform(0.08 * size, 0.2 * size, n_objects)
-    colour = rng.uniform(0, 255, (n_objects, 3))
-    square = rng.random(n_objects) < 0.5
-    drift = np.cumsum(rng.normal(0, 2.0, (n_frames, 3)), axis=0) + rng.uniform(60, 190, 3)
     frames = np.empty((n_frames, size, size, 3), dtype=np.uint8)
+    cuts = set(shot_starts(rng, n_frames, shot_frames).tolist())
     for t in range(n_frames):
-        canvas = np.broadcast_to(np.clip(drift[t], 0, 255), (size, size, 3)).astype(np.float32)
-        for k in range(n_objects):
+        if t in cuts:
+            n = rng.integers(1, n_objects + 1)
+            background = rng.uniform(0, 255, 3).astype(np.float32)
+            pos = rng.uniform(0.2 * size, 0.8 * size, (n, 2))
+            vel = rng.uniform(-0.06 * size, 0.06 * size, (n, 2))  # pixels per frame
+            radius = rng.uniform(0.08 * size, 0.2 * size, n)
+            colour = rng.uniform(0, 255, (n, 3))
+            square = rng.random(n) < 0.5
+        canvas = np.broadcast_to(background, (size, size, 3))
+        for k in range(n):
             dy, dx = yy - pos[k, 0], xx - pos[k, 1]
             inside = (
                 np.maximum(abs(dy), abs(dx)) < radius[k]
@@ -141,7 +157,11 @@ def simulate_movies(root: PathLike, params: dict) -> None:
     features = {}
     for run in p["runs"]:
         frames = render_movie(
-            _rng(p["seed"], "movie", run), n_frames, p["frame_size"], p["n_objects"]
+            _rng(p["seed"], "movie", run),
+            n_frames,
+            p["frame_size"],
+            p["n_objects"],
+            p["shot_s"] * p["fps"],
         )
         video.write_video(cneuromod.movie_path(root, f"friends_{run}"), frames, p["fps"])
         tr_features = per_tr(stimulus_features(frames, p["grid"]), p["fps"], n_trs)
