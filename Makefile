@@ -17,9 +17,12 @@ $(STAMP): pyproject.toml
 	$(BIN)/pip install --quiet -e ".[dev]"
 	touch $(STAMP)
 
+# The two demo studies: images (config/config.yaml) then movies (config/demo_movies.yaml).
 demo: $(STAMP)
 	$(SNAKEMAKE)
 	$(SNAKEMAKE) --report results/demo/report.html
+	$(SNAKEMAKE) --configfile config/demo_movies.yaml
+	$(SNAKEMAKE) --configfile config/demo_movies.yaml --report results/demo_movies/report.html
 
 test: $(STAMP)
 	$(BIN)/pytest $(PYTEST_ARGS)
@@ -30,4 +33,4 @@ lint: $(STAMP)
 	$(BIN)/snakemake --lint
 
 clean-demo:
-	rm -rf results/demo resources/demo logs/demo
+	rm -rf results/demo resources/demo logs/demo results/demo_movies resources/demo_movies logs/demo_movies

@@ -1,6 +1,9 @@
 """Shared helpers: running the workflow with a given config in a scratch directory."""
 
+import base64
+import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -60,6 +63,31 @@ def run_snakemake(
     if check and proc.returncode != 0:
         raise AssertionError(f"snakemake failed:\n{proc.stdout[-5000:]}\n{proc.stderr[-5000:]}")
     return proc
+
+
+def dry_run_jobs(workdir, config) -> list[tuple[str, str]]:
+    """(rule, wildcards) of every job a dry run would execute."""
+    out = run_snakemake(workdir, config, "-n").stdout
+    jobs, rule = [], None
+    for line in out.splitlines():
+        line = line.strip()
+        if line.startswith(("rule ", "localrule ")):
+            rule = line.split()[1].rstrip(":")
+            jobs.append((rule, ""))
+        elif line.startswith("wildcards:") and rule:
+            jobs[-1] = (rule, line.removeprefix("wildcards:").strip())
+    return jobs
+
+
+def report_items(html: str) -> dict[str, dict]:
+    """The report's embedded results: {path: record with caption, mime_type, data_uri}."""
+    match = re.search(r"var results = (\{.*?\});\n", html)
+    assert match, "the report embeds no results"
+    return json.loads(match.group(1))
+
+
+def embedded_bytes(item: dict) -> bytes:
+    return base64.b64decode(item["data_uri"].split(";base64,", 1)[1])
 
 
 @pytest.fixture

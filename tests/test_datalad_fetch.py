@@ -12,14 +12,16 @@ import os
 import shutil
 import subprocess
 import sys
+from collections import Counter
 from pathlib import Path
 
 import datalad.api as dl
 import h5py
 import numpy as np
 import pytest
+import yaml
 
-from conftest import REPO
+from conftest import REPO, dry_run_jobs, run_snakemake
 from encscale import datalad_fetch
 from encscale.cneuromod import fmri_path, movie_path
 from encscale.datalad_fetch import fetch_dataset
@@ -270,3 +272,22 @@ def test_the_snakemake_rule_fetches_and_refetches(source, tmp_path):
     assert_fetched(root, digests, [FMRI, MOVIE_A, MOVIE_B])
     text = log.read_text()
     assert all(f"{p}: already present" in text for p in (FMRI, MOVIE_A, MOVIE_B))
+
+
+def test_the_study_config_installs_and_fetches_through_the_main_workflow(source, tmp_path):
+    """config/cneuromod.yaml, pointed at the tiny release: parsing the workflow clones the
+    dataset (no content) to list its movies, the DAG has every run of the study's grid, and
+    the fetch rule gets exactly the files the study reads."""
+    src, digests = source
+    config = yaml.safe_load((REPO / "config" / "cneuromod.yaml").read_text())
+    root = tmp_path / "data" / "cneuromod"
+    config["subjects"] = ["sub-01"]
+    config["cneuromod"].update(root=str(root), source=str(src), jobs=1)
+    config["movies"].update(encoding=["friends_*"], test=["friends_s01e01b"])
+    jobs = Counter(rule for rule, _ in dry_run_jobs(tmp_path, config))
+    n_runs = 1 + 4 + 4 + 4 + 3 + 2  # the base, then each dimension's other values
+    assert jobs["train_gpt"] == jobs["extract_features"] == jobs["fit_encoding"] == n_runs
+    assert jobs["fetch_cneuromod"] == jobs["train_tokenizer"] == jobs["figures_video"] == 1
+    assert dl.Dataset(str(root)).is_installed() and not (root / MOVIE_A).exists()
+    run_snakemake(tmp_path, config, "fetch_cneuromod")
+    assert_fetched(root, digests, [FMRI, MOVIE_A, MOVIE_B])

@@ -7,8 +7,11 @@ import pytest
 
 from encscale import cneuromod, video
 from encscale.simulate_movies import (
+    _rng,
     check_params,
     per_tr,
+    render_movie,
+    shot_starts,
     simulate_movies,
     stimulus_features,
     truth_path,
@@ -43,6 +46,31 @@ def test_movies_are_real_video_files(dataset):
         assert info.n_frames == 240 and info.fps == 8.0 and info.width == info.height == 32
     frames = video.read_frames(cneuromod.movie_path(dataset, "friends_s01e01a"), 0, 2, 8, 32)
     assert frames.shape == (16, 32, 32, 3) and frames.std() > 0.05  # not blank
+
+
+def test_movies_read_back_exactly_and_have_shots(dataset):
+    n_frames = int(PARAMS["run_s"] * PARAMS["fps"])
+    rendered = render_movie(
+        _rng(PARAMS["seed"], "movie", "s01e01b"),
+        n_frames,
+        PARAMS["frame_size"],
+        PARAMS["n_objects"],
+        PARAMS["shot_s"] * PARAMS["fps"],
+    )
+    path = cneuromod.movie_path(dataset, "friends_s01e01b")
+    read = video.read_frames(path, 0, PARAMS["run_s"], PARAMS["fps"], PARAMS["frame_size"])
+    np.testing.assert_array_equal(read, rendered.astype(np.float32) / 255 - 0.5)
+    # the background (each frame's commonest colour) changes at the shot starts only
+    pixels = rendered.reshape(n_frames, -1, 3)
+    background = []
+    for frame in pixels:
+        colours, counts = np.unique(frame, axis=0, return_counts=True)
+        background.append(colours[counts.argmax()])
+    jumps = np.flatnonzero((np.diff(background, axis=0) != 0).any(axis=1)) + 1
+    starts = shot_starts(
+        _rng(PARAMS["seed"], "movie", "s01e01b"), n_frames, PARAMS["shot_s"] * PARAMS["fps"]
+    )
+    assert set(jumps) <= set(starts[1:]) and len(starts) >= n_frames / 1.5 / 32
 
 
 def test_fmri_runs_follow_the_layout_and_the_truth(dataset):

@@ -352,7 +352,7 @@ def test_plot_compute_frontier(table, tmp_path):
     points = [
         (x, y)
         for line in ax.get_lines()
-        if line.get_linestyle() == "None" and str(line.get_markerfacecolor()) != "none"
+        if line.get_linestyle() == "None" and str(line.get_markeredgecolor()) != "black"
         for x, y in zip(line.get_xdata(), line.get_ydata(), strict=True)
     ]
     expected = sorted((runs.loc[run, "flops"], values[5]) for run, values in GRID.items())

@@ -3,10 +3,8 @@
 One run of the workflow (module fixture) on the demo config serves every test here.
 """
 
-import base64
 import copy
 import io
-import json
 import re
 from importlib.metadata import version
 
@@ -19,7 +17,7 @@ import yaml
 from scipy.stats import spearmanr
 
 import encscale
-from conftest import load_demo_config, run_snakemake
+from conftest import dry_run_jobs, embedded_bytes, load_demo_config, report_items, run_snakemake
 from encscale.metrics import ceiling_r
 from encscale.provenance import read_provenance
 
@@ -38,20 +36,6 @@ def study(tmp_path_factory):
     return workdir, config
 
 
-def dry_run_jobs(workdir, config) -> list[tuple[str, str]]:
-    """(rule, wildcards) of every job a dry run would execute."""
-    out = run_snakemake(workdir, config, "-n").stdout
-    jobs, rule = [], None
-    for line in out.splitlines():
-        line = line.strip()
-        if line.startswith(("rule ", "localrule ")):
-            rule = line.split()[1].rstrip(":")
-            jobs.append((rule, ""))
-        elif line.startswith("wildcards:") and rule:
-            jobs[-1] = (rule, line.removeprefix("wildcards:").strip())
-    return jobs
-
-
 def test_outputs_and_report_exist(study):
     workdir, _ = study
     results = workdir / "results" / "demo"
@@ -67,13 +51,6 @@ def test_outputs_and_report_exist(study):
     assert not list(results.rglob(".*.tmp-*")), "a temporary file was left behind"
 
 
-def report_items(html: str) -> dict[str, dict]:
-    """The report's embedded results: {path: record with caption, mime_type, data_uri}."""
-    match = re.search(r"var results = (\{.*?\});\n", html)
-    assert match, "the report embeds no results"
-    return json.loads(match.group(1))
-
-
 def assert_contains(full: dict, part: dict, where: str = "config") -> None:
     """Every key of ``part`` is in ``full`` with the same value (nested dicts: recursively)."""
     for key, value in part.items():
@@ -82,10 +59,6 @@ def assert_contains(full: dict, part: dict, where: str = "config") -> None:
             assert_contains(full[key], value, f"{where}.{key}")
         else:
             assert full[key] == value, f"{where}.{key}: {full[key]!r} != {value!r}"
-
-
-def embedded_bytes(item: dict) -> bytes:
-    return base64.b64decode(item["data_uri"].split(";base64,", 1)[1])
 
 
 def test_report_embeds_figures_config_and_provenance(study):

@@ -2,7 +2,8 @@
 
 Movies: procedurally generated runs cut into shots, as films are: each shot has its own
 background colour and its own coloured discs and squares moving and bouncing off the edges;
-shots last ``shot_s`` seconds on average. Written as real ``.mkv`` files (PyAV, H.264).
+shots last ``shot_s`` seconds on average. Written as real ``.mkv`` files (PyAV, lossless
+FFV1, so the frames read back are the frames the fMRI was simulated from).
 fMRI: per subject and parcel, a time series sampled every TR: for a driven parcel, a fixed
 random mixture of the movie's *stimulus features* (per frame: mean colour of a coarse grid,
 and motion energy, the mean absolute frame difference, of the same grid), averaged over each
@@ -163,7 +164,9 @@ def simulate_movies(root: PathLike, params: dict) -> None:
             p["n_objects"],
             p["shot_s"] * p["fps"],
         )
-        video.write_video(cneuromod.movie_path(root, f"friends_{run}"), frames, p["fps"])
+        # lossless FFV1: libx264's output for such small frames differs from run to run
+        path = cneuromod.movie_path(root, f"friends_{run}")
+        video.write_video(path, frames, p["fps"], codec="ffv1")
         tr_features = per_tr(stimulus_features(frames, p["grid"]), p["fps"], n_trs)
         features[run] = tr_features - tr_features.mean(axis=0)
     n_features = next(iter(features.values())).shape[1]

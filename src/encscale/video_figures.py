@@ -360,10 +360,10 @@ def plot_compute_frontier(table: pd.DataFrame, *paths: str | Path) -> plt.Figure
             g["r"],
             ls="none",
             marker=PRECISION_MARKERS.get(precision, "D"),
-            ms=7,
-            color=width_color[width],
-            mec="white",
-            mew=0.6,
+            ms=8,
+            mfc="none",  # hollow: runs that differ only in precision share a point
+            mec=width_color[width],
+            mew=1.6,
         )
     front = runs[pareto_front(runs["flops"], runs["r"])]
     ax.plot(
@@ -377,7 +377,9 @@ def plot_compute_frontier(table: pd.DataFrame, *paths: str | Path) -> plt.Figure
     for w in widths:
         ax.plot([], [], ls="none", marker="o", color=width_color[w], label=f"width {w}")
     for p in _ordered(runs["precision"]):
-        ax.plot([], [], ls="none", marker=PRECISION_MARKERS.get(p, "D"), color="gray", label=p)
+        ax.plot(
+            [], [], ls="none", marker=PRECISION_MARKERS.get(p, "D"), mfc="none", mec="gray", label=p
+        )
     _finish_scaling_axes(
         ax, "training compute (FLOPs ≈ 6 · parameters · tokens)", "VideoGPT: accuracy vs compute"
     )

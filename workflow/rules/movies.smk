@@ -32,10 +32,16 @@ if not TOKENIZER_CFG["checkpoint"]:
         params:
             movies=movie_files(PRETRAIN_MOVIES),
             clip={k: CLIP[k] for k in ("frames", "fps", "size")},
-            settings={k: v for k, v in TOKENIZER_CFG.items() if k not in ("checkpoint", "device")},
+            settings={
+                k: v
+                for k, v in TOKENIZER_CFG.items()
+                if k not in ("checkpoint", "device", "resources")
+            },
             device=TOKENIZER_CFG["device"],
         threads: 2
         resources:
+            mem_mb=TOKENIZER_CFG["resources"]["mem_mb"],
+            runtime=TOKENIZER_CFG["resources"]["runtime"],
             gpu=1 if TOKENIZER_CFG["device"].startswith("cuda") else 0,
         log:
             f"logs/{DATASET}/train_tokenizer.log",
@@ -64,6 +70,8 @@ rule tokenize_clips:
         device=TOKENIZER_CFG["device"],
     threads: 2
     resources:
+        mem_mb=TOKENIZER_CFG["resources"]["mem_mb"],
+        runtime=TOKENIZER_CFG["resources"]["runtime"],
         gpu=1 if TOKENIZER_CFG["device"].startswith("cuda") else 0,
     log:
         f"logs/{DATASET}/tokenize_clips.log",
