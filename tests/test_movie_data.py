@@ -4,10 +4,19 @@ import h5py
 import numpy as np
 import pandas as pd
 import pytest
+import torch
 
 from encscale import cneuromod
-from encscale.clips import select_movies, tr_clip_table, training_clip_starts
+from encscale.clips import (
+    encode_clips,
+    read_clips,
+    select_movies,
+    tr_clip_table,
+    training_clip_starts,
+)
 from encscale.movie_data import aligned_rows, prepare_movie_subject, write_movie_stimuli
+from encscale.video import read_frames, write_video
+from encscale.vqvae import VQVAE, VQVAEConfig
 
 TR = cneuromod.TR
 
@@ -43,6 +52,31 @@ def test_movie_selection_and_training_clips():
     limits = large["movie"].map({"a": 8.0, "b": 28.0})
     assert ((large["start_s"] >= 0) & (large["start_s"] <= limits)).all()
     assert len(small) == 50
+
+
+def test_clips_of_a_table_are_read_and_encoded_in_its_row_order(tmp_path):
+    """Rows of two movies, interleaved: each movie is read in one pass, yet every row gets
+    its own clip (as read_frames reads it) and its own codes."""
+    rng = np.random.default_rng(0)
+    paths = {}
+    for name in ("friends_s01e01a", "bourne01"):
+        paths[name] = tmp_path / f"{name}.mkv"
+        write_video(paths[name], rng.integers(0, 256, (40, 16, 16, 3), dtype=np.uint8), 8.0)
+    table = pd.DataFrame(
+        {
+            "movie": ["bourne01", "friends_s01e01a", "bourne01", "friends_s01e01a", "bourne01"],
+            "start_s": [3.5, 0.0, 0.25, 2.0, 0.25],
+        }
+    )
+    got = read_clips(paths, table, 4, 8.0, 16)
+    for row, (movie, start) in enumerate(zip(table["movie"], table["start_s"], strict=True)):
+        expected = read_frames(paths[movie], start, start + 0.5, 8.0, 16)
+        np.testing.assert_array_equal(got[row], expected.transpose(3, 0, 1, 2))
+    torch.manual_seed(0)
+    model = VQVAE(VQVAEConfig(channels=8, n_codes=16, code_dim=4, downsample=(2, 4, 4)))
+    codes = encode_clips(model, paths, table, frames=4, fps=8.0, size=16, batch_size=2)
+    np.testing.assert_array_equal(codes, model.encode(torch.from_numpy(got)).numpy())
+    assert codes.shape == (5, 2, 4, 4) and codes.dtype == np.int16
 
 
 def _write_fmri(path, runs):

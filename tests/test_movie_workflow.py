@@ -125,11 +125,12 @@ def test_encoding_recovers_driven_parcels_above_a_shuffled_time_baseline(study, 
         null = np.array(
             [
                 _shuffled_time_fit(workdir, config, subject, model, seed, tmp_path)[driven].mean()
-                for seed in range(5)
+                for seed in range(8)
             ]
         )
-        # chance r over the 57 test TRs has sd ≈ 0.13, and driven parcels share features
-        assert np.abs(null).max() < 0.2, null
+        # the driven parcels share features, so one shuffle's mean r over them can reach
+        # ±0.25 by chance (57 test TRs); over shuffles it centres on 0
+        assert abs(null.mean()) < 0.1, null
         assert r[driven].mean() > null.max() + 0.15, (r[driven].mean(), null)
 
 

@@ -14,6 +14,7 @@ from encscale.video import (
     canonical_hrf,
     convolve_hrf,
     frame_times,
+    iter_windows,
     probe_video,
     read_frames,
     tr_windows,
@@ -106,6 +107,28 @@ def test_read_after_seek_equals_read_from_start(grey_video):
     whole = read_frames(grey_video, 0.0, 3.0, 10.0, 32)
     np.testing.assert_array_equal(read_frames(grey_video, 2.0, 3.0, 10.0, 32), whole[20:])
     np.testing.assert_array_equal(read_frames(grey_video, 1.3, 2.1, 10.0, 32), whole[13:21])
+
+
+@pytest.mark.parametrize("codec", ["libx264", "ffv1"])
+@pytest.mark.parametrize("max_gap_s", [0.0, 2.0, 100.0])
+def test_iter_windows_reads_each_window_as_read_frames(tmp_path, codec, max_gap_s):
+    """Overlapping, repeated, distant and unsorted windows, read in one pass (decoding on,
+    or seeking across gaps): each equals its own read_frames, sample for sample."""
+    path = tmp_path / "smooth.mkv"
+    write_video(path, smooth_frames(120, 48, 64), 10.0, codec=codec)  # 12 s
+    starts = np.array([7.3, 0.0, 0.45, 0.45, 1.0, 10.9, 3.33, 0.2])
+    ends = starts + np.array([0.8, 0.5, 1.0, 1.0, 0.05, 1.1, 2.0, 0.3])
+    got = dict(iter_windows(path, starts, ends, 8.0, 32, max_gap_s=max_gap_s))
+    assert sorted(got) == list(range(len(starts)))
+    for i, (start, end) in enumerate(zip(starts, ends, strict=True)):
+        np.testing.assert_array_equal(got[i], read_frames(path, start, end, 8.0, 32))
+
+
+def test_iter_windows_errors_name_the_file_and_window(grey_video):
+    with pytest.raises(ValueError, match=rf"{named(grey_video)}: \[2.5, 3.5\) s goes beyond"):
+        list(iter_windows(grey_video, [0.0, 2.5], [1.0, 3.5], 10.0, 32))
+    with pytest.raises(ValueError, match="need 0 <= start_s < end_s"):
+        list(iter_windows(grey_video, [1.0], [1.0], 10.0, 32))
 
 
 def test_uniform_frame_scales_to_same_level(grey_video):

@@ -17,7 +17,7 @@ import fnmatch
 import logging
 import os
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 
 import numpy as np
 import pandas as pd
@@ -87,12 +87,24 @@ def movie_durations(paths: dict[str, PathLike]) -> dict[str, float]:
     return {name: video.probe_video(path).duration_s for name, path in paths.items()}
 
 
-def read_clip(path: PathLike, start_s: float, frames: int, fps: float, size: int) -> np.ndarray:
-    """One clip (frames, size, size, 3) float32 starting at ``start_s``."""
-    clip = video.read_frames(path, start_s, start_s + clip_seconds(frames, fps), fps, size)
-    if len(clip) != frames:  # float round-off at the window's end
-        raise ValueError(f"{path}: read {len(clip)} frames at {start_s:.3f} s, expected {frames}")
-    return clip
+def iter_clips(
+    paths: dict[str, PathLike], table: pd.DataFrame, frames: int, fps: float, size: int
+) -> Iterator[tuple[int, np.ndarray]]:
+    """(row, clip (3, frames, size, size) float32) for every row of ``table`` (columns
+    ``movie``, ``start_s``), movie by movie, each movie read in one pass
+    (:func:`encscale.video.iter_windows`): the frames :func:`encscale.video.read_frames`
+    reads for its window, channels first."""
+    window = clip_seconds(frames, fps)
+    all_starts = table["start_s"].to_numpy(dtype=np.float64)
+    for movie, rows in sorted(table.groupby("movie").indices.items()):
+        starts = all_starts[rows]
+        for i, clip in video.iter_windows(paths[movie], starts, starts + window, fps, size):
+            if len(clip) != frames:  # float round-off at the window's end
+                raise ValueError(
+                    f"{paths[movie]}: read {len(clip)} frames at {starts[i]:.3f} s, "
+                    f"expected {frames}"
+                )
+            yield int(rows[i]), clip_from_frames(clip)
 
 
 def read_clips(
@@ -100,8 +112,8 @@ def read_clips(
 ) -> np.ndarray:
     """The clips of ``table`` (columns ``movie``, ``start_s``) as (n, 3, frames, size, size)."""
     out = np.empty((len(table), 3, frames, size, size), dtype=np.float32)
-    for i, (movie, start) in enumerate(zip(table["movie"], table["start_s"], strict=True)):
-        out[i] = clip_from_frames(read_clip(paths[movie], float(start), frames, fps, size))
+    for row, clip in iter_clips(paths, table, frames, fps, size):
+        out[row] = clip
     return out
 
 
@@ -116,18 +128,37 @@ def encode_clips(
     batch_size: int,
     device: str = "cpu",
 ) -> np.ndarray:
-    """VQ-VAE codes (n, t, h, w) int16 of the clips of ``table``, decoded and encoded in
-    batches (progress logged every ~30 s)."""
+    """VQ-VAE codes (n, t, h, w) int16 of the clips of ``table``, in its row order: clips
+    are read movie by movie (:func:`iter_clips`) and encoded in batches (progress logged
+    every ~30 s)."""
     model = model.to(device).eval()
-    codes = []
+    codes = None
+    batch: list[np.ndarray] = []
+    rows: list[int] = []
+    done = 0
     t0 = last = time.perf_counter()
-    for start in range(0, len(table), batch_size):
-        rows = table.iloc[start : start + batch_size]
-        clips = torch.from_numpy(read_clips(paths, rows, frames, fps, size)).to(device)
-        codes.append(model.encode(clips).cpu().numpy().astype(np.int16))
+
+    def encode_batch() -> None:
+        nonlocal codes, done, last
+        c = model.encode(torch.from_numpy(np.stack(batch)).to(device)).cpu().numpy()
+        if codes is None:
+            codes = np.empty((len(table), *c.shape[1:]), dtype=np.int16)
+        codes[rows] = c
+        done += len(rows)
+        batch.clear()
+        rows.clear()
         now = time.perf_counter()
         if now - last > 30:
-            done = start + len(rows)
             log.info("encoded %d/%d clips (%.1f clips/s)", done, len(table), done / (now - t0))
             last = now
-    return np.concatenate(codes)
+
+    for row, clip in iter_clips(paths, table, frames, fps, size):
+        batch.append(clip)
+        rows.append(row)
+        if len(batch) == batch_size:
+            encode_batch()
+    if batch:
+        encode_batch()
+    if codes is None:
+        raise ValueError("no clips to encode")
+    return codes

@@ -10,6 +10,7 @@ Matroska's milliseconds, do not shift a frame by one). Pixels are returned as fl
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
@@ -27,6 +28,8 @@ PIXEL_FORMATS = {"libx264": "yuv420p", "mpeg4": "yuv420p", "ffv1": "bgr0"}
 # A video whose frames end more than this before the duration its header declares is taken
 # as truncated (a container's duration spans all its streams, which may differ slightly).
 END_TOLERANCE_S = 1.0
+# Windows of one video further apart than this (s) are reached by seeking, not decoding on.
+SEEK_GAP_S = 10.0
 # Oversampling of nilearn's HRF grid before it is interpolated at multiples of the TR.
 HRF_OVERSAMPLING = 1000
 
@@ -180,48 +183,120 @@ def read_frames(
     so its shorter side is ``size`` (bilinear) and centre-cropped. Returns (n, size, size, 3)
     float32 in [-0.5, 0.5].
     """
+    ((_, frames),) = iter_windows(path, [start_s], [end_s], fps, size)
+    return frames
+
+
+def iter_windows(
+    path: str | os.PathLike,
+    starts_s: Sequence[float] | np.ndarray,
+    ends_s: Sequence[float] | np.ndarray,
+    fps: float,
+    size: int,
+    *,
+    max_gap_s: float = SEEK_GAP_S,
+) -> Iterator[tuple[int, np.ndarray]]:
+    """The frames of many windows [starts_s[i], ends_s[i]) of one video, each exactly as
+    :func:`read_frames` reads it, in one pass over the file.
+
+    Windows are visited in order of start: the decoder runs on from one window to the next
+    and seeks only across a gap of more than ``max_gap_s`` seconds, and each decoded frame is
+    scaled once however many windows hold it. Yields (i, frames (n_i, size, size, 3)) as
+    each window is complete.
+    """
     path = Path(path)
-    if not 0 <= start_s < end_s:
-        raise ValueError(f"{path}: need 0 <= start_s < end_s, got [{start_s}, {end_s})")
+    starts, ends = np.asarray(starts_s, dtype=float), np.asarray(ends_s, dtype=float)
+    if starts.shape != ends.shape or starts.ndim != 1:
+        raise ValueError(f"{path}: starts {starts.shape} and ends {ends.shape} differ")
+    for start_s, end_s in zip(starts, ends, strict=True):
+        if not 0 <= start_s < end_s:
+            raise ValueError(f"{path}: need 0 <= start_s < end_s, got [{start_s}, {end_s})")
     if not fps > 0 or size < 1:
         raise ValueError(f"{path}: need fps > 0 and size >= 1, got fps={fps}, size={size}")
-    times = frame_times(start_s, end_s, fps)
-    out = np.empty((len(times), size, size, 3), dtype=np.float32)
+    times = [frame_times(s, e, fps) for s, e in zip(starts, ends, strict=True)]
     container, stream = _open(path)
     with container:
         duration = _declared_duration(path, container, stream)
-        if end_s > duration + 1e-6:
-            raise ValueError(
-                f"{path}: [{start_s}, {end_s}) s goes beyond the video's end ({duration:.3f} s)"
-            )
-        stream.thread_type = "AUTO"
-        tick = float(stream.time_base)
-        origin = stream.start_time or 0
-        k, held, held_rgb, held_t = 0, None, None, 0.0
-        try:
-            container.seek(origin + int(start_s / tick), stream=stream, backward=True)
-            for frame in container.decode(stream):
-                t = float((frame.pts - origin) * stream.time_base)
-                if held is None and t > times[0] + tick:
-                    raise ValueError(f"{path}: seeking to {start_s} s reached a frame at {t} s")
-                while k < len(times) and t > times[k] + tick:
-                    if held_rgb is None:
-                        held_rgb = _square(held, size)
-                    out[k] = held_rgb
-                    k += 1
-                if k == len(times):
-                    break
-                held, held_rgb, held_t = frame, None, t
-        except av.FFmpegError as err:
-            raise ValueError(f"{path}: broken video data: {err}") from err
-        if k < len(times):
-            if held is None or times[-1] > held_t + END_TOLERANCE_S:
+        for start_s, end_s in zip(starts, ends, strict=True):
+            if end_s > duration + 1e-6:
                 raise ValueError(
-                    f"{path}: truncated video: last frame at {held_t:.3f} s, "
-                    f"header declares {duration:.3f} s"
+                    f"{path}: [{start_s}, {end_s}) s goes beyond the video's end ({duration:.3f} s)"
                 )
-            out[k:] = _square(held, size) if held_rgb is None else held_rgb
-    return out
+        stream.thread_type = "AUTO"
+        for group in _window_groups(starts, ends, max_gap_s):
+            yield from _decode_windows(path, container, stream, group, times, size)
+
+
+def _window_groups(starts: np.ndarray, ends: np.ndarray, max_gap_s: float) -> list[list[int]]:
+    """Window indices in order of start, cut where a start lies more than ``max_gap_s``
+    beyond every earlier window's end."""
+    groups: list[list[int]] = []
+    reach = -np.inf
+    for i in np.argsort(starts, kind="stable").tolist():
+        if starts[i] > reach + max_gap_s:
+            groups.append([])
+        groups[-1].append(i)
+        reach = max(reach, ends[i])
+    return groups
+
+
+def _decode_windows(
+    path: Path,
+    container: av.container.InputContainer,
+    stream: av.VideoStream,
+    group: list[int],
+    times: list[np.ndarray],
+    size: int,
+) -> Iterator[tuple[int, np.ndarray]]:
+    """Seek to the first window of ``group``, decode on until its windows are full (sample
+    and hold at each sample time), yield each window when complete."""
+    slot_t = np.concatenate([times[i] for i in group])
+    slot_w = np.concatenate([np.full(len(times[i]), i) for i in group])
+    slot_k = np.concatenate([np.arange(len(times[i])) for i in group])
+    order = np.argsort(slot_t, kind="stable")
+    slot_t, slot_w, slot_k = slot_t[order], slot_w[order], slot_k[order]
+    out = {i: np.empty((len(times[i]), size, size, 3), dtype=np.float32) for i in group}
+    left = {i: len(times[i]) for i in group}
+    for i in [i for i in group if not left[i]]:
+        yield i, out.pop(i)
+    tick = float(stream.time_base)
+    origin = stream.start_time or 0
+    first = float(times[group[0]][0]) if len(times[group[0]]) else 0.0
+    j, held, held_rgb, held_t = 0, None, None, 0.0
+
+    def fill(frame_rgb: np.ndarray) -> Iterator[tuple[int, np.ndarray]]:
+        nonlocal j
+        w, k = int(slot_w[j]), int(slot_k[j])
+        out[w][k] = frame_rgb
+        left[w] -= 1
+        j += 1
+        if not left[w]:
+            yield w, out.pop(w)
+
+    try:
+        container.seek(origin + int(first / tick), stream=stream, backward=True)
+        for frame in container.decode(stream):
+            t = float((frame.pts - origin) * stream.time_base)
+            if held is None and t > slot_t[0] + tick:
+                raise ValueError(f"{path}: seeking to {first} s reached a frame at {t} s")
+            while j < len(slot_t) and t > slot_t[j] + tick:
+                if held_rgb is None:
+                    held_rgb = _square(held, size)
+                yield from fill(held_rgb)
+            if j == len(slot_t):
+                break
+            held, held_rgb, held_t = frame, None, t
+    except av.FFmpegError as err:
+        raise ValueError(f"{path}: broken video data: {err}") from err
+    if j < len(slot_t):
+        if held is None or slot_t[-1] > held_t + END_TOLERANCE_S:
+            raise ValueError(
+                f"{path}: truncated video: last frame at {held_t:.3f} s, "
+                f"header declares {_declared_duration(path, container, stream):.3f} s"
+            )
+        held_rgb = _square(held, size) if held_rgb is None else held_rgb
+        while j < len(slot_t):
+            yield from fill(held_rgb)
 
 
 def tr_windows(
