@@ -249,24 +249,29 @@ def _decode_windows(
     size: int,
 ) -> Iterator[tuple[int, np.ndarray]]:
     """Seek to the first window of ``group``, decode on until its windows are full (sample
-    and hold at each sample time), yield each window when complete."""
+    and hold at each sample time), yield each window when complete. Only the windows that
+    overlap the decoder's position are held in memory."""
     slot_t = np.concatenate([times[i] for i in group])
     slot_w = np.concatenate([np.full(len(times[i]), i) for i in group])
     slot_k = np.concatenate([np.arange(len(times[i])) for i in group])
     order = np.argsort(slot_t, kind="stable")
     slot_t, slot_w, slot_k = slot_t[order], slot_w[order], slot_k[order]
-    out = {i: np.empty((len(times[i]), size, size, 3), dtype=np.float32) for i in group}
     left = {i: len(times[i]) for i in group}
     for i in [i for i in group if not left[i]]:
-        yield i, out.pop(i)
+        yield i, np.empty((0, size, size, 3), dtype=np.float32)
+    if not len(slot_t):
+        return
+    out: dict[int, np.ndarray] = {}  # the windows begun and not yet complete
     tick = float(stream.time_base)
     origin = stream.start_time or 0
-    first = float(times[group[0]][0]) if len(times[group[0]]) else 0.0
+    first = float(slot_t[0])
     j, held, held_rgb, held_t = 0, None, None, 0.0
 
     def fill(frame_rgb: np.ndarray) -> Iterator[tuple[int, np.ndarray]]:
         nonlocal j
         w, k = int(slot_w[j]), int(slot_k[j])
+        if w not in out:
+            out[w] = np.empty((len(times[w]), size, size, 3), dtype=np.float32)
         out[w][k] = frame_rgb
         left[w] -= 1
         j += 1
