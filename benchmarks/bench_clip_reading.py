@@ -1,5 +1,5 @@
-"""Reading many random training clips from a movie: one pass (encscale.clips.read_clips,
-built on encscale.video.iter_windows) against a seek and decode per clip (read_frames on
+"""Reading many random training clips from a movie: one pass (encscale.video.clips.read_clips,
+built on encscale.video.decode.iter_windows) against a seek and decode per clip (read_frames on
 each clip, the way a per-sample data loader reads them), on the same clips in one run.
 
 The movie is synthetic, written here with libx264 (H.264 with its default GOP, as the
@@ -21,9 +21,9 @@ from pathlib import Path
 
 import numpy as np
 
-from encscale.clips import clip_seconds, read_clips, training_clip_starts
-from encscale.video import read_frames, write_video
-from encscale.vqvae import clip_from_frames
+from encscale.video.clips import clip_seconds, read_clips, training_clip_starts
+from encscale.video.decode import read_frames, write_video
+from encscale.video.vqvae import clip_from_frames
 
 
 def synthetic_movie(n: int, height: int, width: int) -> np.ndarray:

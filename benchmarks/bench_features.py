@@ -5,7 +5,7 @@
 
 Raw: ``model.forward_features`` on a batch already normalised on the device, under
 ``torch.inference_mode`` and autocast to ``--precision`` — no hooks, no pooling, no
-reading or writing. Full: :func:`encscale.features.extract_features` on a ``stimuli.h5`` of
+reading or writing. Full: :func:`encscale.vision.features.extract_features` on a ``stimuli.h5`` of
 the same number of images stored at 425 px (NSD's size, so resizing is included), every
 block pooled to k in ``--pool-sizes`` and written to HDF5. Random weights (timing only).
 Both rates exclude building the model. The last line is ``extraction_efficiency=<full/raw>``.
@@ -23,8 +23,8 @@ import h5py
 import numpy as np
 import torch
 
-from encscale.features import PRECISIONS, extract_features
-from encscale.models import build_model, count_parameters, input_spec
+from encscale.vision.features import PRECISIONS, extract_features
+from encscale.vision.registry import build_model, count_parameters, input_spec
 
 QUICK_KWARGS = {"img_size": 112, "depth": 4, "embed_dim": 96, "num_heads": 2}
 

@@ -57,9 +57,9 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-import encscale.ridge
+import encscale.encoding.ridge
+from encscale.encoding.ridge import fit_ridge_cv, fit_ridge_cv_select, kfold_splits
 from encscale.metrics import pearson_r
-from encscale.ridge import fit_ridge_cv, fit_ridge_cv_select, kfold_splits
 
 SHAPES = {  # name: (n_train, p, v, n_sets)
     "a": (4000, 2048, 8000, 1),
@@ -395,10 +395,10 @@ def blas_settings() -> str:
         f"threads={torch.get_num_threads()} {' '.join(torch_blas)} "
         f"mkldnn={torch.backends.mkldnn.is_available()} cuda={torch.cuda.is_available()}"
     ]
-    ridge_file = encscale.ridge.__file__
+    ridge_file = encscale.encoding.ridge.__file__
     with open(ridge_file, "rb") as fh:
         digest = hashlib.sha1(fh.read()).hexdigest()[:12]
-    lines.append(f"encscale.ridge sha1={digest} ({ridge_file})")
+    lines.append(f"encscale.encoding.ridge sha1={digest} ({ridge_file})")
     for pool in threadpool_info():
         arch = pool.get("architecture") or "-"
         lines.append(

@@ -1,4 +1,4 @@
-"""Throughput of the GPT-2 training step (encscale.gpt.train_gpt) in fp32, bf16 and fp16.
+"""Throughput of the GPT-2 training step (encscale.video.gpt.train_gpt) in fp32, bf16 and fp16.
 
 The same model, data and steps in each precision, in one process: synthetic clips' codes
 from a sparse random Markov chain over the codebook (so the loss can fall and the final
@@ -24,8 +24,8 @@ import time
 import numpy as np
 import torch
 
-from encscale.gpt import GPTSpec, TrainSettings, build_gpt, train_gpt
-from encscale.models import count_parameters
+from encscale.video.gpt import GPTSpec, TrainSettings, build_gpt, train_gpt
+from encscale.vision.registry import count_parameters
 
 
 def markov_codes(n: int, length: int, n_codes: int, seed: int, fanout: int = 4) -> np.ndarray:

@@ -1,6 +1,6 @@
 """A miniature Algonauts 2023 challenge download, made from the pipeline's prepared NSD files.
 
-Paths are spelled out here rather than taken from :mod:`encscale.algonauts`, so that tests
+Paths are spelled out here rather than taken from :mod:`encscale.data.algonauts`, so that tests
 check that module's paths against the challenge's layout.
 """
 
@@ -13,10 +13,21 @@ import nibabel as nib
 import numpy as np
 from PIL import Image
 
-from encscale import nsd, prepare
-from encscale.simulate import simulate_nsd
+from conftest import SIM_PARAMS
+from encscale.data import nsd, prepare
+from encscale.simulate.nsd import simulate_nsd
 
 HEMIS = ("lh", "rh")
+# The simulator's settings of the miniature NSD that a miniature download is made from.
+PARAMS = {
+    **SIM_PARAMS,
+    "n_subjects": 1,
+    "n_shared": 30,
+    "n_unique": 80,
+    "n_repeats": 3,
+    "trials_per_session": 120,
+    "volume_shape": [16, 16, 12],
+}
 FSAVERAGE_PADDING = 0.5  # extra (non-challenge) surface vertices per challenge vertex
 
 

@@ -15,6 +15,26 @@ REPO = Path(__file__).resolve().parents[1]
 SNAKEMAKE = Path(sys.executable).with_name("snakemake")
 
 
+# The simulator's settings of the tests' miniature NSD (encscale.simulate.nsd).
+SIM_PARAMS = {
+    "seed": 3,
+    "n_subjects": 2,
+    "n_shared": 40,
+    "n_unique": 150,
+    "n_repeats": 5,
+    "trials_per_session": 200,
+    "image_size": 32,
+    "volume_shape": [14, 14, 12],
+    "snr_range": [0.3, 3.0],
+    "hidden_model": {
+        "timm": "convnext_atto",
+        "kwargs": {"dims": [8, 16, 24, 32], "depths": [1, 1, 1, 1], "ls_init_value": 1.0},
+        "seed": 0,
+        "input_size": 32,
+    },
+}
+
+
 def write_stimuli(path: Path, n: int, side: int, seed: int = 0) -> Path:
     """A stimuli.h5 of ``n`` random uint8 (side × side × 3) images."""
     import h5py
@@ -93,3 +113,15 @@ def embedded_bytes(item: dict) -> bytes:
 @pytest.fixture
 def demo_config() -> dict:
     return load_demo_config()
+
+
+def job_counts(text: str) -> dict[str, int]:
+    """The 'Job stats' table of a Snakemake dry run as {rule: count}."""
+    counts = {}
+    for line in text.split("Job stats:")[1].splitlines()[3:]:
+        row = line.split()
+        if not row:
+            break
+        if len(row) == 2 and row[1].isdigit():
+            counts[row[0]] = int(row[1])
+    return counts

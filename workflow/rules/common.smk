@@ -1,8 +1,10 @@
 # Config checks that a schema cannot express, wildcard constraints and target lists.
 import math
 
-from encscale import algonauts, fetch, nsd, scaling, simulate
-from encscale.ensemble import ENSEMBLE
+from encscale.data import algonauts, nsd, s3
+from encscale.encoding.ensemble import ENSEMBLE
+from encscale.scaling.analysis import geometric_sizes
+from encscale.simulate import nsd as simulate
 
 NSD = config["nsd"]
 RAW = NSD["root"] if DATASET == "nsd" else f"resources/{DATASET}"
@@ -13,7 +15,7 @@ ENC = config["encoding"]
 if isinstance(ENC["sizes"], dict):  # a geometric grid
     grid = ENC["sizes"]
     try:
-        ENC["sizes"] = scaling.geometric_sizes(grid["min"], grid["max"], grid["num"])
+        ENC["sizes"] = geometric_sizes(grid["min"], grid["max"], grid["num"])
     except ValueError as err:
         raise ValueError(f"config key 'encoding.sizes': {err}") from None
 SIZES = sorted(ENC["sizes"])
@@ -105,7 +107,7 @@ ROI_FILES = list(dict.fromkeys([*([MASK_ROI] if MASK_ROI else []), *config["prep
 FETCH_NSD = NSD["source"] == "s3" and (
     DATASET == "nsd" or (DATASET == "algonauts2023" and ALGONAUTS["ncsnr"] == "nsd")
 )
-MANIFEST = fetch.read_manifest(NSD["manifest"]) if NSD["manifest"] else {}
+MANIFEST = s3.read_manifest(NSD["manifest"]) if NSD["manifest"] else {}
 NSD_SOURCE = {k: NSD[k] for k in ("bucket", "endpoint_url", "region", "credentials", "retries")}
 STIMULI_REMOTE = FETCH_NSD and DATASET == "nsd" and NSD["stimuli"] == "seen"
 

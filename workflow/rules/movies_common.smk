@@ -2,8 +2,10 @@
 import glob
 import os
 
-from encscale import clips, cneuromod, gpt_runs, simulate_movies
-from encscale.ensemble import ENSEMBLE
+from encscale.data import cneuromod
+from encscale.encoding.ensemble import ENSEMBLE
+from encscale.simulate import movies as simulate_movies
+from encscale.video import clips, runs
 
 CNEUROMOD = config["cneuromod"]
 RAW = CNEUROMOD["root"] if DATASET == "cneuromod" else f"resources/{DATASET}"
@@ -13,7 +15,7 @@ GPT = config["gpt"]
 ENC = dict(config["encoding"], subsample="random")  # every training TR: no subsample
 ENSEMBLE_MODELS = []  # no ensemble in the movie study
 try:
-    RUNS = gpt_runs.run_grid(GPT["grid"])
+    RUNS = runs.run_grid(GPT["grid"])
 except ValueError as err:
     config_error("gpt.grid", str(err))
 MODELS = list(RUNS)
@@ -34,7 +36,7 @@ else:
     # Stimulus names from the dataset's tree (an installed DataLad dataset lists every file,
     # fetched or not); with a source and no tree yet, the dataset is cloned first (no content).
     if CNEUROMOD["source"] and not Path(RAW, "stimuli").exists():
-        from encscale.datalad_fetch import install_dataset
+        from encscale.data.datalad_fetch import install_dataset
 
         install_dataset(CNEUROMOD["source"], RAW)
     AVAILABLE = [

@@ -1,7 +1,7 @@
 """Snakemake adapter: a subject's maps of voxel accuracy and data-scaling slope."""
 
-from encscale import brainmaps
-from encscale.logs import log_to_file
+from encscale.jobs import log_to_file
+from encscale.scaling import brainmaps
 
 sm = snakemake  # noqa: F821
 log_to_file(sm.log[0])

@@ -1,8 +1,8 @@
 """Snakemake adapter: one row per GPT-2 run (grid point, size, compute, speed, losses)."""
 
-from encscale.gpt_runs import runs_table
-from encscale.logs import log_to_file
-from encscale.scores import write_tsv
+from encscale.encoding.scores import write_tsv
+from encscale.jobs import log_to_file
+from encscale.video.runs import runs_table
 
 sm = snakemake  # noqa: F821
 log_to_file(sm.log[0])

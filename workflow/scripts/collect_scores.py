@@ -1,7 +1,7 @@
 """Snakemake adapter: every fit's ROI scores in one tidy table."""
 
-from encscale.logs import log_to_file
-from encscale.scores import collect_scores, write_tsv
+from encscale.encoding.scores import collect_scores, write_tsv
+from encscale.jobs import log_to_file
 
 sm = snakemake  # noqa: F821
 log_to_file(sm.log[0])

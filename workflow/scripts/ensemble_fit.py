@@ -1,7 +1,7 @@
 """Snakemake adapter: the ensemble of several models' fits of one subject, size and draw."""
 
-from encscale.ensemble import ensemble_fit
-from encscale.logs import log_to_file
+from encscale.encoding.ensemble import ensemble_fit
+from encscale.jobs import log_to_file
 from encscale.provenance import job_provenance
 
 sm = snakemake  # noqa: F821

@@ -2,9 +2,9 @@
 
 import torch
 
-from encscale.features import extract_features
-from encscale.logs import log_to_file
+from encscale.jobs import log_to_file
 from encscale.provenance import job_provenance
+from encscale.vision.features import extract_features
 
 sm = snakemake  # noqa: F821
 log_to_file(sm.log[0])

@@ -2,9 +2,9 @@
 
 import torch
 
-from encscale.gpt_features import extract_gpt_features
-from encscale.logs import log_to_file
+from encscale.jobs import log_to_file
 from encscale.provenance import job_provenance
+from encscale.video.features import extract_gpt_features
 
 sm = snakemake  # noqa: F821
 log_to_file(sm.log[0])

@@ -1,7 +1,7 @@
 """Snakemake adapter: the CNeuroMod (Algonauts 2025) files into cneuromod.root, via DataLad."""
 
-from encscale.datalad_fetch import fetch_dataset
-from encscale.logs import log_to_file
+from encscale.data.datalad_fetch import fetch_dataset
+from encscale.jobs import log_to_file
 
 sm = snakemake  # noqa: F821
 log_to_file(sm.log[0])

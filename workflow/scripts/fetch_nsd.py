@@ -1,7 +1,7 @@
 """Snakemake adapter: one object of NSD's bucket into nsd.root, verified."""
 
-from encscale.fetch import S3Source, fetch_object
-from encscale.logs import log_to_file
+from encscale.data.s3 import S3Source, fetch_object
+from encscale.jobs import log_to_file
 
 sm = snakemake  # noqa: F821
 log_to_file(sm.log[0])

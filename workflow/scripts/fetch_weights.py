@@ -1,7 +1,7 @@
 """Snakemake adapter: a model's pretrained weights, verified, into resources/weights/."""
 
-from encscale.logs import log_to_file
-from encscale.weights import fetch_weights
+from encscale.jobs import log_to_file
+from encscale.vision.weights import fetch_weights
 
 sm = snakemake  # noqa: F821
 log_to_file(sm.log[0])

@@ -1,7 +1,7 @@
 """Snakemake adapter: the figure of one brain map (volume slices, or fsaverage surfaces)."""
 
-from encscale import brainmaps
-from encscale.logs import log_to_file
+from encscale.jobs import log_to_file
+from encscale.scaling import brainmaps
 
 sm = snakemake  # noqa: F821
 log_to_file(sm.log[0])

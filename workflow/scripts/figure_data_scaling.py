@@ -1,8 +1,8 @@
 """Snakemake adapter: study 1, Fig. 1 (accuracy against training size per ROI, with laws)."""
 
-from encscale.figures import plot_data_scaling
-from encscale.logs import log_to_file
-from encscale.scaling import ensemble_rows, read_scores, read_table, scaling_rows
+from encscale.figures.images import plot_data_scaling
+from encscale.jobs import log_to_file
+from encscale.scaling.analysis import ensemble_rows, read_scores, read_table, scaling_rows
 
 sm = snakemake  # noqa: F821
 log_to_file(sm.log[0])

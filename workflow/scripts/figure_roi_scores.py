@@ -1,8 +1,8 @@
 """Snakemake adapter: study 1, Fig. 3 (noise-normalised score per ROI and subject)."""
 
-from encscale.figures import plot_roi_scores
-from encscale.logs import log_to_file
-from encscale.scaling import ensemble_rows, read_scores
+from encscale.figures.images import plot_roi_scores
+from encscale.jobs import log_to_file
+from encscale.scaling.analysis import ensemble_rows, read_scores
 
 sm = snakemake  # noqa: F821
 log_to_file(sm.log[0])

@@ -2,9 +2,9 @@
 
 import pandas as pd
 
-from encscale import video_figures as vf
-from encscale.logs import log_to_file
-from encscale.scaling import read_scores
+from encscale.figures import video as vf
+from encscale.jobs import log_to_file
+from encscale.scaling.analysis import read_scores
 
 sm = snakemake  # noqa: F821
 log_to_file(sm.log[0])

@@ -2,8 +2,8 @@
 
 import torch
 
-from encscale.encoding import alpha_grid, fit_encoding
-from encscale.logs import log_to_file
+from encscale.encoding.fit import alpha_grid, fit_encoding
+from encscale.jobs import log_to_file
 from encscale.provenance import job_provenance
 
 sm = snakemake  # noqa: F821

@@ -2,9 +2,9 @@
 
 import pandas as pd
 
-from encscale.logs import log_to_file
-from encscale.scaling import load_curves, scaling_tables
-from encscale.scores import write_tsv
+from encscale.encoding.scores import write_tsv
+from encscale.jobs import log_to_file
+from encscale.scaling.analysis import load_curves, scaling_tables
 
 sm = snakemake  # noqa: F821
 log_to_file(sm.log[0])

@@ -1,7 +1,7 @@
 """Snakemake adapter: stimuli.h5 from an Algonauts 2023 download's images."""
 
-from encscale import algonauts
-from encscale.logs import log_to_file
+from encscale.data import algonauts
+from encscale.jobs import log_to_file
 from encscale.provenance import job_provenance
 
 sm = snakemake  # noqa: F821

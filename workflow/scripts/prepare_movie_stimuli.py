@@ -2,11 +2,12 @@
 
 import torch
 
-from encscale import clips, cneuromod
-from encscale.logs import log_to_file
-from encscale.movie_data import write_movie_stimuli
+from encscale.data import cneuromod
+from encscale.data.movies import write_movie_stimuli
+from encscale.jobs import log_to_file
 from encscale.provenance import job_provenance
-from encscale.vqvae import load_checkpoint
+from encscale.video import clips
+from encscale.video.vqvae import load_checkpoint
 
 sm = snakemake  # noqa: F821
 log_to_file(sm.log[0])

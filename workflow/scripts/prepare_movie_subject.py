@@ -1,7 +1,7 @@
 """Snakemake adapter: one subject's parcel responses, paired with the clips lag TRs earlier."""
 
-from encscale.logs import log_to_file
-from encscale.movie_data import prepare_movie_subject
+from encscale.data.movies import prepare_movie_subject
+from encscale.jobs import log_to_file
 from encscale.provenance import job_provenance
 
 sm = snakemake  # noqa: F821

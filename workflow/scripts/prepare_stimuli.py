@@ -1,9 +1,9 @@
 """Snakemake adapter: stimuli.h5 from the images the study's subjects saw."""
 
-from encscale import nsd
-from encscale.fetch import S3Source, open_remote
-from encscale.logs import log_to_file
-from encscale.prepare import prepare_stimuli
+from encscale.data import nsd
+from encscale.data.prepare import prepare_stimuli
+from encscale.data.s3 import S3Source, open_remote
+from encscale.jobs import log_to_file
 from encscale.provenance import job_provenance
 
 sm = snakemake  # noqa: F821

@@ -1,8 +1,8 @@
 """Snakemake adapter: one subject's responses file from NSD betas."""
 
-from encscale import nsd
-from encscale.logs import log_to_file
-from encscale.prepare import prepare_subject
+from encscale.data import nsd
+from encscale.data.prepare import prepare_subject
+from encscale.jobs import log_to_file
 from encscale.provenance import job_provenance
 
 sm = snakemake  # noqa: F821

@@ -1,8 +1,8 @@
 """Snakemake adapter: per-rule runtimes and peak memory from the heavy rules' benchmarks."""
 
 from encscale.audit import runtime_table
-from encscale.logs import log_to_file
-from encscale.scores import write_tsv
+from encscale.encoding.scores import write_tsv
+from encscale.jobs import log_to_file
 
 sm = snakemake  # noqa: F821
 log_to_file(sm.log[0])

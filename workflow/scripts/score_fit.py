@@ -1,7 +1,7 @@
 """Snakemake adapter: ROI scores of one fit."""
 
-from encscale.logs import log_to_file
-from encscale.scores import score_fit, write_tsv
+from encscale.encoding.scores import score_fit, write_tsv
+from encscale.jobs import log_to_file
 
 sm = snakemake  # noqa: F821
 log_to_file(sm.log[0])

@@ -1,9 +1,9 @@
 """Snakemake adapter: write the simulated NSD of the demo study."""
 
-from encscale import nsd
-from encscale.logs import log_to_file
+from encscale.data import nsd
+from encscale.jobs import log_to_file
 from encscale.provenance import job_provenance
-from encscale.simulate import simulate_nsd
+from encscale.simulate.nsd import simulate_nsd
 
 sm = snakemake  # noqa: F821
 log_to_file(sm.log[0])

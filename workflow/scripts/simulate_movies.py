@@ -1,7 +1,7 @@
 """Snakemake adapter: write the simulated CNeuroMod dataset of the video demo."""
 
-from encscale.logs import log_to_file
-from encscale.simulate_movies import simulate_movies
+from encscale.jobs import log_to_file
+from encscale.simulate.movies import simulate_movies
 
 sm = snakemake  # noqa: F821
 log_to_file(sm.log[0])

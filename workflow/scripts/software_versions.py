@@ -1,9 +1,9 @@
 """Snakemake adapter: the software that made the study's HDF5 outputs, from their attributes."""
 
 from encscale.audit import software_table
-from encscale.logs import log_to_file
+from encscale.encoding.scores import write_tsv
+from encscale.jobs import log_to_file
 from encscale.provenance import software_versions
-from encscale.scores import write_tsv
 
 sm = snakemake  # noqa: F821
 log_to_file(sm.log[0])

@@ -3,7 +3,7 @@
 import yaml
 
 from encscale.io import atomic_path
-from encscale.logs import log_to_file
+from encscale.jobs import log_to_file
 
 sm = snakemake  # noqa: F821
 log_to_file(sm.log[0])

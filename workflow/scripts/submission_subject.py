@@ -2,8 +2,8 @@
 
 from pathlib import Path
 
-from encscale import algonauts
-from encscale.logs import log_to_file
+from encscale.data import algonauts
+from encscale.jobs import log_to_file
 
 sm = snakemake  # noqa: F821
 log_to_file(sm.log[0])

@@ -2,9 +2,9 @@
 
 import torch
 
-from encscale.logs import log_to_file
+from encscale.jobs import log_to_file
 from encscale.provenance import job_provenance
-from encscale.tokenizer import tokenize_pretraining_clips
+from encscale.video.tokenizer import tokenize_pretraining_clips
 
 sm = snakemake  # noqa: F821
 log_to_file(sm.log[0])

@@ -2,8 +2,8 @@
 
 import torch
 
-from encscale.gpt_runs import train_run
-from encscale.logs import log_to_file
+from encscale.jobs import log_to_file
+from encscale.video.runs import train_run
 
 sm = snakemake  # noqa: F821
 log_to_file(sm.log[0])

@@ -2,8 +2,8 @@
 
 import torch
 
-from encscale.logs import log_to_file
-from encscale.tokenizer import fit_tokenizer
+from encscale.jobs import log_to_file
+from encscale.video.tokenizer import fit_tokenizer
 
 sm = snakemake  # noqa: F821
 log_to_file(sm.log[0])

@@ -1,0 +1,472 @@
+"""Reading an Algonauts 2023 challenge download into the pipeline's stimuli and responses files.
+
+The download holds, per subject, under ``root/subjXX/``:
+
+- ``training_split/training_fmri/{lh,rh}_training_fmri.npy``: (n_train × n_vertices_hemi)
+  float32, session-z-scored responses averaged over repeats, one row per training image in
+  the order of the image file names;
+- ``training_split/training_images/train-NNNN_nsd-NNNNN.png`` and
+  ``test_split/test_images/test-NNNN_nsd-NNNNN.png``: RGB images (425 × 425). NNNN is a
+  1-based running index (4 digits), NNNNN the image's 0-based 73k NSD id (5 digits), i.e.
+  its row of NSD's ``imgBrick`` and the pipeline's id: the challenge's own preparation code
+  (github.com/gifale95/algonauts_2023, ``code/01_challenge_data_preparation``) names each
+  image after ``subjectim - 1``. The challenge withholds the test images' fMRI;
+- ``roi_masks/{lh,rh}.<roi>_challenge_space.npy``: (n_vertices_hemi,) integer labels,
+  0 = none, named by ``roi_masks/mapping_<roi>.npy`` (a pickled dict {label: name});
+- ``roi_masks/{lh,rh}.all-vertices_fsaverage_space.npy``: a mask over fsaverage's 163842
+  vertices whose non-zero entries are the challenge's vertices, in order.
+
+How it maps to the pipeline's files (see :mod:`encscale.data.prepare`):
+
+- ``stimuli.h5``: the training and test images of the subjects, one per NSD id;
+- ``responses/<subject>.h5``: the fMRI columns are the vertices, lh then rh, with
+  ``hemisphere`` (V,) uint8 (0 = lh, 1 = rh) and ``vertex`` (V,) int32, the index among its
+  hemisphere's challenge vertices. A seeded random ``holdout`` fraction of the training
+  images is the ``test`` split scored downstream, the rest ``train``;
+  ``challenge/stimulus`` (n_challenge,) int64 holds the stimuli.h5 rows of the test images in
+  file order, the rows of a submission. ``ncsnr`` comes from NSD's fsaverage-space
+  ``{lh,rh}.ncsnr.mgh`` (:func:`encscale.data.nsd.fsaverage_ncsnr_path`) when given, else NaN;
+  ``noise_ceiling`` is the challenge's (:func:`encscale.metrics.algonauts_noise_ceiling`)
+  for the held-out images. There is no ``voxel_ijk``, ``mask`` or ``affine``: the columns
+  are surface vertices.
+
+The download does not say how many trials each training row averages; every image is
+assumed to average ``n_repeats`` (3, NSD's design; a few images have fewer, so the ceiling
+is then slightly optimistic).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+import zipfile
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import nibabel as nib
+import numpy as np
+from PIL import Image
+
+from encscale.data.prepare import STIMULI_BATCH, stimulus_rows
+from encscale.io import atomic_path, check_finite, create_h5, open_h5, read_dataset
+from encscale.metrics import algonauts_noise_ceiling, noise_ceiling_k
+
+log = logging.getLogger(__name__)
+
+DATASET = "algonauts2023"
+HEMIS = ("lh", "rh")
+ROI_ATLASES = (
+    "prf-visualrois",
+    "floc-bodies",
+    "floc-faces",
+    "floc-places",
+    "floc-words",
+    "streams",
+)
+SPLITS = ("train", "test")
+_SPLIT_FOLDERS = {
+    "train": ("training_split", "training_images"),
+    "test": ("test_split", "test_images"),
+}
+
+PathLike = str | os.PathLike
+
+
+# --- paths ---------------------------------------------------------------------------------
+
+
+def fmri_path(root: PathLike, subject: str, hemi: str) -> str:
+    """Training fMRI of one hemisphere: (n_train × n_vertices_hemi) float32 ``.npy``."""
+    _check_hemi(hemi)
+    return str(Path(root) / subject / "training_split/training_fmri" / f"{hemi}_training_fmri.npy")
+
+
+def images_dir(root: PathLike, subject: str, split: str) -> str:
+    """Folder of a split's images; ``split`` is ``train`` or ``test`` (the name prefix)."""
+    if split not in _SPLIT_FOLDERS:
+        raise ValueError(f"unknown split '{split}' (expected 'train' or 'test')")
+    return str(Path(root, subject, *_SPLIT_FOLDERS[split]))
+
+
+def roi_mask_path(root: PathLike, subject: str, hemi: str, roi: str) -> str:
+    """Challenge-space label vector of an ROI atlas: (n_vertices_hemi,) int, 0 = none."""
+    _check_hemi(hemi)
+    return str(Path(root) / subject / "roi_masks" / f"{hemi}.{roi}_challenge_space.npy")
+
+
+def roi_mapping_path(root: PathLike, subject: str, roi: str) -> str:
+    """Label names of an ROI atlas: a pickled dict {label: name} saved with ``np.save``."""
+    return str(Path(root) / subject / "roi_masks" / f"mapping_{roi}.npy")
+
+
+def fsaverage_mask_path(root: PathLike, subject: str, hemi: str) -> str:
+    """Mask over fsaverage's vertices (163842,) whose non-zero entries are the challenge's."""
+    _check_hemi(hemi)
+    return str(Path(root) / subject / "roi_masks" / f"{hemi}.all-vertices_fsaverage_space.npy")
+
+
+def _check_hemi(hemi: str) -> None:
+    if hemi not in HEMIS:
+        raise ValueError(f"unknown hemisphere '{hemi}' (expected 'lh' or 'rh')")
+
+
+# --- readers -------------------------------------------------------------------------------
+
+
+def image_files(root: PathLike, subject: str, split: str) -> list[tuple[int, int, str]]:
+    """(index, 0-based NSD id, path) of each image of a split, by index (1..n).
+
+    Every entry of the folder must be named ``<split>-NNNN_nsd-NNNNN.png``; the indices
+    must run 1..n without gaps and the ids be distinct.
+    """
+    folder = Path(images_dir(root, subject, split))
+    if not folder.is_dir():
+        raise FileNotFoundError(f"{folder}: image folder is missing")
+    pattern = re.compile(rf"{split}-(\d{{4}})_nsd-(\d{{5}})\.png")
+    entries = []
+    for path in folder.iterdir():
+        match = pattern.fullmatch(path.name)
+        if match is None or not path.is_file():
+            raise ValueError(f"{path}: not an image named {split}-NNNN_nsd-NNNNN.png")
+        entries.append((int(match.group(1)), int(match.group(2)), str(path)))
+    entries.sort()
+    if not entries:
+        raise ValueError(f"{folder}: no images")
+    indices = [index for index, _, _ in entries]
+    if indices != list(range(1, len(entries) + 1)):
+        missing = sorted(set(range(1, len(entries) + 1)) - set(indices))
+        raise ValueError(
+            f"{folder}: image indices are not 1..{len(entries)} without gaps "
+            f"(missing {missing[:5]}, largest {indices[-1]})"
+        )
+    ids, counts = np.unique([nsd_id for _, nsd_id, _ in entries], return_counts=True)
+    if np.any(counts > 1):
+        raise ValueError(f"{folder}: NSD id {ids[counts > 1][0]} appears more than once")
+    return entries
+
+
+def read_image(path: PathLike) -> np.ndarray:
+    """An image file as RGB pixels: (H × W × 3) uint8."""
+    try:
+        with Image.open(path) as img:
+            return np.asarray(img.convert("RGB"), dtype=np.uint8)
+    except (OSError, ValueError) as err:
+        raise ValueError(f"{path}: cannot read image (truncated or not an image): {err}") from err
+
+
+def _load_npy(path: PathLike, what: str, mmap: bool = False) -> np.ndarray:
+    """A ``.npy`` array (no pickles), with errors naming the file."""
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"{path}: {what} file is missing")
+    try:
+        return np.load(path, mmap_mode="r" if mmap else None)
+    except (OSError, ValueError, EOFError) as err:
+        raise ValueError(f"{path}: cannot read {what} (truncated or not .npy): {err}") from err
+
+
+def read_fmri(path: PathLike, n_images: int, folder: PathLike) -> np.ndarray:
+    """One hemisphere's training fMRI, checked: (n_images × n_vertices_hemi) float32."""
+    fmri = _load_npy(path, "fMRI", mmap=True)
+    if fmri.ndim != 2 or not np.issubdtype(fmri.dtype, np.floating):
+        raise ValueError(
+            f"{path}: fMRI is {fmri.dtype} {fmri.shape}, expected 2-D float (images × vertices)"
+        )
+    if fmri.shape[0] != n_images:
+        raise ValueError(f"{path}: {fmri.shape[0]} rows, but {folder} holds {n_images} images")
+    fmri = np.asarray(fmri, dtype=np.float32)
+    check_finite(fmri, str(path))
+    return fmri
+
+
+def read_mapping(path: PathLike) -> dict[int, str]:
+    """An ROI atlas's {label: name}, 0 (``Unknown``) included, from its pickled dict."""
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"{path}: ROI mapping file is missing")
+    try:
+        table = np.load(path, allow_pickle=True).item()
+        return {int(label): str(name) for label, name in table.items()}
+    except (OSError, ValueError, EOFError, AttributeError, TypeError) as err:
+        raise ValueError(
+            f"{path}: cannot read ROI mapping (a saved {{label: name}}): {err}"
+        ) from err
+
+
+def read_labels(
+    path: PathLike, n_vertices: int, mapping: dict[int, str], mapping_path: PathLike
+) -> np.ndarray:
+    """A challenge-space ROI label vector, checked against its length and mapping: (V,) int64."""
+    labels = _load_npy(path, "ROI mask")
+    if labels.shape != (n_vertices,):
+        raise ValueError(
+            f"{path}: ROI mask has shape {labels.shape}, expected ({n_vertices},), the "
+            "hemisphere's fMRI columns"
+        )
+    if not np.issubdtype(labels.dtype, np.number) or np.any(labels != np.round(labels)):
+        raise ValueError(f"{path}: ROI mask holds non-integer labels")
+    labels = labels.astype(np.int64)
+    unknown = np.setdiff1d(labels, [0, *mapping])
+    if unknown.size:
+        raise ValueError(f"{path}: label {unknown[0]} is not in {mapping_path}")
+    return labels
+
+
+def read_fsaverage_mask(path: PathLike) -> np.ndarray:
+    """The challenge vertices among fsaverage's: (n_fsaverage,) bool, from the non-zero entries."""
+    mask = _load_npy(path, "fsaverage vertex mask")
+    if mask.ndim != 1:
+        raise ValueError(f"{path}: fsaverage vertex mask has shape {mask.shape}, expected 1-D")
+    return mask != 0
+
+
+def read_mgh_vector(path: PathLike, what: str) -> np.ndarray:
+    """A surface ``.mgh`` file's values, ravelled: (n_vertices,) float64."""
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"{path}: {what} file is missing")
+    try:
+        return np.asarray(nib.load(path).get_fdata()).ravel()
+    except (OSError, EOFError, ValueError, nib.filebasedimages.ImageFileError) as err:
+        raise ValueError(f"{path}: cannot read {what} (truncated or not MGH): {err}") from err
+
+
+# --- stimuli -------------------------------------------------------------------------------
+
+
+def prepare_stimuli(
+    root: PathLike,
+    subjects: Sequence[str],
+    out_path: PathLike,
+    provenance: Mapping[str, Any] | None = None,
+) -> None:
+    """Write the subjects' training and test images to ``out_path``, one per NSD id, sorted.
+
+    An id in several folders must have identical pixels; all images must share one size.
+    """
+    sources: dict[int, list[str]] = {}
+    for subject in subjects:
+        for split in SPLITS:
+            for _, nsd_id, path in image_files(root, subject, split):
+                sources.setdefault(nsd_id, []).append(path)
+    ids = np.array(sorted(sources), dtype=np.int64)
+    if ids.size == 0:
+        raise ValueError(f"{root}: no subjects given")
+    first = sources[int(ids[0])][0]
+    shape = read_image(first).shape
+    with create_h5(out_path, provenance) as dst:
+        images = dst.create_dataset(
+            "images", shape=(ids.size, *shape), dtype=np.uint8, chunks=(1, *shape)
+        )
+        for start in range(0, ids.size, STIMULI_BATCH):
+            chunk = ids[start : start + STIMULI_BATCH]
+            images[start : start + chunk.size] = np.stack(
+                [_shared_pixels(sources[int(i)], shape, first) for i in chunk]
+            )
+            log.info("stimuli: %d / %d images", start + chunk.size, ids.size)
+        dst["ids"] = ids
+
+
+def _shared_pixels(paths: list[str], shape: tuple[int, ...], first: str) -> np.ndarray:
+    """The pixels of ``paths``, files of one NSD id: checked to be identical and of ``shape``."""
+    pixels = read_image(paths[0])
+    if pixels.shape != shape:
+        raise ValueError(f"{paths[0]}: image is {pixels.shape[:2]}, but {first} is {shape[:2]}")
+    for other in paths[1:]:
+        if not np.array_equal(read_image(other), pixels):
+            raise ValueError(f"{other}: pixels differ from {paths[0]}, an image of the same NSD id")
+    return pixels
+
+
+# --- responses -----------------------------------------------------------------------------
+
+
+def count_training_images(root: PathLike, subject: str) -> int:
+    """Number of files in a subject's training image folder; 0 if the folder is absent."""
+    folder = Path(images_dir(root, subject, "train"))
+    return sum(1 for _ in folder.iterdir()) if folder.is_dir() else 0
+
+
+def holdout_count(n_images: int, holdout: float) -> int:
+    """Images held out of ``n_images`` for the test split: max(1, round(holdout·n))."""
+    if not 0 < holdout < 1:
+        raise ValueError(f"holdout must be in (0, 1), got {holdout}")
+    return max(1, round(holdout * n_images))
+
+
+def holdout_rows(n_images: int, holdout: float, seed: int) -> np.ndarray:
+    """(n_images,) bool: a seeded random :func:`holdout_count` images for the test split."""
+    n_test = holdout_count(n_images, holdout)
+    if n_test >= n_images:
+        raise ValueError(f"holdout {holdout} of {n_images} images leaves none for training")
+    is_test = np.zeros(n_images, dtype=bool)
+    is_test[np.random.default_rng(seed).choice(n_images, size=n_test, replace=False)] = True
+    return is_test
+
+
+def read_ncsnr(
+    root: PathLike, subject: str, ncsnr: Sequence[PathLike], n_columns: Sequence[int]
+) -> np.ndarray:
+    """NSD's fsaverage ncsnr (lh, rh ``.mgh``) at the challenge vertices: (V,) float32."""
+    if len(ncsnr) != len(HEMIS):
+        raise ValueError(f"ncsnr needs one .mgh file per hemisphere (lh, rh), got {ncsnr}")
+    values = []
+    for hemi, path, n in zip(HEMIS, ncsnr, n_columns, strict=True):
+        mask_path = fsaverage_mask_path(root, subject, hemi)
+        mask = read_fsaverage_mask(mask_path)
+        if mask.sum() != n:
+            raise ValueError(
+                f"{mask_path}: {int(mask.sum())} challenge vertices, but "
+                f"{fmri_path(root, subject, hemi)} has {n} columns"
+            )
+        surface = read_mgh_vector(path, "ncsnr")
+        if surface.size != mask.size:
+            raise ValueError(f"{path}: {surface.size} vertices, but {mask_path} has {mask.size}")
+        values.append(surface[mask].astype(np.float32))
+        check_finite(values[-1], f"{path} (at the challenge vertices)")
+    return np.concatenate(values)
+
+
+def roi_datasets(
+    root: PathLike, subject: str, rois: Sequence[str], n_columns: Sequence[int]
+) -> dict[str, np.ndarray]:
+    """``<roi>/<name>`` → (V,) bool over both hemispheres, for every named label but 0."""
+    masks = {}
+    for roi in rois:
+        mapping_path = roi_mapping_path(root, subject, roi)
+        mapping = read_mapping(mapping_path)
+        labels = np.concatenate(
+            [
+                read_labels(roi_mask_path(root, subject, hemi, roi), n, mapping, mapping_path)
+                for hemi, n in zip(HEMIS, n_columns, strict=True)
+            ]
+        )
+        for label, name in sorted(mapping.items()):
+            if label != 0:
+                masks[f"{roi}/{name}"] = labels == label
+    return masks
+
+
+def prepare_subject(
+    root: PathLike,
+    subject: str,
+    stimuli_path: PathLike,
+    out_path: PathLike,
+    *,
+    rois: Sequence[str] = ROI_ATLASES,
+    holdout: float = 0.1,
+    seed: int = 0,
+    ncsnr: Sequence[PathLike] | None = None,
+    n_repeats: int = 3,
+    provenance: Mapping[str, Any] | None = None,
+) -> None:
+    """Write one subject's responses file (layout in the module doc).
+
+    ``ncsnr``: NSD's (lh, rh) fsaverage ``ncsnr.mgh`` files, or None for NaN ncsnr and
+    noise ceiling. ``n_repeats``: trials assumed averaged per training image.
+    """
+    train_images = image_files(root, subject, "train")
+    challenge_images = image_files(root, subject, "test")
+    folder = images_dir(root, subject, "train")
+    fmri = [read_fmri(fmri_path(root, subject, h), len(train_images), folder) for h in HEMIS]
+    n_columns = [f.shape[1] for f in fmri]
+    responses = np.concatenate(fmri, axis=1)
+    del fmri
+
+    stimulus = stimulus_rows(stimuli_path, np.array([i for _, i, _ in train_images]))
+    challenge = stimulus_rows(stimuli_path, np.array([i for _, i, _ in challenge_images]))
+    is_test = holdout_rows(len(train_images), holdout, seed)
+    repeats = np.full(len(train_images), n_repeats, dtype=np.int32)
+    masks = roi_datasets(root, subject, rois, n_columns)
+    if ncsnr is None:
+        log.warning(
+            "%s: no ncsnr given: noise_ceiling is NaN, so noise-normalised scores will be NaN",
+            subject,
+        )
+        snr = np.full(responses.shape[1], np.nan, dtype=np.float32)
+    else:
+        snr = read_ncsnr(root, subject, ncsnr, n_columns)
+    k = noise_ceiling_k(repeats[is_test])
+
+    with create_h5(out_path, provenance) as h5:
+        for split, rows in (("train", ~is_test), ("test", is_test)):
+            order = np.flatnonzero(rows)[np.argsort(stimulus[rows], kind="stable")]
+            h5[f"{split}/responses"] = responses[order]
+            h5[f"{split}/stimulus"] = stimulus[order]
+            h5[f"{split}/n_repeats"] = repeats[order]
+        h5["challenge/stimulus"] = challenge
+        h5["ncsnr"] = snr
+        h5["noise_ceiling"] = algonauts_noise_ceiling(snr, repeats[is_test]).astype(np.float32)
+        h5["hemisphere"] = np.repeat(np.arange(len(HEMIS), dtype=np.uint8), n_columns)
+        h5["vertex"] = np.concatenate([np.arange(n, dtype=np.int32) for n in n_columns])
+        for key, mask in masks.items():
+            h5[f"rois/{key}"] = mask
+        h5.attrs.update(
+            subject=subject,
+            dataset=DATASET,
+            holdout=holdout,
+            seed=seed,
+            noise_ceiling_k=k,
+            noise_ceiling_n=1.0 / k,
+            n_vertices_lh=n_columns[0],
+            n_vertices_rh=n_columns[1],
+        )
+    log.info(
+        "%s: %d + %d vertices, %d train, %d held-out and %d challenge images",
+        subject,
+        n_columns[0],
+        n_columns[1],
+        int((~is_test).sum()),
+        int(is_test.sum()),
+        challenge.size,
+    )
+
+
+# --- submission ----------------------------------------------------------------------------
+
+
+def write_submission(
+    fit_paths: Sequence[PathLike], responses_path: PathLike, out_dir: PathLike
+) -> None:
+    """Write one subject's challenge submission, ``out_dir/{lh,rh}_pred_test.npy``.
+
+    Each file is (n_challenge × n_vertices_hemi) float32: the mean over ``fit_paths`` of
+    their ``challenge_pred`` (n_challenge × V), split by the responses file's ``hemisphere``.
+    """
+    if not fit_paths:
+        raise ValueError(f"{responses_path}: no fit files to write a submission from")
+    with open_h5(responses_path, "responses") as resp:
+        hemisphere = read_dataset(resp, "hemisphere", ndim=1)
+        n_challenge = read_dataset(resp, "challenge/stimulus", ndim=1).size
+        subject = resp.attrs.get("subject")
+    if np.setdiff1d(hemisphere, np.arange(len(HEMIS))).size:
+        raise ValueError(f"{responses_path}: 'hemisphere' holds values other than 0 (lh), 1 (rh)")
+    total = np.zeros((n_challenge, hemisphere.size), dtype=np.float64)
+    for path in fit_paths:
+        with open_h5(path, "fit") as fit:
+            pred = read_dataset(fit, "challenge_pred", ndim=2)
+            fit_subject = fit.attrs.get("subject")
+        if pred.shape != total.shape:
+            raise ValueError(
+                f"{path}: challenge_pred has shape {pred.shape}, expected {total.shape} "
+                f"(challenge images × vertices of {responses_path})"
+            )
+        if None not in (subject, fit_subject) and str(fit_subject) != str(subject):
+            raise ValueError(f"{path}: a fit of {fit_subject}, but {responses_path} is {subject}")
+        check_finite(pred, f"{path}: challenge_pred")
+        total += pred
+    mean = (total / len(fit_paths)).astype(np.float32)
+    for code, hemi in enumerate(HEMIS):
+        with atomic_path(Path(out_dir) / f"{hemi}_pred_test.npy") as tmp, open(tmp, "wb") as f:
+            np.save(f, mean[:, hemisphere == code])
+    log.info("%s: submission of %d fits written to %s", subject, len(fit_paths), out_dir)
+
+
+def zip_submission(files: Sequence[PathLike], out_path: PathLike) -> None:
+    """Zip submission files as the challenge takes them: ``subjXX/{lh,rh}_pred_test.npy``."""
+    with atomic_path(out_path) as tmp, zipfile.ZipFile(tmp, "w", zipfile.ZIP_DEFLATED) as zf:
+        for path in files:
+            path = Path(path)
+            zf.write(path, arcname=f"{path.parent.name}/{path.name}")

@@ -1,0 +1,21 @@
+"""Voxelwise encoding models: the ridge engine, one fit per subject × model × size × draw
+(``fits/...h5``, :mod:`encscale.contracts`), the ensemble, and ROI scores.
+"""
+
+from encscale._lazy import attach
+
+__getattr__, __dir__, __all__ = attach(
+    __name__,
+    {
+        "ensemble": ["ensemble_fit"],
+        "fit": ["subsample", "fit_encoding", "alpha_grid"],
+        "ridge": [
+            "kfold_splits",
+            "RidgeCVResult",
+            "SelectedRidge",
+            "fit_ridge_cv",
+            "fit_ridge_cv_select",
+        ],
+        "scores": ["roi_masks", "score_fit", "write_tsv", "collect_scores"],
+    },
+)

@@ -1,0 +1,42 @@
+"""Scaling laws: power-law and log-linear fits with bootstrap intervals, the analyses over
+scores, and the per-voxel values of the brain maps.
+"""
+
+from encscale._lazy import attach
+
+__getattr__, __dir__, __all__ = attach(
+    __name__,
+    {
+        "analysis": [
+            "Part",
+            "load_curves",
+            "bootstrap_curves",
+            "fit_laws",
+            "scaling_tables",
+            "read_scores",
+            "read_table",
+            "scaling_rows",
+            "ensemble_rows",
+            "geometric_sizes",
+        ],
+        "brainmaps": [
+            "voxel_accuracy",
+            "voxel_slopes",
+            "write_volume_map",
+            "write_surface_maps",
+            "volume_cut_coords",
+            "plot_volume_map",
+            "plot_surface_maps",
+        ],
+        "laws": [
+            "PowerLaw",
+            "fit_loglinear",
+            "predict_loglinear",
+            "huber",
+            "fit_power_law",
+            "aic",
+            "size_to_reach_loglinear",
+            "size_to_reach_power",
+        ],
+    },
+)

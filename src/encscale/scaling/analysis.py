@@ -1,0 +1,323 @@
+"""Scaling analyses: accuracy against training size or parameter count, per ROI, with
+bootstrap intervals on every parameter and extrapolation to a fraction of the noise ceiling.
+
+A *curve* is an ROI's mean test r at each x (size N or parameter count P). Per subject it
+is the mean over draws (random subsamples) of the mean over the ROI's voxels; pooled, the
+mean over subjects; the ROI ``mean`` is the mean over the atlas's ROIs. The ceiling of a
+curve is the same mean of the voxels' noise ceilings in r units (√(NC/100); 1 where the
+dataset has none). Both laws of :mod:`encscale.scaling.laws` are fitted to each curve.
+
+Uncertainty: each bootstrap resample draws, per subject and x, the draws with replacement,
+and per subject and ROI the voxels with replacement (one multiset of voxels for every x and
+draw, so the curve stays paired), and refits. Intervals are percentiles of the resamples.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from encscale.encoding.ensemble import ENSEMBLE
+from encscale.encoding.scores import roi_masks
+from encscale.io import open_h5, read_dataset
+from encscale.metrics import ceiling_r
+from encscale.scaling import laws
+
+POWER_FIELDS = ("r_inf", "A", "alpha", "gap", "loss")
+FIT_COLUMNS = [
+    "analysis",
+    "scope",
+    "roi",
+    "law",
+    "n_x",
+    "x_min",
+    "x_max",
+    "ceiling_r",
+    *(f"{p}{s}" for p in ("a", "b", "r_inf", "A", "alpha") for s in ("", "_lo", "_hi")),
+    "aic",
+    "heldout_error",
+    "preferred",
+]
+EXTRAPOLATION_COLUMNS = [
+    "analysis",
+    "scope",
+    "roi",
+    "law",
+    "fraction",
+    "target_r",
+    "x",
+    "x_lo",
+    "x_hi",
+    "p_reached",
+]
+POOLED = "pooled"
+MEAN_ROI = "mean"
+VOXEL_CHUNK = 128  # bootstrap resamples per voxel-weight matrix
+
+
+@dataclass(frozen=True)
+class Part:
+    """One ROI of one subject: per-voxel test r (n_x, n_draws, V) and ceilings in r (V,)."""
+
+    r: np.ndarray
+    ceiling: np.ndarray
+
+
+def load_curves(
+    fit_paths: Iterable[str | Path],
+    responses: Mapping[str, str | Path],
+    x_attr: str,
+    atlas: str,
+) -> tuple[np.ndarray, dict[str, dict[str, list[Part]]], bool]:
+    """Per-voxel accuracies of the fits, by ROI of ``atlas`` and subject.
+
+    ``x_attr``: the fit attribute on the x axis (``size`` or ``n_params``); every subject
+    needs the same x values and the same number of draws at each. Returns the sorted x
+    values, {roi: {subject: [Part]}} (the ROI ``mean`` holds every ROI's part) and whether
+    the noise ceilings are known.
+    """
+    runs: dict[str, dict[float, list[np.ndarray]]] = {}
+    for path in fit_paths:
+        with open_h5(path, "fit") as fit:
+            r = read_dataset(fit, "test_r", ndim=1).astype(np.float32)
+            subject, x = str(fit.attrs["subject"]), float(fit.attrs[x_attr])
+        runs.setdefault(subject, {}).setdefault(x, []).append(r)
+    if not runs:
+        raise ValueError("no fits given")
+    xs = np.array(sorted(next(iter(runs.values()))), dtype=np.float64)
+    curves: dict[str, dict[str, list[Part]]] = {}
+    known = True
+    for subject, by_x in runs.items():
+        if subject not in responses:
+            raise KeyError(f"no responses file given for {subject}")
+        if sorted(by_x) != list(xs) or len({len(v) for v in by_x.values()}) != 1:
+            raise ValueError(
+                f"{subject}: fits at {x_attr} {sorted(by_x)} with draws "
+                f"{[len(by_x[x]) for x in sorted(by_x)]}; every subject needs the same x "
+                f"values {list(xs)} and the same draws at each"
+            )
+        r = np.stack([np.stack(by_x[x]) for x in xs])  # (n_x, n_draws, V)
+        with open_h5(responses[subject], "responses") as h5:
+            nc = read_dataset(h5, "noise_ceiling", ndim=1).astype(np.float64)
+            masks = {roi: m for (a, roi), m in roi_masks(h5, nc.size).items() if a == atlas}
+        if nc.size != r.shape[2]:
+            raise ValueError(
+                f"{responses[subject]}: {nc.size} voxels, but the fits of {subject} have "
+                f"{r.shape[2]}"
+            )
+        if not masks:
+            raise KeyError(f"{responses[subject]}: atlas '{atlas}' has no ROI")
+        known &= bool(np.isfinite(nc).all())
+        ceil = np.where(np.isfinite(nc), ceiling_r(np.nan_to_num(nc)), 1.0)
+        parts = {roi: Part(r[:, :, m], ceil[m]) for roi, m in masks.items() if m.any()}
+        for roi, part in parts.items():
+            curves.setdefault(roi, {})[subject] = [part]
+        curves.setdefault(MEAN_ROI, {})[subject] = list(parts.values())
+    return xs, curves, known
+
+
+def bootstrap_curves(
+    parts_by_subject: Mapping[str, Sequence[Part]], n_boot: int, seed: int
+) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """{scope: (y (1 + n_boot, n_x), ceiling (1 + n_boot,))} of each subject and ``pooled``:
+    row 0 from the data, rows 1… from the resamples."""
+    rng = np.random.default_rng(seed)
+    per_subject = {}
+    for subject, parts in parts_by_subject.items():
+        n_x, n_draws = parts[0].r.shape[:2]
+        draws = np.concatenate(
+            [
+                np.broadcast_to(np.arange(n_draws), (1, n_x, n_draws)),
+                rng.integers(0, n_draws, (n_boot, n_x, n_draws)),
+            ]
+        )
+        ys, cs = [], []
+        for part in parts:
+            means, ceils = _voxel_resampled_means(part, n_boot, rng)  # (1+B, n_x, n_draws)
+            ys.append(np.take_along_axis(means, draws, axis=2).mean(axis=2))
+            cs.append(ceils)
+        per_subject[subject] = (np.mean(ys, axis=0), np.mean(cs, axis=0))
+    per_subject[POOLED] = (
+        np.mean([y for y, _ in per_subject.values()], axis=0),
+        np.mean([c for _, c in per_subject.values()], axis=0),
+    )
+    return per_subject
+
+
+def _voxel_resampled_means(
+    part: Part, n_boot: int, rng: np.random.Generator
+) -> tuple[np.ndarray, np.ndarray]:
+    """Voxel means of ``part.r`` (1 + n_boot, n_x, n_draws) and of its ceilings (1 + n_boot,)."""
+    n_x, n_draws, n_vox = part.r.shape
+    flat = part.r.reshape(n_x * n_draws, n_vox).astype(np.float64)
+    means = [flat.mean(axis=1)[None]]
+    ceils = [np.array([part.ceiling.mean()])]
+    for start in range(0, n_boot, VOXEL_CHUNK):
+        size = min(VOXEL_CHUNK, n_boot - start)
+        weights = rng.multinomial(n_vox, np.full(n_vox, 1.0 / n_vox), size=size) / n_vox
+        means.append(weights @ flat.T)
+        ceils.append(weights @ part.ceiling)
+    return np.concatenate(means).reshape(-1, n_x, n_draws), np.concatenate(ceils)
+
+
+def fit_laws(
+    xs: np.ndarray, y: np.ndarray, ceiling: np.ndarray, fractions: Sequence[float], level: float
+) -> tuple[list[dict], list[dict]]:
+    """Both laws fitted to row 0 of ``y`` (estimates) and to rows 1… (intervals).
+
+    Returns fit rows (one per law) and extrapolation rows (law × fraction of the ceiling;
+    ``fractions`` empty when the ceiling is unknown).
+    """
+    tail = 100 * (1 - level) / 2
+    a, b = laws.fit_loglinear(xs, y)
+    values = {"loglinear": {"a": a, "b": b}}
+    predicted = {"loglinear": laws.predict_loglinear(a[:1], b[:1], xs)[0]}
+    if np.unique(xs).size >= 3:
+        power0 = laws.fit_power_law(xs, y[:1], ceiling[:1])
+        power_b = laws.fit_power_law(xs, y[1:], ceiling[1:], start=power0)
+        power = laws.PowerLaw(
+            *(np.concatenate([getattr(power0, f), getattr(power_b, f)]) for f in POWER_FIELDS)
+        )
+        values["power"] = {"r_inf": power.r_inf, "A": power.A, "alpha": power.alpha}
+        predicted["power"] = power0.predict(xs)[0]
+    n_params = {"loglinear": 2, "power": 3}
+    aic = {law: float(laws.aic(y[0], predicted[law], n_params[law])[0]) for law in predicted}
+    heldout = _heldout_errors(xs, y[0], ceiling[0])
+    fit_rows, extrapolation_rows = [], []
+    for law in predicted:  # the power law needs three x values or more
+        row = dict(
+            law=law,
+            n_x=len(xs),
+            x_min=xs.min(),
+            x_max=xs.max(),
+            ceiling_r=ceiling[0],
+            aic=aic[law],
+            heldout_error=heldout[law],
+            preferred=aic[law] == min(aic.values()),
+        )
+        for name, v in values[law].items():
+            lo, hi = np.percentile(v[1:], [tail, 100 - tail])
+            row.update({name: v[0], f"{name}_lo": lo, f"{name}_hi": hi})
+        fit_rows.append(row)
+        for fraction in fractions:
+            target = fraction * ceiling
+            if law == "loglinear":
+                reach = laws.size_to_reach_loglinear(a, b, target)
+            else:
+                reach = laws.size_to_reach_power(power, target)
+            lo, hi = np.percentile(reach[1:], [tail, 100 - tail], method="inverted_cdf")
+            extrapolation_rows.append(
+                dict(
+                    law=law,
+                    fraction=fraction,
+                    target_r=target[0],
+                    x=reach[0],
+                    x_lo=lo,
+                    x_hi=hi,
+                    p_reached=float(np.isfinite(reach[1:]).mean()),
+                )
+            )
+    return fit_rows, extrapolation_rows
+
+
+def _heldout_errors(xs: np.ndarray, y: np.ndarray, ceiling: float) -> dict[str, float]:
+    """Each law fitted without the largest x, its prediction there minus the observed r
+    (NaN when too few x values remain for the law)."""
+    keep = xs < xs.max()
+    out = {"loglinear": np.nan, "power": np.nan}
+    if np.unique(xs[keep]).size >= 2:
+        a, b = laws.fit_loglinear(xs[keep], y[None, keep])
+        out["loglinear"] = float(laws.predict_loglinear(a, b, xs[~keep])[0, 0] - y[~keep][0])
+    if np.unique(xs[keep]).size >= 3:
+        law = laws.fit_power_law(xs[keep], y[None, keep], ceiling)
+        out["power"] = float(law.predict(xs[~keep])[0, 0] - y[~keep][0])
+    return out
+
+
+def scaling_tables(
+    analysis: str,
+    xs: np.ndarray,
+    curves: Mapping[str, Mapping[str, Sequence[Part]]],
+    *,
+    ceiling_known: bool,
+    n_boot: int,
+    seed: int,
+    fractions: Sequence[float],
+    level: float = 0.95,
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Fits and extrapolations of every ROI × scope (each subject, and pooled).
+
+    Each ROI's bootstrap is seeded from ``seed`` and the ROI's name, so adding an ROI or a
+    subject leaves the others' resamples unchanged. Extrapolations need known ceilings.
+    """
+    fit_rows, extrapolation_rows = [], []
+    for roi, parts_by_subject in curves.items():
+        scopes = bootstrap_curves(parts_by_subject, n_boot, _seed(seed, analysis, roi))
+        for scope, (y, ceiling) in scopes.items():
+            fits, extrapolations = fit_laws(
+                xs, y, ceiling, fractions if ceiling_known else (), level
+            )
+            key = dict(analysis=analysis, scope=scope, roi=roi)
+            fit_rows += [{**key, **row} for row in fits]
+            extrapolation_rows += [{**key, **row} for row in extrapolations]
+    return (
+        pd.DataFrame(fit_rows, columns=FIT_COLUMNS),
+        pd.DataFrame(extrapolation_rows, columns=EXTRAPOLATION_COLUMNS),
+    )
+
+
+def _seed(seed: int, *names: str) -> list[int]:
+    digest = hashlib.sha256("/".join(names).encode()).digest()
+    return [seed, int.from_bytes(digest[:8], "little")]
+
+
+def read_scores(path: str | Path) -> pd.DataFrame:
+    """The tidy scores table (:func:`encscale.encoding.scores.collect_scores`)."""
+    return pd.read_csv(path, sep="\t", dtype={"subject": str, "model": str})
+
+
+def read_table(path: str | Path) -> pd.DataFrame:
+    """A scaling or extrapolation table, as written by the workflow."""
+    return pd.read_csv(path, sep="\t", dtype={"scope": str, "roi": str})
+
+
+def scaling_rows(
+    scores: pd.DataFrame, atlas: str, *, model: str | None = None, size: int | None = None
+) -> pd.DataFrame:
+    """Scores of one atlas's ROIs for the data-scaling analysis (one ``model``, every size)
+    or the parameter-scaling one (every model but the ensemble at one ``size``)."""
+    rows = scores[scores["atlas"] == atlas]
+    if model is not None:
+        rows = rows[rows["model"] == model]
+        if rows.empty:
+            raise ValueError(f"no scores for model '{model}' and atlas '{atlas}'")
+    if size is not None:
+        rows = rows[(rows["size"] == size) & (rows["model"] != ENSEMBLE)]
+        if rows["model"].nunique() < 2:
+            raise ValueError(f"parameter scaling needs two models or more at size {size}")
+    return rows
+
+
+def ensemble_rows(scores: pd.DataFrame, atlas: str | None, size: int | None = None) -> pd.DataFrame:
+    """The ensemble's scores (of one atlas and size when given; empty without an ensemble)."""
+    rows = scores[scores["model"] == ENSEMBLE]
+    if atlas is not None:
+        rows = rows[rows["atlas"] == atlas]
+    return rows if size is None else rows[rows["size"] == size]
+
+
+def geometric_sizes(smallest: int, largest: int, num: int) -> list[int]:
+    """``num`` training sizes from ``smallest`` to ``largest`` on a geometric grid, rounded."""
+    if not 0 < smallest < largest or num < 2:
+        raise ValueError(
+            f"a geometric grid needs 0 < min < max and num >= 2 (got {smallest}, {largest}, {num})"
+        )
+    sizes = sorted({int(round(s)) for s in np.geomspace(smallest, largest, num)})
+    if len(sizes) < num:
+        raise ValueError(f"{num} sizes from {smallest} to {largest} round to duplicates")
+    return sizes

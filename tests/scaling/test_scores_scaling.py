@@ -1,0 +1,60 @@
+"""ROI scores, noise normalisation and subsampling."""
+
+import h5py
+import numpy as np
+import pytest
+
+from encscale.encoding.fit import subsample
+from encscale.encoding.scores import score_fit
+from encscale.metrics import algonauts_score, ceiling_r, noise_ceiling, pearson_r
+
+
+def test_noise_ceiling_formula():
+    # ncsnr 1 with 3 repeats: 100·1/(1 + 1/3) = 75 %, i.e. r ceiling √0.75
+    np.testing.assert_allclose(noise_ceiling(np.array([1.0, 0.0]), 3), [75.0, 0.0])
+    np.testing.assert_allclose(ceiling_r(np.array([75.0])), [np.sqrt(0.75)])
+
+
+def test_pearson_r_matches_numpy():
+    rng = np.random.default_rng(0)
+    a, b = rng.normal(size=(50, 4)), rng.normal(size=(50, 4))
+    ref = [np.corrcoef(a[:, i], b[:, i])[0, 1] for i in range(4)]
+    np.testing.assert_allclose(pearson_r(a, b), ref, rtol=1e-12)
+    assert pearson_r(a, np.ones((50, 4)))[0] == 0.0
+
+
+def test_algonauts_score_in_percent():
+    r = np.array([0.5, -0.2, 0.9, 0.3])
+    nc = np.array([50.0, 40.0, 60.0, 0.0])
+    np.testing.assert_allclose(algonauts_score(r, nc), [50.0, 0.0, 100.0, 100.0])
+
+
+def test_score_fit_exact_rows(tmp_path):
+    r = np.array([0.1, 0.2, 0.3, 0.4], dtype=np.float32)
+    nc = np.array([25.0, 16.0, 36.0, 64.0], dtype=np.float32)
+    fit, resp = tmp_path / "fit.h5", tmp_path / "resp.h5"
+    with h5py.File(fit, "w") as f:
+        f["test_r"] = r
+        f.attrs.update(subject="subj01", model="m", n_params=10, size=100, seed=1)
+    with h5py.File(resp, "w") as f:
+        f["noise_ceiling"] = nc
+        f["rois/streams/early"] = np.array([1, 1, 0, 0], dtype=bool)
+        f["rois/streams/ventral"] = np.array([0, 0, 1, 1], dtype=bool)
+        f["rois/streams/empty"] = np.zeros(4, dtype=bool)
+    df = score_fit(fit, resp).set_index("roi")
+    assert list(df.index) == ["all", "early", "ventral"]
+    assert df.loc["early", "n_voxels"] == 2 and df.loc["early", "subject"] == "subj01"
+    np.testing.assert_allclose(df.loc["early", "r"], 0.15, rtol=1e-6)
+    np.testing.assert_allclose(df.loc["early", "r_norm"], (0.1 / 0.5 + 0.2 / 0.4) / 2, rtol=1e-6)
+    np.testing.assert_allclose(
+        df.loc["ventral", "nn_r2"], 100 * (0.09 / 0.36 + 0.16 / 0.64) / 2, rtol=1e-5
+    )
+
+
+def test_subsample_is_seeded_sorted_and_checked():
+    a, b, c = subsample(100, 30, 0), subsample(100, 30, 0), subsample(100, 30, 1)
+    assert np.array_equal(a, b) and not np.array_equal(a, c)
+    assert np.all(np.diff(a) > 0) and a.max() < 100
+    assert np.array_equal(subsample(100, 5, 7, mode="prefix"), np.arange(5))
+    with pytest.raises(ValueError, match="larger than the 100 samples"):
+        subsample(100, 101, 0)

@@ -1,0 +1,229 @@
+"""VQ-VAE: shapes, learning, the EMA codebook, straight-through gradients and checkpoints."""
+
+import math
+import time
+
+import numpy as np
+import pytest
+import torch
+
+from encscale.video.vqvae import (
+    VQVAE,
+    Codebook,
+    VQVAEConfig,
+    clip_from_frames,
+    load_checkpoint,
+    save_checkpoint,
+    train_vqvae,
+)
+
+TINY = VQVAEConfig(channels=16, n_codes=32, code_dim=8, downsample=(2, 4, 4), n_res_blocks=1)
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    """Tiny 3-D convolutions run faster on one thread than on several."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+def smooth_clips(n: int, seed: int, frames: int = 8, side: int = 16) -> torch.Tensor:
+    """(n, 3, frames, side, side) clips in [-0.5, 0.5]: a drifting coloured sine grating plus
+    a coloured Gaussian blob moving in a straight line."""
+    g = torch.Generator().manual_seed(seed)
+    t = torch.arange(frames, dtype=torch.float32)[:, None, None]
+    y = torch.arange(side, dtype=torch.float32)[None, :, None] / side
+    x = torch.arange(side, dtype=torch.float32)[None, None, :] / side
+    clips = []
+    for _ in range(n):
+        angle, freq, phase = torch.rand(3, generator=g)
+        direction = torch.cos(2 * math.pi * angle) * x + torch.sin(2 * math.pi * angle) * y
+        wave = torch.sin(2 * math.pi * (direction * (0.25 + 0.5 * freq) + phase + 0.05 * t))
+        start = torch.rand(2, generator=g)
+        velocity = (torch.rand(2, generator=g) - 0.5) * 0.1
+        dist2 = (y - start[0] - velocity[0] * t) ** 2 + (x - start[1] - velocity[1] * t) ** 2
+        blob = torch.exp(-dist2 / 0.05)
+        wave_colour, blob_colour = torch.rand(2, 3, 1, 1, 1, generator=g) - 0.5
+        clips.append((0.5 * wave_colour * wave + blob_colour * blob).clamp(-0.5, 0.5))
+    return torch.stack(clips)
+
+
+def set_codebook(cb: Codebook, embeddings, counts) -> None:
+    """Put ``cb`` in a hand-chosen initialised state (sums consistent with the counts)."""
+    emb = torch.tensor(embeddings, dtype=torch.float32)
+    cnt = torch.tensor(counts, dtype=torch.float32)
+    cb.embeddings.copy_(emb)
+    cb.ema_count.copy_(cnt)
+    cb.ema_sum.copy_(emb * cnt[:, None])
+    cb.initialised.fill_(True)
+
+
+def as_grid(vectors) -> torch.Tensor:
+    """(N, D) vectors → (1, D, N, 1, 1), the codebook's input layout."""
+    return torch.tensor(vectors, dtype=torch.float32).T.reshape(1, -1, len(vectors), 1, 1)
+
+
+def test_config_is_validated():
+    with pytest.raises(ValueError, match="downsample"):
+        VQVAEConfig(downsample=(3, 4, 4))
+    with pytest.raises(ValueError, match="ema_decay"):
+        VQVAEConfig(ema_decay=1.0)
+    with pytest.raises(ValueError, match="n_codes"):
+        VQVAEConfig(n_codes=0)
+    with pytest.raises(ValueError, match="dead_code_threshold"):
+        VQVAEConfig(dead_code_threshold=-1.0)
+
+
+def test_clip_from_frames_is_channels_first():
+    frames = np.random.default_rng(0).random((4, 6, 8, 3), dtype=np.float32) - 0.5
+    clip = clip_from_frames(frames)
+    assert clip.shape == (3, 4, 6, 8)
+    assert torch.equal(clip[:, 1, 2, 3], torch.from_numpy(frames[1, 2, 3]))
+
+
+def test_shapes():
+    torch.manual_seed(0)
+    model = VQVAE(TINY)
+    x = smooth_clips(2, seed=1)
+    model.train()
+    recon, codes, terms = model(x)
+    assert recon.shape == x.shape and codes.shape == (2, 4, 4, 4)
+    assert set(terms) == {"recon", "commitment", "perplexity"}
+    model.eval()
+    codes = model.encode(x)
+    assert codes.shape == (2, 4, 4, 4) and codes.dtype == torch.int64
+    assert 0 <= int(codes.min()) and int(codes.max()) < TINY.n_codes
+    assert model.decode(codes).shape == x.shape
+    with pytest.raises(ValueError, match="divisible"):
+        model.encode(torch.zeros(2, 3, 8, 16, 14))
+    with pytest.raises(ValueError, match="codes must be"):
+        model.decode(torch.full((1, 4, 4, 4), TINY.n_codes))
+
+
+def test_training_reduces_reconstruction_error():
+    clips = smooth_clips(32, seed=0)
+    mean_clip_mse = ((clips - clips.mean(0)) ** 2).mean().item()
+    config = VQVAEConfig(channels=16, n_codes=64, code_dim=8, downsample=(2, 4, 4), n_res_blocks=0)
+    torch.manual_seed(0)
+    model = VQVAE(config)
+    start = time.perf_counter()
+    records = train_vqvae(model, clips, steps=150, batch_size=8, lr=1e-3, seed=0)
+    elapsed = time.perf_counter() - start
+    first = records[0]["recon_loss"]
+    last = np.mean([r["recon_loss"] for r in records[-10:]])
+    model.eval()
+    round_trip = ((model.decode(model.encode(clips)) - clips) ** 2).mean().item()
+    print(
+        f"recon MSE {first:.4f} -> {last:.4f}, round trip {round_trip:.4f}, "
+        f"mean clip {mean_clip_mse:.4f}, {elapsed:.1f} s"
+    )
+    assert [r["step"] for r in records] == list(range(150))
+    assert last < 0.5 * first
+    assert last < 0.5 * mean_clip_mse
+    assert round_trip < 0.5 * mean_clip_mse
+    assert records[-1]["perplexity"] > 4
+
+
+def test_ema_update_is_the_formula():
+    cb = Codebook(2, 2, ema_decay=0.5, dead_code_threshold=0.5).train()
+    set_codebook(cb, [[0.0, 0.0], [10.0, 10.0]], [1.0, 1.0])
+    quantised, codes, _, _ = cb(as_grid([[1.0, 0.0], [0.0, 1.0], [9.0, 10.0]]))
+    assert codes.flatten().tolist() == [0, 0, 1]
+    # the output uses the codebook the codes were assigned with
+    assert torch.equal(quantised[0, :, :, 0, 0].T, torch.tensor([[0.0, 0], [0, 0], [10, 10]]))
+    # counts: 0.5·1 + 0.5·2, 0.5·1 + 0.5·1
+    # sums: 0.5·(0, 0) + 0.5·(1, 1), 0.5·(10, 10) + 0.5·(9, 10)
+    count = torch.tensor([1.5, 1.0])
+    total_sum = torch.tensor([[0.5, 0.5], [9.5, 10.0]])
+    eps = 1e-5
+    smoothed = (count + eps) / (2.5 + 2 * eps) * 2.5
+    torch.testing.assert_close(cb.ema_count, count)
+    torch.testing.assert_close(cb.ema_sum, total_sum)
+    torch.testing.assert_close(cb.embeddings, total_sum / smoothed[:, None])
+    # code 0 moved from (0, 0) towards the mean (0.5, 0.5) of its vectors
+    torch.testing.assert_close(cb.embeddings[0], torch.tensor([1 / 3, 1 / 3]), atol=1e-4, rtol=0)
+
+
+def test_eval_mode_leaves_the_codebook_alone():
+    cb = Codebook(2, 2).eval()
+    set_codebook(cb, [[0.0, 0.0], [10.0, 10.0]], [1.0, 1.0])
+    before = {k: v.clone() for k, v in cb.state_dict().items()}
+    cb(as_grid([[1.0, 0.0], [0.0, 1.0], [9.0, 10.0]]))
+    for k, v in cb.state_dict().items():
+        assert torch.equal(v, before[k]), k
+
+
+def test_first_training_batch_initialises_the_codebook():
+    cb = Codebook(4, 2, ema_decay=0.99).train()
+    vectors = torch.tensor([[float(i), float(-i)] for i in range(10)])
+    cb(as_grid(vectors.tolist()), torch.Generator().manual_seed(0))
+    assert bool(cb.initialised)
+    # each code starts at a distinct vector, then moves 1 % of the way to its vectors' mean
+    nearest = torch.cdist(cb.embeddings, vectors).min(1)
+    assert nearest.values.max() < 0.2
+    assert len(set(nearest.indices.tolist())) == 4
+
+
+def test_dead_code_is_restarted_at_an_encoder_output():
+    cb = Codebook(2, 2, ema_decay=0.99, dead_code_threshold=1.0).train()
+    set_codebook(cb, [[0.0, 0.0], [100.0, 100.0]], [1.0, 1.02])
+    vectors = [[0.1, 0.2], [-0.3, 0.1], [0.2, -0.2], [0.0, 0.3]]
+    generator = torch.Generator().manual_seed(0)
+    cb(as_grid(vectors), generator)  # count of code 1: 1.02 · 0.99 ≥ 1, still alive
+    assert cb.embeddings[1].min() > 50
+    cb(as_grid(vectors), generator)  # 1.02 · 0.99² < 1: restarted
+    assert cb.embeddings[1].tolist() in torch.tensor(vectors).tolist()
+    assert cb.ema_count[1].item() == 1.0
+    torch.testing.assert_close(cb.ema_sum[1], cb.embeddings[1])
+
+
+def test_perplexity_is_exp_entropy_of_usage():
+    cb = Codebook(2, 2).eval()
+    set_codebook(cb, [[0.0, 0.0], [10.0, 10.0]], [1.0, 1.0])
+    _, _, _, perplexity = cb(as_grid([[0.0, 1.0], [1.0, 0.0], [0.5, 0.5], [10.0, 9.0]]))
+    expected = math.exp(-(0.75 * math.log(0.75) + 0.25 * math.log(0.25)))
+    assert perplexity.item() == pytest.approx(expected, rel=1e-6)
+    _, _, _, perplexity = cb(as_grid([[0.0, 1.0], [1.0, 0.0]]))
+    assert perplexity.item() == pytest.approx(1.0)
+
+
+def test_gradient_passes_straight_through_the_quantiser():
+    torch.manual_seed(0)
+    model = VQVAE(TINY).train()
+    _, _, terms = model(smooth_clips(2, seed=2))
+    terms["recon"].backward()  # the commitment term alone would also reach the encoder
+    first_conv = model.encoder[0]
+    assert first_conv.weight.grad is not None and first_conv.weight.grad.abs().sum() > 0
+
+
+def test_training_is_deterministic():
+    clips = smooth_clips(8, seed=3)
+
+    def run():
+        torch.manual_seed(1)
+        return train_vqvae(VQVAE(TINY), clips, steps=5, batch_size=4, lr=1e-3, seed=7)
+
+    assert run() == run()
+
+
+def test_checkpoint_round_trip(tmp_path):
+    clips = smooth_clips(4, seed=4)
+    torch.manual_seed(0)
+    model = VQVAE(TINY)
+    train_vqvae(model, clips, steps=3, batch_size=2, lr=1e-3, seed=0)
+    model.eval()
+    path = tmp_path / "vqvae.pt"
+    save_checkpoint(model, path)
+    loaded = load_checkpoint(path)
+    assert loaded.config == TINY and not loaded.training
+    assert torch.equal(loaded.encode(clips), model.encode(clips))
+
+    data = path.read_bytes()
+    broken = tmp_path / "broken.pt"
+    broken.write_bytes(data[: len(data) // 2])
+    with pytest.raises(ValueError, match="broken.pt"):
+        load_checkpoint(broken)
+    with pytest.raises(FileNotFoundError, match="missing.pt"):
+        load_checkpoint(tmp_path / "missing.pt")

@@ -1,0 +1,206 @@
+"""The config is validated before anything runs; errors name the offending key."""
+
+import copy
+from pathlib import Path
+
+import pytest
+import yaml
+
+from conftest import REPO, job_counts, run_snakemake
+
+
+def dry_run_error(tmp_path, config) -> str:
+    proc = run_snakemake(tmp_path, config, "-n", check=False)
+    assert proc.returncode != 0, "an invalid config must stop Snakemake"
+    return proc.stdout + proc.stderr
+
+
+def test_demo_config_dry_run_plans_the_study(tmp_path, demo_config):
+    proc = run_snakemake(tmp_path, demo_config, "-n", "--quiet", "rules")
+    counts = job_counts(proc.stdout + proc.stderr)
+    # subjects × draws × (data-scaling sizes + 2 other models at the parameter-scaling and,
+    # as members of the ensemble, the final size)
+    n_fits = 2 * 2 * (4 + 2 * 2)
+    n_ensembles = 2 * 2 * 2  # subjects × draws × (parameter-scaling and final size)
+    assert counts["fit_encoding"] == n_fits and counts["ensemble_fit"] == n_ensembles
+    assert counts["score_fit"] == n_fits + n_ensembles
+    assert counts["brain_maps"] == 2 and counts["figure_brain_map"] == 4
+    assert counts["extract_features"] == 3 and counts["prepare_subject"] == 2
+    assert counts["simulate_demo"] == counts["figure_roi_scores"] == 1
+
+
+def test_geometric_size_grid_and_ensemble_as_final_model(tmp_path, demo_config):
+    config = copy.deepcopy(demo_config)
+    config["encoding"]["sizes"] = {"min": 100, "max": 700, "num": 4}  # 100, 191, 366, 700
+    config["scaling"]["param_size"] = 366
+    config["final"]["model"] = "ensemble"
+    proc = run_snakemake(tmp_path, config, "-n")
+    out = proc.stdout + proc.stderr
+    for size in (100, 191, 366, 700):
+        assert f"size={size}," in out
+    counts = job_counts(run_snakemake(tmp_path, config, "-n", "--quiet", "rules").stdout)
+    assert counts["ensemble_fit"] == 2 * 2 * 2  # subjects × draws × (366, 700)
+
+
+@pytest.mark.parametrize(
+    ("edit", "key"),
+    [
+        (lambda c: c["encoding"].update(n_fold=5), "n_fold"),
+        (lambda c: c.update(colour="red"), "colour"),
+        (lambda c: c["models"]["convnext_s"].update(pretrained=True), "pretrained"),
+        (lambda c: c["encoding"].update(n_draws="two"), "n_draws"),
+        (lambda c: c["features"].update(pool_sizes=[1, "k2"]), "pool_sizes"),
+        (lambda c: c["encoding"].update(sizes=[100, 5000]), "encoding.sizes"),
+        (lambda c: c["scaling"].update(data_model="vit_huge"), "scaling.data_model"),
+        (lambda c: c["final"].update(atlases=["streams", "hcp"]), "final.atlases"),
+        (lambda c: c["encoding"].update(subsample="prefix"), "encoding.n_draws"),
+        (lambda c: c["encoding"].update(sizes={"min": 100, "max": 105, "num": 9}), "duplicates"),
+        (lambda c: c["ensemble"].update(models=["convnext_s", "vit"]), "ensemble.models"),
+        (lambda c: c["scaling"].update(n_bootstrap=200), "n_bootstrap"),
+        (lambda c: c["scaling"].update(ceiling_fractions=[0.5, 1.2]), "ceiling_fractions"),
+    ],
+)
+def test_bad_config_stops_with_the_key_named(tmp_path, demo_config, edit, key):
+    config = copy.deepcopy(demo_config)
+    edit(config)
+    out = dry_run_error(tmp_path, config)
+    assert key in out, out[-3000:]
+    assert not (tmp_path / "results").exists()
+
+
+def test_snakemake_lint_is_clean(tmp_path, demo_config):
+    proc = run_snakemake(tmp_path, demo_config, "--lint", check=False)
+    out = proc.stdout + proc.stderr
+    assert proc.returncode == 0 and "Lints for" not in out, out[-3000:]
+
+
+def placeholder_nsd(root, subjects, beta_version, roi_files) -> None:
+    """Empty files wherever the study reads NSD (enough for Snakemake to plan it)."""
+    from encscale.data import nsd
+
+    paths = [nsd.expdesign_path(root), nsd.stimuli_path(root)]
+    for subject in subjects:
+        sessions = range(1, nsd.SESSIONS[subject] + 1)
+        paths += [nsd.betas_path(root, subject, s, beta_version) for s in sessions]
+        paths += [nsd.ncsnr_path(root, subject, beta_version), nsd.brainmask_path(root, subject)]
+        paths += [nsd.roi_path(root, subject, name) for name in roi_files]
+        paths += [nsd.ctab_path(root, subject, name) for name in roi_files]
+    for path in paths:
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+        Path(path).touch()
+
+
+# Any request would go to this closed port and fail: the plan must not need the network.
+NO_NETWORK = {
+    "HTTP_PROXY": "http://127.0.0.1:9",
+    "HTTPS_PROXY": "http://127.0.0.1:9",
+    "AWS_EC2_METADATA_DISABLED": "true",
+}
+
+
+def nsd_study_dry_run(tmp_path, config) -> str:
+    """Dry run of an NSD study config in ``tmp_path``, offline; → Snakemake's output."""
+    # the demo config where the Snakefile looks for it: a study's config must replace it
+    (tmp_path / "config").mkdir(exist_ok=True)
+    (tmp_path / "config" / "config.yaml").write_text((REPO / "config" / "config.yaml").read_text())
+    proc = run_snakemake(tmp_path, config, "-n", env=NO_NETWORK)
+    return proc.stdout + proc.stderr
+
+
+def test_nsd_config_plans_the_whole_study_and_its_fetch_offline(tmp_path):
+    from encscale.data import nsd
+
+    config = yaml.safe_load((REPO / "config" / "nsd.yaml").read_text())
+    assert len(config["models"]) == 6 and config["subjects"] == sorted(nsd.SESSIONS)
+    prep = config["prepare"]
+    assert len({prep["mask_roi"], *prep["atlases"]}) == 7
+    text = nsd_study_dry_run(tmp_path, config)
+    counts = job_counts(text)
+    per_subject = 2 + 2 * 7  # ncsnr, brain mask, ROI volumes and label tables
+    assert counts["fetch_nsd"] == 2 + sum(nsd.SESSIONS.values()) + 8 * per_subject
+    assert counts["prepare_subject"] == 8 and counts["extract_features"] == 6
+    assert "simulate_demo" not in counts
+    assert (
+        "resources/nsd/nsddata_betas/ppdata/subj04/func1pt8mm/betas_fithrf_GLMsingle/"
+        "betas_session30.nii.gz" in text
+    )
+    assert "subj04/func1pt8mm/betas_fithrf_GLMsingle/betas_session31" not in text
+    fetches = [block for block in text.split("rule ")[1:] if block.startswith("fetch_nsd:")]
+    assert all("download_slots=1" in block for block in fetches)
+    jobs = [block for block in text.split("rule ")[1:] if block.startswith("extract_features:")]
+    planned = {}
+    for block in jobs:
+        model = block.split("wildcards: model=")[1].split()[0].rstrip(",")
+        planned[model] = block.split("resources: ")[1].splitlines()[0]
+    assert sorted(planned) == sorted(config["models"])
+    for model, resources in planned.items():
+        assert "gpu=1" in resources, (model, resources)
+        assert f"mem_mb={config['models'][model]['resources']['mem_mb']}" in resources
+
+
+def test_nsd_local_copy_is_read_not_fetched(tmp_path):
+    config = yaml.safe_load((REPO / "config" / "nsd.yaml").read_text())
+    config["nsd"].update(source="local", sessions={"subj01": 40})
+    config["subjects"] = ["subj01", "subj04"]
+    prep = config["prepare"]
+    placeholder_nsd(
+        tmp_path / config["nsd"]["root"],
+        config["subjects"],
+        prep["beta_version"],
+        [prep["mask_roi"], *prep["atlases"]],
+    )
+    counts = job_counts(nsd_study_dry_run(tmp_path, config))
+    assert "fetch_nsd" not in counts and counts["prepare_subject"] == 2
+    # a session the subject never completed, or a subject not in the study, is a config error
+    config["nsd"]["sessions"] = {"subj04": 31}
+    assert "nsd.sessions" in dry_run_error(tmp_path / "bad", config)
+    config["nsd"]["sessions"] = {"subj02": 3}
+    assert "nsd.sessions" in dry_run_error(tmp_path / "bad2", config)
+
+
+def test_weights_file_is_an_input_fetched_when_missing(tmp_path, demo_config):
+    config = copy.deepcopy(demo_config)
+    config["models"]["convnext_l"].update(
+        timm="convnext_atto.d2_in1k",
+        weights="file",
+        weights_file="resources/weights/convnext_l.safetensors",
+    )
+    proc = run_snakemake(tmp_path, config, "-n", "--quiet", "rules")
+    counts = job_counts(proc.stdout + proc.stderr)
+    assert counts["fetch_weights"] == 1 and counts["extract_features"] == 3
+    del config["models"]["convnext_l"]["weights_file"]
+    assert "weights_file" in dry_run_error(tmp_path / "bad", config)
+
+
+def placeholder_algonauts(root, subject, n_train, rois) -> None:
+    """Empty files wherever the study reads one subject's Algonauts 2023 download."""
+    from encscale.data import algonauts
+
+    paths = [algonauts.fmri_path(root, subject, hemi) for hemi in algonauts.HEMIS]
+    paths += [algonauts.roi_mapping_path(root, subject, roi) for roi in rois]
+    paths += [
+        algonauts.roi_mask_path(root, subject, hemi, roi)
+        for hemi in algonauts.HEMIS
+        for roi in rois
+    ]
+    paths += [algonauts.fsaverage_mask_path(root, subject, hemi) for hemi in algonauts.HEMIS]
+    for split, n in (("train", n_train), ("test", 200)):
+        folder = algonauts.images_dir(root, subject, split)
+        paths += [f"{folder}/{split}-{i + 1:04d}_nsd-{i:05d}.png" for i in range(n)]
+    for path in paths:
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+        Path(path).touch()
+
+
+def test_algonauts_config_plans_fits_submissions_and_ncsnr_fetch(tmp_path):
+    config = yaml.safe_load((REPO / "config" / "algonauts2023.yaml").read_text())
+    config["subjects"] = ["subj04"]
+    root = tmp_path / config["algonauts"]["root"]
+    placeholder_algonauts(root, "subj04", 8779, config["algonauts"]["rois"])
+    counts = job_counts(nsd_study_dry_run(tmp_path, config))
+    assert counts["fetch_nsd"] == 2  # the subject's lh and rh fsaverage ncsnr
+    assert counts["prepare_subject"] == 1 and counts["extract_features"] == 6
+    assert counts["submission_zip"] == 7 and counts["submission_subject"] == 7
+    # 7500 of 8779 images fit once 10% are held out; 8000 do not
+    config["encoding"]["sizes"].append(8000)
+    assert "encoding.sizes" in dry_run_error(tmp_path, config)
