@@ -25,9 +25,11 @@ demo: $(STAMP)
 	$(SNAKEMAKE) --configfile config/demo_movies.yaml --report results/demo_movies/report.html
 
 test: $(STAMP)
+	$(BIN)/lint-imports --no-cache --no-logo
 	$(BIN)/pytest $(PYTEST_ARGS)
 
 lint: $(STAMP)
+	$(BIN)/lint-imports --no-cache --no-logo
 	$(BIN)/ruff check src tests workflow/scripts benchmarks
 	$(BIN)/ruff format --check src tests workflow/scripts benchmarks
 	$(BIN)/snakemake --lint

@@ -20,7 +20,7 @@ MOVIE_DATASETS = ("demo_movies", "cneuromod")  # the second study: movies, Video
 MOVIES = config.get("dataset") in MOVIE_DATASETS
 validate(
     config,
-    "config/schema/movies.schema.yaml" if MOVIES else "config/schema/config.schema.yaml",
+    "workflow/schemas/movies.schema.yaml" if MOVIES else "workflow/schemas/config.schema.yaml",
     set_default=True,
 )
 
@@ -30,50 +30,48 @@ validate(
 sys.path.insert(0, str(Path(workflow.basedir) / "src"))
 
 
-include: "workflow/rules/shared.smk"
+# What both studies share; then the study's branch, a folder of rule files, one stage (and
+# one encscale subpackage) per file; then the rules both studies run on the branch's lists.
+include: "workflow/rules/common.smk"
 
 
 if MOVIES:
 
     report: "workflow/report/movies.rst"
 
-    include: "workflow/rules/movies_common.smk"
-    include: "workflow/rules/fetch_cneuromod.smk"
-    include: "workflow/rules/movies.smk"
-    include: "workflow/rules/encoding.smk"
-    include: "workflow/rules/video_figures.smk"
+    include: "workflow/rules/movies/settings.smk"
+    include: "workflow/rules/movies/simulate.smk"
+    include: "workflow/rules/movies/fetch.smk"
+    include: "workflow/rules/movies/tokenizer.smk"
+    include: "workflow/rules/movies/gpt.smk"
+    include: "workflow/rules/movies/prepare.smk"
+    include: "workflow/rules/movies/features.smk"
+    include: "workflow/rules/movies/figures.smk"
 
 else:
 
     report: "workflow/report/workflow.rst"
 
-    include: "workflow/rules/common.smk"
-    include: "workflow/rules/data.smk"
-    include: "workflow/rules/features.smk"
-    include: "workflow/rules/encoding.smk"
-    include: "workflow/rules/scaling.smk"
-    include: "workflow/rules/figures.smk"
-    include: "workflow/rules/maps.smk"
-
-    localrules:
-        figure_data_scaling,
-        figure_param_scaling,
-        figure_roi_scores,
-        figure_brain_map,
-        fit_scaling,
+    include: "workflow/rules/images/settings.smk"
+    include: "workflow/rules/images/simulate.smk"
+    include: "workflow/rules/images/fetch.smk"
+    include: "workflow/rules/images/prepare.smk"
+    include: "workflow/rules/images/features.smk"
+    include: "workflow/rules/images/ensemble.smk"
+    include: "workflow/rules/images/submission.smk"
+    include: "workflow/rules/images/scaling.smk"
+    include: "workflow/rules/images/maps.smk"
+    include: "workflow/rules/images/figures.smk"
 
 
+include: "workflow/rules/encoding.smk"
 include: "workflow/rules/provenance.smk"
 
 
-# Cheap steps run in the main Snakemake process, never queued on a cluster.
+# Cheap steps (tables, figures, score collection) run in the main Snakemake process, never
+# queued on a cluster: each rule file declares its own; `all` is here.
 localrules:
     all,
-    score_fit,
-    collect_scores,
-    study_config,
-    software_versions,
-    rule_runtimes,
 
 
 rule all:

@@ -5,7 +5,7 @@
 
 Raw: ``model.forward_features`` on a batch already normalised on the device, under
 ``torch.inference_mode`` and autocast to ``--precision`` — no hooks, no pooling, no
-reading or writing. Full: :func:`encscale.vision.features.extract_features` on a ``stimuli.h5`` of
+reading or writing. Full: :func:`encscale.vision.extract.extract_features` on a ``stimuli.h5`` of
 the same number of images stored at 425 px (NSD's size, so resizing is included), every
 block pooled to k in ``--pool-sizes`` and written to HDF5. Random weights (timing only).
 Both rates exclude building the model. The last line is ``extraction_efficiency=<full/raw>``.
@@ -23,8 +23,9 @@ import h5py
 import numpy as np
 import torch
 
-from encscale.vision.features import PRECISIONS, extract_features
-from encscale.vision.registry import build_model, count_parameters, input_spec
+from encscale.torchtools import PRECISIONS, autocast, count_parameters
+from encscale.vision.extract import extract_features
+from encscale.vision.registry import build_model, input_spec
 
 QUICK_KWARGS = {"img_size": 112, "depth": 4, "embed_dim": 96, "num_heads": 2}
 
@@ -32,13 +33,8 @@ QUICK_KWARGS = {"img_size": 112, "depth": 4, "embed_dim": 96, "num_heads": 2}
 def raw_forward_rate(model, size: int, args: argparse.Namespace) -> float:
     """Images/s of forward_features on normalised batches already on the device."""
     x = torch.randn(args.batch, 3, size, size, device=args.device)
-    autocast = torch.autocast(
-        device_type=torch.device(args.device).type,
-        dtype=PRECISIONS[args.precision],
-        enabled=args.precision != "fp32",
-    )
     n_batches = max(1, args.images // args.batch)
-    with torch.inference_mode(), autocast:
+    with torch.inference_mode(), autocast(args.device, args.precision):
         model.forward_features(x)  # warm-up
         synchronize(args.device)
         start = time.perf_counter()

@@ -24,8 +24,8 @@ import time
 import numpy as np
 import torch
 
+from encscale.torchtools import PRECISIONS, count_parameters
 from encscale.video.gpt import GPTSpec, TrainSettings, build_gpt, train_gpt
-from encscale.vision.registry import count_parameters
 
 
 def markov_codes(n: int, length: int, n_codes: int, seed: int, fanout: int = 4) -> np.ndarray:
@@ -116,8 +116,7 @@ def main() -> None:
         f"{os.environ.get('OMP_NUM_THREADS', 'unset')}"
     )
     size = args.matmul_size or (8192 if cuda else 1024)
-    dtypes = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
-    rates = {p: matmul_rate(dtypes[p], args.device, size) for p in args.precisions}
+    rates = {p: matmul_rate(PRECISIONS[p], args.device, size) for p in args.precisions}
     print(
         f"matrix product {size}³: "
         + ", ".join(f"{p} {r / 1e12:.1f} TFLOP/s" for p, r in rates.items())

@@ -13,6 +13,12 @@ import yaml
 
 REPO = Path(__file__).resolve().parents[1]
 SNAKEMAKE = Path(sys.executable).with_name("snakemake")
+# Any request would go to this closed port and fail: a plan must not need the network.
+NO_NETWORK = {
+    "HTTP_PROXY": "http://127.0.0.1:9",
+    "HTTPS_PROXY": "http://127.0.0.1:9",
+    "AWS_EC2_METADATA_DISABLED": "true",
+}
 
 
 # The simulator's settings of the tests' miniature NSD (encscale.simulate.nsd).

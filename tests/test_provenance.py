@@ -1,19 +1,20 @@
 """Provenance attributes of HDF5 outputs and the report's software and runtime tables."""
 
 import json
+import subprocess
 import sys
 from importlib.metadata import version
+from pathlib import Path
 
 import h5py
 import numpy as np
-import pandas as pd
 import pytest
 import torch
 
 import encscale
 from encscale import provenance
-from encscale.audit import runtime_table, software_table
 from encscale.io import create_h5
+from encscale.provenance import runtime_table, software_table
 
 JOB = {
     "rule": "fit_encoding",
@@ -50,7 +51,10 @@ def test_create_h5_without_provenance_writes_no_attributes(tmp_path):
 
 
 def test_software_versions_lists_cuda_and_gpu_when_torch_has_one(monkeypatch):
-    assert "cuda" not in provenance.software_versions() or torch.cuda.is_available()
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    versions = provenance.software_versions()
+    assert "cuda" not in versions and "gpu" not in versions
+    assert versions["torch"] == version("torch")
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
     monkeypatch.setattr(torch.cuda, "get_device_name", lambda i=0: "NVIDIA H100 80GB HBM3")
     monkeypatch.setattr(torch.version, "cuda", "12.8")
@@ -78,7 +82,15 @@ def test_git_describe_names_the_checkout_commit():
     commit = provenance.git_describe()
     if commit is None:
         pytest.skip("the package does not run from a git checkout")
-    assert len(commit.removesuffix("-dirty")) == 40
+    src = Path(encscale.__file__).parent
+    head = subprocess.run(["git", "-C", src, "rev-parse", "HEAD"], capture_output=True, text=True)
+    status = subprocess.run(
+        ["git", "-C", src, "status", "--porcelain", "--untracked-files=no"],
+        capture_output=True,
+        text=True,
+    )
+    assert commit == head.stdout.strip() + ("-dirty" if status.stdout.strip() else "")
+    assert len(head.stdout.strip()) == 40
 
 
 def _stamped(path, rule, software):
@@ -151,4 +163,14 @@ def test_runtime_table_names_a_file_that_is_not_a_benchmark(tmp_path):
     empty.write_text(BENCHMARK_HEADER)
     with pytest.raises(ValueError, match="empty.tsv: not a Snakemake benchmark file"):
         runtime_table({"fit_encoding": [empty]})
-    assert isinstance(runtime_table({}), pd.DataFrame)
+    no_rules = runtime_table({})
+    assert no_rules.empty
+    assert list(no_rules.columns) == [
+        "rule",
+        "jobs",
+        "total_s",
+        "median_s",
+        "max_s",
+        "max_rss_mb",
+        "cpu_time_s",
+    ]

@@ -1,4 +1,4 @@
-"""Atomic outputs and HDF5 helpers shared by every stage.
+"""Atomic outputs, file checks and HDF5 helpers shared by every stage.
 
 Every file a stage writes goes through :func:`atomic_path`: it is written under a
 temporary name in the same folder and renamed only when complete, so a killed job never
@@ -17,12 +17,15 @@ from typing import Any
 import h5py
 import nibabel as nib
 import numpy as np
+import pandas as pd
 
 from encscale.provenance import write_provenance
 
+PathLike = str | os.PathLike  # a path argument: str or any os.PathLike (pathlib.Path, ...)
+
 
 @contextlib.contextmanager
-def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
+def atomic_path(path: PathLike) -> Iterator[Path]:
     """Yield a temporary path beside ``path``; rename it to ``path`` if the block succeeds."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -35,9 +38,7 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
 
 
 @contextlib.contextmanager
-def create_h5(
-    path: str | os.PathLike, provenance: Mapping[str, Any] | None = None
-) -> Iterator[h5py.File]:
+def create_h5(path: PathLike, provenance: Mapping[str, Any] | None = None) -> Iterator[h5py.File]:
     """A new HDF5 file, written atomically (:func:`atomic_path`) and, given the job's
     ``provenance`` (:func:`encscale.provenance.job_provenance`), stamped with it."""
     with atomic_path(path) as tmp, h5py.File(tmp, "w") as h5:
@@ -46,7 +47,7 @@ def create_h5(
         yield h5
 
 
-def write_nifti(path: str | os.PathLike, data: np.ndarray, affine: np.ndarray) -> None:
+def write_nifti(path: PathLike, data: np.ndarray, affine: np.ndarray) -> None:
     """Write a .nii.gz atomically and reproducibly (no name or time in the gzip header)."""
     img = nib.Nifti1Image(data, affine)
     img.header.set_xyzt_units("mm", "sec")
@@ -58,11 +59,18 @@ def write_nifti(path: str | os.PathLike, data: np.ndarray, affine: np.ndarray) -
         gz.write(img.to_bytes())
 
 
-def open_h5(path: str | os.PathLike, what: str) -> h5py.File:
-    """Open an HDF5 file for reading, with an error naming the file when it is missing/broken."""
+def require_file(path: PathLike, what: str) -> Path:
+    """``path`` as a Path; a FileNotFoundError ``<path>: <what> is missing`` if it does not
+    exist (``what`` says what the file is: "NSD design file", "VQ-VAE checkpoint", ...)."""
     path = Path(path)
     if not path.exists():
-        raise FileNotFoundError(f"{path}: {what} file is missing")
+        raise FileNotFoundError(f"{path}: {what} is missing")
+    return path
+
+
+def open_h5(path: PathLike, what: str) -> h5py.File:
+    """Open an HDF5 file for reading, with an error naming the file when it is missing/broken."""
+    path = require_file(path, f"{what} file")
     try:
         return h5py.File(path, "r")
     except OSError as err:
@@ -86,3 +94,9 @@ def check_finite(arr: np.ndarray, where: str) -> None:
     bad = ~np.isfinite(arr)
     if bad.any():
         raise ValueError(f"{where}: {int(bad.sum())} non-finite values (NaN or inf)")
+
+
+def write_tsv(table: pd.DataFrame, path: PathLike) -> None:
+    """Write a table as TSV atomically (floats with 6 significant digits)."""
+    with atomic_path(path) as tmp:
+        table.to_csv(tmp, sep="\t", index=False, float_format="%.6g")

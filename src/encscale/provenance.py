@@ -1,4 +1,4 @@
-"""Provenance: what made each output file (its tables for the report: :mod:`encscale.audit`).
+"""Provenance: what made each output file, and the report's tables of it.
 
 Every HDF5 file a workflow job writes carries, as root attributes,
 
@@ -9,6 +9,10 @@ Every HDF5 file a workflow job writes carries, as root attributes,
 - ``encscale_software``: the versions of the libraries the job had imported when it wrote
   the file (python, numpy, h5py, torch, timm, …), with ``cuda`` and ``gpu`` (the device's
   name) where torch could use a GPU, as JSON.
+
+The report's Provenance section is made of two tables: :func:`software_table` (software
+that made the outputs, from these attributes) and :func:`runtime_table` (rule runtimes, from
+Snakemake's benchmark files).
 """
 
 from __future__ import annotations
@@ -16,13 +20,14 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from functools import cache
 from importlib import metadata
 from pathlib import Path
 from typing import Any
 
 import h5py
+import pandas as pd
 
 import encscale
 
@@ -46,6 +51,8 @@ TRACKED = {
     "av": "av",
     "snakemake": "snakemake",
 }
+# Columns of a Snakemake benchmark file kept in the runtimes table.
+BENCHMARK_COLUMNS = ["s", "max_rss", "cpu_time"]
 
 
 def job_provenance(snakemake: Any) -> dict[str, Any]:
@@ -125,6 +132,64 @@ def read_provenance(path: str | Path) -> dict[str, Any]:
     for key in ("wildcards", "config", "software"):
         out[key] = json.loads(out[key])
     return out
+
+
+def software_table(
+    paths: Iterable[str | Path], workflow_versions: Mapping[str, str] | None = None
+) -> pd.DataFrame:
+    """Software that made the files: one row per rule × package × version, with a file count.
+
+    ``workflow_versions`` (e.g. :func:`software_versions` in a job of the
+    workflow: Snakemake's among them) are added as rule ``workflow`` with ``n_files`` 0.
+    """
+    rows = []
+    for path in paths:
+        prov = read_provenance(path)
+        versions = dict(prov["software"], encscale=prov["version"])
+        if "git" in prov:
+            versions["encscale (git)"] = prov["git"]
+        rows += [(prov["rule"], package, version) for package, version in versions.items()]
+    table = pd.DataFrame(rows, columns=["rule", "package", "version"])
+    table = (
+        table.groupby(["rule", "package", "version"], sort=True)
+        .size()
+        .rename("n_files")
+        .reset_index()
+    )
+    workflow = pd.DataFrame(
+        [("workflow", p, v, 0) for p, v in sorted((workflow_versions or {}).items())],
+        columns=table.columns,
+    )
+    return pd.concat([workflow, table], ignore_index=True)
+
+
+def runtime_table(benchmarks: Mapping[str, Iterable[str | Path]]) -> pd.DataFrame:
+    """Per rule, from its Snakemake benchmark files: jobs, total/median/max wall time (s),
+    peak resident memory (MB) and total CPU time (s)."""
+    rows = []
+    for rule, paths in benchmarks.items():
+        for path in paths:
+            bench = pd.read_csv(path, sep="\t")
+            missing = set(BENCHMARK_COLUMNS) - set(bench.columns)
+            if missing or bench.empty:
+                raise ValueError(
+                    f"{path}: not a Snakemake benchmark file (needs a row and columns "
+                    f"{', '.join(BENCHMARK_COLUMNS)})"
+                )
+            rows.append({"rule": rule, **bench[BENCHMARK_COLUMNS].mean().to_dict()})
+    table = pd.DataFrame(rows, columns=["rule", *BENCHMARK_COLUMNS])
+    return (
+        table.groupby("rule", sort=False)
+        .agg(
+            jobs=("s", "size"),
+            total_s=("s", "sum"),
+            median_s=("s", "median"),
+            max_s=("s", "max"),
+            max_rss_mb=("max_rss", "max"),
+            cpu_time_s=("cpu_time", "sum"),
+        )
+        .reset_index()
+    )
 
 
 def _json(value: Any) -> str:

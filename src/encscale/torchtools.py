@@ -1,7 +1,9 @@
-"""Import shims for broken binary combinations, applied only when the failure happens.
+"""Torch helpers shared by the stages: precisions, autocast, sizes, peak memory, imports.
 
-The registry's torchvision wheel is a CUDA build. Next to a CPU-only torch its compiled
-ops do not load, and ``torchvision/_meta_registrations.py`` then raises
+Import shims for a broken binary combination (:func:`import_torchvision`,
+:func:`import_timm`), applied only when the failure happens: the registry's torchvision
+wheel is a CUDA build. Next to a CPU-only torch its compiled ops do not load, and
+``torchvision/_meta_registrations.py`` then raises
 ``RuntimeError: operator torchvision::nms does not exist`` on import, which breaks
 ``import timm`` and transformers' models (they import torchvision's transforms).
 Defining the schemas of the two ops it registers meta kernels for
@@ -11,13 +13,44 @@ themselves stay unavailable (timm's models and GPT-2 do not use them).
 
 from __future__ import annotations
 
+import resource
 import sys
+from contextlib import AbstractContextManager, nullcontext
+
+import torch
+
+# Compute dtypes by precision name: fp32 runs as is, bf16 and fp16 under autocast.
+PRECISIONS = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
 
 _SCHEMAS = {
     "nms": "nms(Tensor dets, Tensor scores, float iou_threshold) -> Tensor",
     "qnms": "qnms(Tensor dets, Tensor scores, float iou_threshold) -> Tensor",
 }
 _library = None  # keeps the torch.library fragment alive for the process
+
+
+def autocast(device: str | torch.device, precision: str) -> AbstractContextManager:
+    """The autocast context of ``precision`` (a key of :data:`PRECISIONS`) on ``device``:
+    none for fp32, else autocast to bfloat16 or float16."""
+    if precision not in PRECISIONS:
+        raise ValueError(f"precision must be one of {list(PRECISIONS)}, got {precision!r}")
+    if precision == "fp32":
+        return nullcontext()
+    return torch.autocast(device_type=torch.device(device).type, dtype=PRECISIONS[precision])
+
+
+def count_parameters(model: torch.nn.Module) -> int:
+    """Number of parameters of the model (all tensors, trainable or not)."""
+    return sum(p.numel() for p in model.parameters())
+
+
+def peak_memory_mb(device: str | torch.device) -> float:
+    """Peak allocated GPU memory (MiB) on CUDA, else the process's peak resident set (MiB)."""
+    device = torch.device(device)
+    if device.type == "cuda":
+        return torch.cuda.max_memory_allocated(device) / 2**20
+    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return rss / 2**20 if sys.platform == "darwin" else rss / 2**10
 
 
 def import_torchvision():
@@ -44,8 +77,6 @@ def import_timm():
 
 def _define_torchvision_schemas() -> None:
     global _library
-    import torch
-
     _library = torch.library.Library("torchvision", "DEF")
     for schema in _SCHEMAS.values():
         _library.define(schema)

@@ -213,6 +213,7 @@ def test_a_git_without_identity_gets_one_for_the_annex_commits(source, tmp_path,
 
 
 SNAKEFILE = """\
+DATASET = "cneuromod"
 CNEUROMOD = {{"root": "data/cneuromod", "source": {source!r}, "jobs": 2}}
 
 
@@ -232,7 +233,7 @@ include: {rule!r}
 def run_rule(workdir: Path, src: Path, paths: list[str], *args: str) -> str:
     """Run the real fetch_cneuromod rule in ``workdir`` for ``paths``; return its log."""
     snakefile = workdir / "Snakefile"
-    rule = str(REPO / "workflow" / "rules" / "fetch_cneuromod.smk")
+    rule = str(REPO / "workflow" / "rules" / "movies" / "fetch.smk")
     snakefile.write_text(SNAKEFILE.format(source=str(src), paths=paths, rule=rule))
     pythonpath = os.pathsep.join(filter(None, [str(REPO / "src"), os.environ.get("PYTHONPATH")]))
     cmd = [sys.executable, "-m", "snakemake", "--snakefile", str(snakefile), "--cores", "1"]
@@ -244,7 +245,7 @@ def run_rule(workdir: Path, src: Path, paths: list[str], *args: str) -> str:
         capture_output=True,
         text=True,
     )
-    log = workdir / "logs" / "fetch_cneuromod.log"
+    log = workdir / "logs" / "cneuromod" / "fetch_cneuromod.log"
     job_log = log.read_text() if log.exists() else ""
     assert proc.returncode == 0, f"{proc.stdout[-3000:]}\n{proc.stderr[-5000:]}\n{job_log}"
     return proc.stderr
@@ -253,7 +254,7 @@ def run_rule(workdir: Path, src: Path, paths: list[str], *args: str) -> str:
 def test_the_snakemake_rule_fetches_and_refetches(source, tmp_path):
     src, digests = source
     root = tmp_path / "data" / "cneuromod"
-    log = tmp_path / "logs" / "fetch_cneuromod.log"  # Snakemake removes it before each job
+    log = tmp_path / "logs" / "cneuromod" / "fetch_cneuromod.log"  # removed before each job
     # a fresh study: Snakemake makes the output folders, then the job clones and gets
     run_rule(tmp_path, src, [FMRI, MOVIE_A])
     assert_fetched(root, digests, [FMRI, MOVIE_A])

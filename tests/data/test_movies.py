@@ -6,16 +6,12 @@ import pandas as pd
 import pytest
 import torch
 
+from encscale.contracts import write_movie_stimuli
 from encscale.data import cneuromod
-from encscale.data.movies import aligned_rows, prepare_movie_subject, write_movie_stimuli
-from encscale.video.clips import (
-    encode_clips,
-    read_clips,
-    select_movies,
-    tr_clip_table,
-    training_clip_starts,
-)
+from encscale.data.movies import aligned_rows, prepare_movie_subject
+from encscale.video.clips import encode_clips, read_clips, tr_clip_table, training_clip_starts
 from encscale.video.decode import read_frames, write_video
+from encscale.video.selection import select_movies
 from encscale.video.vqvae import VQVAE, VQVAEConfig
 
 TR = cneuromod.TR

@@ -202,7 +202,9 @@ def test_object_changed_between_runs_is_fetched_anew(root, serve, tmp_path):
     server = serve()
     server.faults["h.bin"] = {"cut_after": 200_000}
     dest = tmp_path / "h.bin"
-    with pytest.raises(ConnectionError):
+    with pytest.raises(
+        ConnectionError, match=r"s3://nsd-test/h\.bin: gave up at byte 200000 of 500000 after 1"
+    ):
         fetch_object(source_for(server, retries=0), "h.bin", dest)
     new = put(root, "h.bin", 500_000, seed=2)
 

@@ -359,3 +359,34 @@ def test_plot_compute_frontier(table, tmp_path):
     np.testing.assert_allclose(sorted(points), expected)
     legend = [t.get_text() for t in ax.get_legend().get_texts()]
     assert legend == [vf.FRONT_LABEL, "width 32", "width 64", "width 128", "fp32", "fp16", "bf16"]
+
+
+# From the workflow's tables ----------------------------------------------------------------
+
+
+def test_video_figures_from_the_runs_and_scores_tables(tmp_path):
+    runs_path, scores_path = tmp_path / "runs.tsv", tmp_path / "scores.tsv"
+    make_runs().to_csv(runs_path, sep="\t", index=False)
+    whole_brain = make_scores().rename(columns={"run": "model"}).assign(atlas="all", roi="all")
+    parcel = whole_brain.assign(atlas="parcels", roi="p7", r=0.9)  # not the figures' rows
+    pd.concat([parcel, whole_brain]).to_csv(scores_path, sep="\t", index=False)
+    out = {}
+    for name in vf.FIGURES:
+        out[name], out[f"{name}_svg"] = out_paths(tmp_path, name)
+    figures = vf.video_figures(runs_path, scores_path, BASE, out)
+    assert list(figures) == list(vf.FIGURES)
+    for name in vf.FIGURES:
+        assert_saved([out[name], out[f"{name}_svg"]])
+    ax_width = figures["architecture"].axes[0]
+    np.testing.assert_allclose(
+        lines(ax_width)[vf.MEAN_LABEL].get_ydata(), mean_r("w32", "base", "w128")
+    )
+    (ax,) = figures["data_size"].axes
+    np.testing.assert_allclose(
+        lines(ax)["sub-02"].get_ydata(),
+        np.add(mean_r("n100", "base", "n10000"), SUBJECT_OFFSETS["sub-02"]),
+    )
+    _, ax_rate = figures["precision"].axes
+    assert [t.get_text() for t in ax_rate.texts] == ["1.25×", "1.17×"]
+    (ax,) = figures["compute_frontier"].axes
+    np.testing.assert_allclose(lines(ax)[vf.FRONT_LABEL].get_ydata(), mean_r(*FRONT))

@@ -1,88 +1,27 @@
-"""Per-voxel accuracy and slope maps: values, NIfTI/MGH images and their figures."""
+"""Per-voxel accuracy and slope maps: values and NIfTI/MGH images."""
 
 from __future__ import annotations
-
-from pathlib import Path
 
 import h5py
 import nibabel as nib
 import numpy as np
 import pytest
+from brain_maps_data import (
+    AFFINE,
+    N_FSAVERAGE,
+    N_LH,
+    N_RH,
+    SHAPE,
+    fsaverage_mask,
+    nonzero_values,
+    random_mask,
+    surface_responses,
+    surface_setup,
+    volume_responses,
+    write_fit,
+)
 
 from encscale.scaling import brainmaps
-
-SHAPE = (6, 7, 5)
-AFFINE = np.array(
-    [
-        [-1.8, 0.0, 0.0, 44.5],
-        [0.0, 1.8, 0.0, -61.2],
-        [0.0, 0.0, 1.8, -17.9],
-        [0.0, 0.0, 0.0, 1.0],
-    ]
-)
-N_LH, N_RH, N_FSAVERAGE = 12, 9, 40
-
-
-def _mask(seed: int = 0) -> np.ndarray:
-    """A 6 × 7 × 5 mask with 60 True voxels."""
-    rng = np.random.default_rng(seed)
-    mask = np.zeros(SHAPE, dtype=bool)
-    mask.flat[rng.choice(mask.size, 60, replace=False)] = True
-    return mask
-
-
-def _values(n: int, seed: int = 1) -> np.ndarray:
-    """(n,) float32 values with |v| in [0.1, 1], so none is 0."""
-    rng = np.random.default_rng(seed)
-    return (rng.uniform(0.1, 1.0, n) * rng.choice([-1.0, 1.0], n)).astype(np.float32)
-
-
-def _volume_responses(path: Path, mask: np.ndarray) -> Path:
-    with h5py.File(path, "w") as f:
-        f["mask"] = mask
-        f["affine"] = AFFINE
-        f["voxel_ijk"] = np.argwhere(mask).astype(np.int32)
-        f["noise_ceiling"] = np.full(int(mask.sum()), 50.0, dtype=np.float32)
-        f.attrs["subject"] = "subj01"
-    return path
-
-
-def _surface_responses(path: Path) -> Path:
-    with h5py.File(path, "w") as f:
-        f["hemisphere"] = np.repeat(np.array([0, 1], dtype=np.uint8), [N_LH, N_RH])
-        f["vertex"] = np.concatenate([np.arange(N_LH), np.arange(N_RH)]).astype(np.int32)
-        f["noise_ceiling"] = np.full(N_LH + N_RH, 50.0, dtype=np.float32)
-        f.attrs.update(subject="subj01", n_vertices_lh=N_LH, n_vertices_rh=N_RH)
-    return path
-
-
-def _fit(path: Path, test_r: np.ndarray, size: int = 100, seed: int = 0) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with h5py.File(path, "w") as f:
-        f["test_r"] = np.asarray(test_r, dtype=np.float32)
-        f.attrs.update(subject="subj01", model="m", size=size, seed=seed)
-    return path
-
-
-def _fsaverage_mask(path: Path, n_true: int, seed: int) -> np.ndarray:
-    rng = np.random.default_rng(seed)
-    mask = np.zeros(N_FSAVERAGE, dtype=np.int64)
-    mask[rng.choice(N_FSAVERAGE, n_true, replace=False)] = 1
-    np.save(path, mask)
-    return mask.astype(bool)
-
-
-def _grid_mesh(nx: int, ny: int) -> tuple[np.ndarray, np.ndarray]:
-    """A bumpy nx × ny grid of vertices (mm) split into 2·(nx−1)·(ny−1) triangles."""
-    x, y = np.meshgrid(np.arange(nx, dtype=np.float64), np.arange(ny, dtype=np.float64))
-    z = np.sin(x) * np.cos(y)
-    coords = np.column_stack([x.ravel(), y.ravel(), z.ravel()]) * 10.0
-    idx = np.arange(nx * ny).reshape(ny, nx)
-    a, b = idx[:-1, :-1].ravel(), idx[:-1, 1:].ravel()
-    c, d = idx[1:, :-1].ravel(), idx[1:, 1:].ravel()
-    faces = np.concatenate([np.column_stack([a, b, d]), np.column_stack([a, d, c])])
-    return coords, faces.astype(np.int32)
-
 
 # --- per-voxel values ----------------------------------------------------------------------
 
@@ -90,7 +29,7 @@ def _grid_mesh(nx: int, ny: int) -> tuple[np.ndarray, np.ndarray]:
 def test_voxel_accuracy_is_the_mean_over_fits(tmp_path):
     rng = np.random.default_rng(2)
     rs = rng.uniform(-0.2, 0.8, (3, 50)).astype(np.float32)
-    paths = [_fit(tmp_path / f"n100_s{i}.h5", r, seed=i) for i, r in enumerate(rs)]
+    paths = [write_fit(tmp_path / f"n100_s{i}.h5", r, seed=i) for i, r in enumerate(rs)]
     acc = brainmaps.voxel_accuracy(paths)
     assert acc.dtype == np.float32 and acc.shape == (50,)
     np.testing.assert_allclose(acc, rs.astype(np.float64).mean(axis=0), rtol=0, atol=1e-7)
@@ -98,8 +37,8 @@ def test_voxel_accuracy_is_the_mean_over_fits(tmp_path):
 
 
 def test_voxel_accuracy_errors(tmp_path):
-    a = _fit(tmp_path / "a.h5", np.zeros(50))
-    b = _fit(tmp_path / "b.h5", np.zeros(49))
+    a = write_fit(tmp_path / "a.h5", np.zeros(50))
+    b = write_fit(tmp_path / "b.h5", np.zeros(49))
     with pytest.raises(ValueError, match="b.h5.*49 voxels.*a.h5.*50"):
         brainmaps.voxel_accuracy([a, b])
     with pytest.raises(ValueError, match="at least one"):
@@ -116,7 +55,7 @@ def test_voxel_slopes_recover_planted_slopes(tmp_path):
         e = rng.normal(0, 0.05, n_vox)  # draw noise, +e and −e: zero mean over the draws
         r = a + b * np.log10(size)
         fits[size] = [
-            _fit(tmp_path / f"n{size}_s{seed}.h5", r + sign * e, size, seed)
+            write_fit(tmp_path / f"n{size}_s{seed}.h5", r + sign * e, size, seed)
             for seed, sign in enumerate((1.0, -1.0))
         ]
     slopes = brainmaps.voxel_slopes(fits)
@@ -130,8 +69,8 @@ def test_voxel_slopes_recover_planted_slopes(tmp_path):
 
 
 def test_voxel_slopes_mismatched_sizes(tmp_path):
-    small = _fit(tmp_path / "n100_s0.h5", np.zeros(10))
-    big = _fit(tmp_path / "n200_s0.h5", np.zeros(11))
+    small = write_fit(tmp_path / "n100_s0.h5", np.zeros(10))
+    big = write_fit(tmp_path / "n200_s0.h5", np.zeros(11))
     with pytest.raises(ValueError, match="n200_s0.h5.*11 voxels.*n100_s0.h5"):
         brainmaps.voxel_slopes({100: [small], 200: [big]})
 
@@ -140,9 +79,9 @@ def test_voxel_slopes_mismatched_sizes(tmp_path):
 
 
 def test_write_volume_map_round_trip(tmp_path):
-    mask = _mask()
-    resp = _volume_responses(tmp_path / "resp.h5", mask)
-    values = _values(int(mask.sum()))
+    mask = random_mask()
+    resp = volume_responses(tmp_path / "resp.h5", mask)
+    values = nonzero_values(int(mask.sum()))
     out = tmp_path / "maps" / "slope.nii.gz"
     brainmaps.write_volume_map(values, resp, out)
     img = nib.load(out)
@@ -167,66 +106,38 @@ def test_write_volume_map_round_trip(tmp_path):
 
 
 def test_write_volume_map_bad_input(tmp_path):
-    mask = _mask()
-    resp = _volume_responses(tmp_path / "resp.h5", mask)
+    mask = random_mask()
+    resp = volume_responses(tmp_path / "resp.h5", mask)
     n = int(mask.sum())
     out = tmp_path / "map.nii.gz"
-    surface = _surface_responses(tmp_path / "surface.h5")
+    surface = surface_responses(tmp_path / "surface.h5")
     with pytest.raises(ValueError, match="surface.h5.*surface dataset.*write_surface_maps"):
-        brainmaps.write_volume_map(_values(N_LH + N_RH), surface, out)
+        brainmaps.write_volume_map(nonzero_values(N_LH + N_RH), surface, out)
     with pytest.raises(ValueError, match=f"resp.h5 has {n} voxels"):
-        brainmaps.write_volume_map(_values(n - 1), resp, out)
-    nan = _values(n)
+        brainmaps.write_volume_map(nonzero_values(n - 1), resp, out)
+    nan = nonzero_values(n)
     nan[5] = np.nan
     with pytest.raises(ValueError, match="1 non-finite"):
         brainmaps.write_volume_map(nan, resp, out)
     broken = tmp_path / "broken.h5"
     broken.write_bytes(resp.read_bytes()[:200])
     with pytest.raises(OSError, match="broken.h5.*truncated or not HDF5"):
-        brainmaps.write_volume_map(_values(n), broken, out)
+        brainmaps.write_volume_map(nonzero_values(n), broken, out)
     shuffled = tmp_path / "shuffled.h5"
-    _volume_responses(shuffled, mask)
+    volume_responses(shuffled, mask)
     with h5py.File(shuffled, "a") as f:
         f["voxel_ijk"][...] = f["voxel_ijk"][()][::-1]
     with pytest.raises(ValueError, match="shuffled.h5.*C order"):
-        brainmaps.write_volume_map(_values(n), shuffled, out)
+        brainmaps.write_volume_map(nonzero_values(n), shuffled, out)
     assert not out.exists()
-
-
-def test_plot_volume_map(tmp_path):
-    mask = _mask()
-    resp = _volume_responses(tmp_path / "resp.h5", mask)
-    nifti = tmp_path / "slope.nii.gz"
-    brainmaps.write_volume_map(_values(int(mask.sum())), resp, nifti)
-    cuts = brainmaps.volume_cut_coords(nib.load(nifti))
-    z = -17.9 + 1.8 * np.unique(np.argwhere(mask)[:, 2])
-    assert len(cuts) == min(7, z.size)
-    np.testing.assert_allclose([cuts[0], cuts[-1]], [z.min(), z.max()])
-    png, svg = tmp_path / "fig" / "slope.png", tmp_path / "fig" / "slope.svg"
-    brainmaps.plot_volume_map(nifti, [png, svg], "slope, subj01")
-    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-    assert png.stat().st_size > 10_000
-    assert "<svg" in svg.read_text()
-    acc_png = tmp_path / "acc.png"
-    brainmaps.plot_volume_map(nifti, [acc_png], "accuracy", symmetric=False, vmax=1.0)
-    assert acc_png.stat().st_size > 10_000
 
 
 # --- surface maps --------------------------------------------------------------------------
 
 
-def _surface_setup(tmp_path: Path):
-    resp = _surface_responses(tmp_path / "surface.h5")
-    masks = [tmp_path / "lh.all-vertices_fsaverage_space.npy"]
-    masks.append(tmp_path / "rh.all-vertices_fsaverage_space.npy")
-    lh = _fsaverage_mask(masks[0], N_LH, seed=4)
-    rh = _fsaverage_mask(masks[1], N_RH, seed=5)
-    return resp, masks, (lh, rh)
-
-
 def test_write_surface_maps(tmp_path):
-    resp, masks, (lh, rh) = _surface_setup(tmp_path)
-    values = _values(N_LH + N_RH)
+    resp, masks, (lh, rh) = surface_setup(tmp_path)
+    values = nonzero_values(N_LH + N_RH)
     outs = [tmp_path / "maps" / "lh.slope.mgh", tmp_path / "maps" / "rh.slope.mgh"]
     brainmaps.write_surface_maps(values, resp, masks, outs)
     for out, mask, hemi_values in zip(outs, (lh, rh), (values[:N_LH], values[N_LH:]), strict=True):
@@ -246,44 +157,80 @@ def test_write_surface_maps(tmp_path):
 
 
 def test_write_surface_maps_bad_input(tmp_path):
-    resp, masks, _ = _surface_setup(tmp_path)
+    resp, masks, _ = surface_setup(tmp_path)
     outs = [tmp_path / "lh.mgh", tmp_path / "rh.mgh"]
     wrong = tmp_path / "rh.wrong.npy"
-    _fsaverage_mask(wrong, N_RH + 1, seed=6)
+    fsaverage_mask(wrong, N_RH + 1, seed=6)
     with pytest.raises(ValueError, match=f"rh.wrong.npy: {N_RH + 1} rh vertices.*has {N_RH}"):
-        brainmaps.write_surface_maps(_values(N_LH + N_RH), resp, [masks[0], wrong], outs)
+        brainmaps.write_surface_maps(nonzero_values(N_LH + N_RH), resp, [masks[0], wrong], outs)
     with pytest.raises(ValueError, match=f"surface.h5 has {N_LH + N_RH} vertices"):
-        brainmaps.write_surface_maps(_values(N_LH), resp, masks, outs)
-    volume = _volume_responses(tmp_path / "volume.h5", _mask())
+        brainmaps.write_surface_maps(nonzero_values(N_LH), resp, masks, outs)
+    volume = volume_responses(tmp_path / "volume.h5", random_mask())
     with pytest.raises(ValueError, match="volume.h5.*write_volume_map"):
-        brainmaps.write_surface_maps(_values(60), volume, masks, outs)
+        brainmaps.write_surface_maps(nonzero_values(60), volume, masks, outs)
 
 
-def _fsaverage_dir(root: Path, n_vertices: int, sulc: bool) -> Path:
-    """``root/surf/{lh,rh}.inflated`` grid meshes of n_vertices (8 wide); lh.sulc if asked."""
-    (root / "surf").mkdir(parents=True)
-    coords, faces = _grid_mesh(8, n_vertices // 8)
-    for hemi, shift in (("lh", -100.0), ("rh", 100.0)):
-        nib.freesurfer.write_geometry(root / "surf" / f"{hemi}.inflated", coords + shift, faces)
-    if sulc:
-        nib.freesurfer.write_morph_data(root / "surf" / "lh.sulc", coords[:, 2].astype(np.float32))
-    return root
+# --- a subject's maps ----------------------------------------------------------------------
+
+SIZES = [100, 400, 1600]
 
 
-def test_plot_surface_maps(tmp_path):
-    resp, masks, _ = _surface_setup(tmp_path)
-    mghs = [tmp_path / "lh.slope.mgh", tmp_path / "rh.slope.mgh"]
-    brainmaps.write_surface_maps(_values(N_LH + N_RH), resp, masks, mghs)
-    fsaverage = _fsaverage_dir(tmp_path / "fsaverage", N_FSAVERAGE, sulc=True)
-    png, svg = tmp_path / "fig" / "surface.png", tmp_path / "fig" / "surface.svg"
-    brainmaps.plot_surface_maps(mghs, fsaverage, [png, svg], "slope, subj01")
-    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-    assert png.stat().st_size > 10_000
-    text = svg.read_text()
-    assert "<svg" in text and text.count("<image") >= 2  # both meshes rasterised in the SVG
+def planted_fits(tmp_path, n: int) -> tuple[list, list, np.ndarray, np.ndarray]:
+    """Fit files of a final model (3 draws) and of each of SIZES (2 draws, listed size by size
+    as the workflow lists them), with r = a + b·log10(size) ± e per voxel: their hand-made
+    accuracy (mean of the final draws) and slope (least squares over the sizes' means)."""
+    rng = np.random.default_rng(7)
+    a, b = rng.uniform(-0.1, 0.3, n), rng.uniform(-0.05, 0.15, n)
+    final = rng.uniform(-0.2, 0.8, (3, n))
+    accuracy_fits = [write_fit(tmp_path / "final" / f"s{i}.h5", r) for i, r in enumerate(final)]
+    slope_fits, means = [], []
+    for size in SIZES:
+        e = rng.normal(0, 0.05, n)  # a draw's noise, different at every size
+        draws = [a + b * np.log10(size) + e, a + b * np.log10(size) - 3 * e]
+        means.append(np.mean(np.asarray(draws, dtype=np.float32), axis=0))
+        slope_fits += [
+            write_fit(tmp_path / "data" / f"n{size}_s{seed}.h5", r, size, seed)
+            for seed, r in enumerate(draws)
+        ]
+    x = np.log10(SIZES)
+    slope = np.polyfit(x, np.asarray(means, dtype=np.float64), 1)[0]
+    return accuracy_fits, slope_fits, final.astype(np.float32).mean(axis=0), slope
 
-    with pytest.raises(FileNotFoundError, match=r"nowhere/surf/lh\.inflated"):
-        brainmaps.plot_surface_maps(mghs, tmp_path / "nowhere", [png], "x")
-    small = _fsaverage_dir(tmp_path / "small", 32, sulc=False)
-    with pytest.raises(ValueError, match=f"lh.slope.mgh: {N_FSAVERAGE} vertices.*has 32"):
-        brainmaps.plot_surface_maps(mghs, small, [png], "x")
+
+def test_fits_by_size_splits_the_draws_of_each_size():
+    paths = ["n100_s0", "n100_s1", "n400_s0", "n400_s1", "n1600_s0", "n1600_s1"]
+    assert brainmaps.fits_by_size(paths, SIZES) == {
+        100: ["n100_s0", "n100_s1"],
+        400: ["n400_s0", "n400_s1"],
+        1600: ["n1600_s0", "n1600_s1"],
+    }
+    with pytest.raises(ValueError, match=r"5 fit files do not split evenly .*\[100, 400, 1600\]"):
+        brainmaps.fits_by_size(paths[:5], SIZES)
+
+
+def test_write_brain_maps_volume(tmp_path):
+    mask = random_mask()
+    n = int(mask.sum())
+    resp = volume_responses(tmp_path / "resp.h5", mask)
+    accuracy_fits, slope_fits, accuracy, slope = planted_fits(tmp_path, n)
+    outs = tmp_path / "maps" / "accuracy.nii.gz", tmp_path / "maps" / "slope.nii.gz"
+    brainmaps.write_brain_maps(accuracy_fits, slope_fits, SIZES, resp, *outs)
+    maps = [np.asarray(nib.load(out).dataobj) for out in outs]
+    np.testing.assert_allclose(maps[0][mask], accuracy, rtol=0, atol=1e-6)
+    np.testing.assert_allclose(maps[1][mask], slope, rtol=0, atol=1e-5)
+    assert (maps[0][~mask] == 0).all() and (maps[1][~mask] == 0).all()
+
+
+def test_write_brain_maps_surfaces(tmp_path):
+    resp, masks, (lh, rh) = surface_setup(tmp_path)
+    accuracy_fits, slope_fits, accuracy, slope = planted_fits(tmp_path, N_LH + N_RH)
+    accuracy_out = [tmp_path / "maps" / f"{h}.accuracy.mgh" for h in ("lh", "rh")]
+    slope_out = [tmp_path / "maps" / f"{h}.slope.mgh" for h in ("lh", "rh")]
+    brainmaps.write_brain_maps(
+        accuracy_fits, slope_fits, SIZES, resp, accuracy_out, slope_out, fsaverage_masks=masks
+    )
+    for outs, values in ((accuracy_out, accuracy), (slope_out, slope)):
+        for out, mask, part in zip(outs, (lh, rh), (values[:N_LH], values[N_LH:]), strict=True):
+            data = np.asarray(nib.load(out).dataobj).ravel()
+            np.testing.assert_allclose(data[mask], part, rtol=0, atol=1e-5)
+            assert (data[~mask] == 0).all()

@@ -205,9 +205,17 @@ def test_tr_windows_start_at_zero_despite_round_off():
     assert start[2] == 0.0 and valid.tolist() == [False, False, True, True]
 
 
-@pytest.mark.parametrize(("lag", "window"), [(-1, 2.0), (1.5, 2.0), (1, 0.0), (1, -1.0)])
-def test_tr_windows_rejects_bad_arguments(lag, window):
-    with pytest.raises(ValueError):
+@pytest.mark.parametrize(
+    ("lag", "window", "message"),
+    [
+        (-1, 2.0, "lag must be an integer >= 0 TRs, got -1"),
+        (1.5, 2.0, "lag must be an integer >= 0 TRs, got 1.5"),
+        (1, 0.0, "window_s and tr must be > 0, got window_s=0.0"),
+        (1, -1.0, "window_s and tr must be > 0, got window_s=-1.0"),
+    ],
+)
+def test_tr_windows_rejects_bad_arguments(lag, window, message):
+    with pytest.raises(ValueError, match=re.escape(message)):
         tr_windows(8, 1.49, lag, window)
 
 

@@ -23,7 +23,7 @@ from encscale.video.gpt import (
     train_gpt,
     with_start_token,
 )
-from encscale.video.runs import run_grid, run_name
+from encscale.video.grid import run_grid, run_name
 
 SPEC = GPTSpec(width=32, layers=2, heads=2, context=17, n_codes=16)
 

@@ -6,7 +6,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-from conftest import REPO, job_counts, run_snakemake
+from conftest import NO_NETWORK, REPO, job_counts, run_snakemake
+
+SCHEMAS = REPO / "workflow" / "schemas"
 
 
 def dry_run_error(tmp_path, config) -> str:
@@ -68,6 +70,73 @@ def test_bad_config_stops_with_the_key_named(tmp_path, demo_config, edit, key):
     assert not (tmp_path / "results").exists()
 
 
+def validated(config: dict, schema: str) -> dict:
+    """``config`` validated against ``workflow/schemas/<schema>``, its defaults filled in."""
+    from snakemake.utils import validate
+
+    validate(config, str(SCHEMAS / schema), set_default=True)
+    return config
+
+
+MINIMAL_MOVIES = {
+    "dataset": "demo_movies",
+    "gpt": {
+        "grid": {
+            "base": {"width": 8, "layers": 1, "heads": 2, "n_samples": 10, "precision": "fp32"}
+        }
+    },
+}
+
+
+def test_shared_schema_defaults_are_filled_through_refs():
+    images = validated({"models": {"m": {"timm": "convnext_atto"}}}, "config.schema.yaml")
+    movies = validated(copy.deepcopy(MINIMAL_MOVIES), "movies.schema.yaml")
+    alphas = {"log10_min": -1, "log10_max": 5, "num": 13}
+    shared = {"n_folds": 5, "alphas": alphas, "scoring": "r", "device": "cpu"}
+    # the study's own keys first, then the shared ones: the order the config had before
+    assert list(images["encoding"].items()) == [
+        ("sizes", [100, 200, 350, 700]),
+        ("n_draws", 2),
+        ("subsample", "random"),
+        *shared.items(),
+    ]
+    assert movies["encoding"] == shared
+    resources = {"mem_mb": 4000, "runtime": 60}
+    assert images["models"]["m"]["resources"] == resources
+    assert movies["tokenizer"]["resources"] == movies["gpt"]["resources"] == resources
+    assert images["subjects"] == ["subj01", "subj02"] and movies["subjects"] == ["sub-01", "sub-02"]
+    assert images["features"]["device"] == movies["gpt"]["device"] == "cpu"
+    assert images["features"]["precision"] == movies["features"]["precision"] == "fp32"
+
+
+@pytest.mark.parametrize(
+    ("schema", "edit", "key"),
+    [
+        ("config.schema.yaml", lambda c: c["encoding"].update(alpha=3), "alpha"),
+        ("config.schema.yaml", lambda c: c["encoding"].update(alphas={"step": 1}), "step"),
+        ("config.schema.yaml", lambda c: c["models"]["m"].update(resources={"gpus": 1}), "gpus"),
+        ("config.schema.yaml", lambda c: c.update(subjects=["sub-01"]), "sub-01"),
+        ("config.schema.yaml", lambda c: c.update(features={"device": "gpu"}), "gpu"),
+        ("movies.schema.yaml", lambda c: c.update(encoding={"n_draws": 2}), "n_draws"),
+        ("movies.schema.yaml", lambda c: c.update(tokenizer={"resources": {"gpus": 1}}), "gpus"),
+        ("movies.schema.yaml", lambda c: c.update(subjects=["subj01"]), "subj01"),
+        ("movies.schema.yaml", lambda c: c.update(features={"precision": "fp8"}), "fp8"),
+    ],
+)
+def test_shared_schema_keys_stay_strict(schema, edit, key):
+    from snakemake.exceptions import WorkflowError
+
+    config = (
+        {"models": {"m": {"timm": "convnext_atto"}}}
+        if schema == "config.schema.yaml"
+        else copy.deepcopy(MINIMAL_MOVIES)
+    )
+    validated(config, schema)  # valid as it is
+    edit(config)
+    with pytest.raises(WorkflowError, match=key):
+        validated(config, schema)
+
+
 def test_snakemake_lint_is_clean(tmp_path, demo_config):
     proc = run_snakemake(tmp_path, demo_config, "--lint", check=False)
     out = proc.stdout + proc.stderr
@@ -88,14 +157,6 @@ def placeholder_nsd(root, subjects, beta_version, roi_files) -> None:
     for path in paths:
         Path(path).parent.mkdir(parents=True, exist_ok=True)
         Path(path).touch()
-
-
-# Any request would go to this closed port and fail: the plan must not need the network.
-NO_NETWORK = {
-    "HTTP_PROXY": "http://127.0.0.1:9",
-    "HTTPS_PROXY": "http://127.0.0.1:9",
-    "AWS_EC2_METADATA_DISABLED": "true",
-}
 
 
 def nsd_study_dry_run(tmp_path, config) -> str:
@@ -126,7 +187,7 @@ def test_nsd_config_plans_the_whole_study_and_its_fetch_offline(tmp_path):
     )
     assert "subj04/func1pt8mm/betas_fithrf_GLMsingle/betas_session31" not in text
     fetches = [block for block in text.split("rule ")[1:] if block.startswith("fetch_nsd:")]
-    assert all("download_slots=1" in block for block in fetches)
+    assert len(fetches) == counts["fetch_nsd"] and all("download_slots=1" in b for b in fetches)
     jobs = [block for block in text.split("rule ")[1:] if block.startswith("extract_features:")]
     planned = {}
     for block in jobs:

@@ -25,7 +25,7 @@ NOT_IN_ENVS = {"snakemake", "encscale"}
 def rules() -> dict[str, dict[str, Path]]:
     """{rule: {"conda": env file, "script": script}} from the workflow's .smk files."""
     found = {}
-    for smk in (REPO / "workflow" / "rules").glob("*.smk"):
+    for smk in (REPO / "workflow" / "rules").rglob("*.smk"):
         for block in re.split(r"\n\s*rule ", smk.read_text())[1:]:
             name = block.split(":")[0]
             entry = {}

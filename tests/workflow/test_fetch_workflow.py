@@ -119,7 +119,7 @@ def test_corrupted_object_is_refused_and_named(server, tmp_path):
     server.faults[ncsnr] = {"corrupt": True}
     proc = run_snakemake(tmp_path, study_config(server.endpoint_url), TARGET, check=False)
     out = proc.stdout + proc.stderr
-    log = (tmp_path / "logs/fetch_nsd" / f"{ncsnr}.log").read_text()
+    log = (tmp_path / "logs/nsd/fetch_nsd" / f"{ncsnr}.log").read_text()
     assert proc.returncode != 0
     assert f"s3://{BUCKET}/{ncsnr}" in log and "refused" in log, log[-2000:]
     assert "fetch_nsd" in out
@@ -150,5 +150,5 @@ def test_missing_object_names_the_url(bucket, tmp_path):
     with serve_bucket(root, BUCKET) as srv:
         config = copy.deepcopy(study_config(srv.endpoint_url))
         proc = run_snakemake(tmp_path / "work", config, TARGET, check=False)
-    log = (tmp_path / "work/logs/fetch_nsd" / f"{missing}.log").read_text()
+    log = (tmp_path / "work/logs/nsd/fetch_nsd" / f"{missing}.log").read_text()
     assert proc.returncode != 0 and f"s3://{BUCKET}/{missing}" in log, log[-2000:]

@@ -15,7 +15,7 @@ import yaml
 
 from conftest import REPO, dry_run_jobs, embedded_bytes, report_items, run_snakemake
 from encscale.encoding.fit import alpha_grid, fit_encoding
-from encscale.video.runs import run_grid
+from encscale.video.grid import run_grid
 
 pytestmark = pytest.mark.slow
 

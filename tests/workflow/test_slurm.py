@@ -125,7 +125,9 @@ def test_outputs_equal_the_local_run(runs):
         a = pd.read_csv(local / results / name, sep="\t")
         b = pd.read_csv(slurm / results / name, sep="\t")
         pd.testing.assert_frame_equal(a, b, check_exact=False, rtol=1e-6)
-    for path in sorted((local / results).glob("fits/*/*/*.h5")):
+    fits = sorted((local / results).glob("fits/*/*/*.h5"))
+    assert len(fits) == len(list((slurm / results).glob("fits/*/*/*.h5"))) > 0
+    for path in fits:
         other = slurm / path.relative_to(local)
         with h5py.File(path) as a, h5py.File(other) as b:
             keys = ("best_set", "best_alpha", "test_pred") if "best_set" in a else ("test_pred",)

@@ -1,4 +1,10 @@
-# Voxelwise encoding fits per subject × model × training size × draw, and their ROI scores.
+# Both studies' encoding: voxelwise (parcelwise) ridge fits per subject × model × training
+# size × draw, their ROI scores, and all scores in one table (encscale.encoding).
+
+
+localrules:
+    score_fit,
+    collect_scores,
 
 
 rule fit_encoding:
@@ -14,7 +20,7 @@ rule fit_encoding:
     threads: 2
     resources:
         mem_mb=4000,
-        gpu=1 if ENC["device"].startswith("cuda") else 0,
+        gpu=gpu_resources(ENC["device"]),
     log:
         f"logs/{DATASET}/fit_encoding/{{subject}}/{{model}}/n{{size}}_s{{seed}}.log",
     benchmark:
@@ -23,25 +29,6 @@ rule fit_encoding:
         "../../envs/encoding.yaml"
     script:
         "../scripts/fit_encoding.py"
-
-
-# The ensemble: the mean of its members' predictions (same subject, size and draw).
-rule ensemble_fit:
-    input:
-        members=lambda w: [
-            f"{RESULTS}/fits/{w.subject}/{m}/n{w.size}_s{w.seed}.h5" for m in ENSEMBLE_MODELS
-        ],
-        responses=f"{RESULTS}/responses/{{subject}}.h5",
-    output:
-        f"{RESULTS}/fits/{{subject}}/{ENSEMBLE}/n{{size}}_s{{seed}}.h5",
-    params:
-        members=ENSEMBLE_MODELS,
-    log:
-        f"logs/{DATASET}/ensemble_fit/{{subject}}/n{{size}}_s{{seed}}.log",
-    conda:
-        "../../envs/analysis.yaml"
-    script:
-        "../scripts/ensemble_fit.py"
 
 
 rule score_fit:

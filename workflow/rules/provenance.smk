@@ -1,5 +1,12 @@
 # The report's Provenance section: the study's config, the software that made the outputs
-# (read from their HDF5 attributes) and the runtimes of the heavy rules (their benchmarks).
+# (read from their HDF5 attributes) and the runtimes of the heavy rules (their benchmarks);
+# both studies (the base modules: encscale.io, encscale.provenance).
+
+
+localrules:
+    study_config,
+    software_versions,
+    rule_runtimes,
 
 
 rule study_config:

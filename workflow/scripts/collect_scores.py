@@ -1,8 +1,9 @@
 """Snakemake adapter: every fit's ROI scores in one tidy table."""
 
-from encscale.encoding.scores import collect_scores, write_tsv
-from encscale.jobs import log_to_file
+from encscale.encoding.scores import collect_scores
+from encscale.io import write_tsv
+from encscale.jobs import job_context
 
 sm = snakemake  # noqa: F821
-log_to_file(sm.log[0])
-write_tsv(collect_scores(list(sm.input)), sm.output[0])
+with job_context(sm):
+    write_tsv(collect_scores(list(sm.input)), sm.output[0])

@@ -1,19 +1,15 @@
 """Snakemake adapter: a GPT-2 run's hidden states per TR clip."""
 
-import torch
-
-from encscale.jobs import log_to_file
-from encscale.provenance import job_provenance
+from encscale.jobs import job_context
 from encscale.video.features import extract_gpt_features
 
 sm = snakemake  # noqa: F821
-log_to_file(sm.log[0])
-torch.set_num_threads(sm.threads)
-extract_gpt_features(
-    sm.input.stimuli,
-    sm.input.model,
-    sm.output[0],
-    name=sm.wildcards.model,
-    **sm.params.settings,
-    provenance=job_provenance(sm),
-)
+with job_context(sm, torch_threads=sm.threads) as provenance:
+    extract_gpt_features(
+        sm.input.stimuli,
+        sm.input.model,
+        sm.output[0],
+        name=sm.wildcards.model,
+        **sm.params.settings,
+        provenance=provenance,
+    )

@@ -1,12 +1,14 @@
 """Snakemake adapter: the figure of one brain map (volume slices, or fsaverage surfaces)."""
 
-from encscale.jobs import log_to_file
-from encscale.scaling import brainmaps
+from encscale.figures.brainmaps import plot_brain_map
+from encscale.jobs import job_context
 
 sm = snakemake  # noqa: F821
-log_to_file(sm.log[0])
-out = (sm.output.png, sm.output.svg)
-if sm.params.volume:
-    brainmaps.plot_volume_map(sm.input[0], out, sm.params.title)
-else:
-    brainmaps.plot_surface_maps(list(sm.input), sm.params.fsaverage_dir, out, sm.params.title)
+with job_context(sm):
+    plot_brain_map(
+        list(sm.input),
+        (sm.output.png, sm.output.svg),
+        sm.params.title,
+        volume=sm.params.volume,
+        fsaverage_dir=sm.params.fsaverage_dir,
+    )

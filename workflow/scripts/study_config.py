@@ -3,9 +3,8 @@
 import yaml
 
 from encscale.io import atomic_path
-from encscale.jobs import log_to_file
+from encscale.jobs import job_context
 
 sm = snakemake  # noqa: F821
-log_to_file(sm.log[0])
-with atomic_path(sm.output[0]) as tmp:
+with job_context(sm), atomic_path(sm.output[0]) as tmp:
     tmp.write_text(yaml.safe_dump(dict(sm.params.config), sort_keys=False))

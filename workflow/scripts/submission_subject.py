@@ -3,8 +3,8 @@
 from pathlib import Path
 
 from encscale.data import algonauts
-from encscale.jobs import log_to_file
+from encscale.jobs import job_context
 
 sm = snakemake  # noqa: F821
-log_to_file(sm.log[0])
-algonauts.write_submission(list(sm.input.fits), sm.input.responses, Path(sm.output.lh).parent)
+with job_context(sm):
+    algonauts.write_submission(list(sm.input.fits), sm.input.responses, Path(sm.output.lh).parent)

@@ -1,8 +1,8 @@
 """Snakemake adapter: the zip of a submission's subject folders, as the challenge takes it."""
 
 from encscale.data import algonauts
-from encscale.jobs import log_to_file
+from encscale.jobs import job_context
 
 sm = snakemake  # noqa: F821
-log_to_file(sm.log[0])
-algonauts.zip_submission(list(sm.input), sm.output[0])
+with job_context(sm):
+    algonauts.zip_submission(list(sm.input), sm.output[0])

@@ -37,13 +37,7 @@ __getattr__, __dir__, __all__ = attach(
             "fetch_dataset",
             "install_dataset",
         ],
-        "movies": [
-            "write_movie_stimuli",
-            "read_tr_table",
-            "aligned_rows",
-            "zscore",
-            "prepare_movie_subject",
-        ],
+        "movies": ["aligned_rows", "zscore", "prepare_movie_subject"],
         "nsd": [
             "subject_name",
             "subject_index",
@@ -62,12 +56,12 @@ __getattr__, __dir__, __all__ = attach(
             "subject_image_ids",
             "trial_image_ids",
             "session_numbers",
-            "n_sessions_in_design",
             "load_nifti",
             "zscore_trials",
             "estimate_ncsnr",
         ],
         "prepare": ["stimulus_rows"],
+        "stimuli": ["prepare_study_stimuli"],
         "s3": ["S3Source", "fetch_object", "open_remote", "read_manifest"],
     },
 )

@@ -16,19 +16,16 @@ The download holds, per subject, under ``root/subjXX/``:
 - ``roi_masks/{lh,rh}.all-vertices_fsaverage_space.npy``: a mask over fsaverage's 163842
   vertices whose non-zero entries are the challenge's vertices, in order.
 
-How it maps to the pipeline's files (see :mod:`encscale.data.prepare`):
+How it maps to the pipeline's files (layouts: :mod:`encscale.contracts`):
 
 - ``stimuli.h5``: the training and test images of the subjects, one per NSD id;
-- ``responses/<subject>.h5``: the fMRI columns are the vertices, lh then rh, with
-  ``hemisphere`` (V,) uint8 (0 = lh, 1 = rh) and ``vertex`` (V,) int32, the index among its
-  hemisphere's challenge vertices. A seeded random ``holdout`` fraction of the training
-  images is the ``test`` split scored downstream, the rest ``train``;
-  ``challenge/stimulus`` (n_challenge,) int64 holds the stimuli.h5 rows of the test images in
-  file order, the rows of a submission. ``ncsnr`` comes from NSD's fsaverage-space
-  ``{lh,rh}.ncsnr.mgh`` (:func:`encscale.data.nsd.fsaverage_ncsnr_path`) when given, else NaN;
-  ``noise_ceiling`` is the challenge's (:func:`encscale.metrics.algonauts_noise_ceiling`)
-  for the held-out images. There is no ``voxel_ijk``, ``mask`` or ``affine``: the columns
-  are surface vertices.
+- ``responses/<subject>.h5``, a surface dataset: the fMRI columns are the vertices, lh then
+  rh. A seeded random ``holdout`` fraction of the training images is the ``test`` split
+  scored downstream, the rest ``train``; the test images are the ``challenge`` stimuli.
+  ``ncsnr`` comes from NSD's fsaverage-space ``{lh,rh}.ncsnr.mgh``
+  (:func:`encscale.data.nsd.fsaverage_ncsnr_path`) when given, else NaN; ``noise_ceiling``
+  is the challenge's (:func:`encscale.metrics.algonauts_noise_ceiling`) for the held-out
+  images.
 
 The download does not say how many trials each training row averages; every image is
 assumed to average ``n_repeats`` (3, NSD's design; a few images have fewer, so the ceiling
@@ -38,7 +35,6 @@ is then slightly optimistic).
 from __future__ import annotations
 
 import logging
-import os
 import re
 import zipfile
 from collections.abc import Mapping, Sequence
@@ -49,8 +45,16 @@ import nibabel as nib
 import numpy as np
 from PIL import Image
 
+from encscale.contracts import (
+    Responses,
+    Split,
+    create_image_stimuli,
+    read_fit,
+    read_responses,
+    write_responses,
+)
 from encscale.data.prepare import STIMULI_BATCH, stimulus_rows
-from encscale.io import atomic_path, check_finite, create_h5, open_h5, read_dataset
+from encscale.io import PathLike, atomic_path, check_finite, require_file
 from encscale.metrics import algonauts_noise_ceiling, noise_ceiling_k
 
 log = logging.getLogger(__name__)
@@ -70,8 +74,6 @@ _SPLIT_FOLDERS = {
     "train": ("training_split", "training_images"),
     "test": ("test_split", "test_images"),
 }
-
-PathLike = str | os.PathLike
 
 
 # --- paths ---------------------------------------------------------------------------------
@@ -158,9 +160,7 @@ def read_image(path: PathLike) -> np.ndarray:
 
 def _load_npy(path: PathLike, what: str, mmap: bool = False) -> np.ndarray:
     """A ``.npy`` array (no pickles), with errors naming the file."""
-    path = Path(path)
-    if not path.exists():
-        raise FileNotFoundError(f"{path}: {what} file is missing")
+    path = require_file(path, f"{what} file")
     try:
         return np.load(path, mmap_mode="r" if mmap else None)
     except (OSError, ValueError, EOFError) as err:
@@ -183,9 +183,7 @@ def read_fmri(path: PathLike, n_images: int, folder: PathLike) -> np.ndarray:
 
 def read_mapping(path: PathLike) -> dict[int, str]:
     """An ROI atlas's {label: name}, 0 (``Unknown``) included, from its pickled dict."""
-    path = Path(path)
-    if not path.exists():
-        raise FileNotFoundError(f"{path}: ROI mapping file is missing")
+    path = require_file(path, "ROI mapping file")
     try:
         table = np.load(path, allow_pickle=True).item()
         return {int(label): str(name) for label, name in table.items()}
@@ -224,9 +222,7 @@ def read_fsaverage_mask(path: PathLike) -> np.ndarray:
 
 def read_mgh_vector(path: PathLike, what: str) -> np.ndarray:
     """A surface ``.mgh`` file's values, ravelled: (n_vertices,) float64."""
-    path = Path(path)
-    if not path.exists():
-        raise FileNotFoundError(f"{path}: {what} file is missing")
+    path = require_file(path, f"{what} file")
     try:
         return np.asarray(nib.load(path).get_fdata()).ravel()
     except (OSError, EOFError, ValueError, nib.filebasedimages.ImageFileError) as err:
@@ -256,17 +252,13 @@ def prepare_stimuli(
         raise ValueError(f"{root}: no subjects given")
     first = sources[int(ids[0])][0]
     shape = read_image(first).shape
-    with create_h5(out_path, provenance) as dst:
-        images = dst.create_dataset(
-            "images", shape=(ids.size, *shape), dtype=np.uint8, chunks=(1, *shape)
-        )
+    with create_image_stimuli(out_path, ids, shape, provenance) as images:
         for start in range(0, ids.size, STIMULI_BATCH):
             chunk = ids[start : start + STIMULI_BATCH]
             images[start : start + chunk.size] = np.stack(
                 [_shared_pixels(sources[int(i)], shape, first) for i in chunk]
             )
             log.info("stimuli: %d / %d images", start + chunk.size, ids.size)
-        dst["ids"] = ids
 
 
 def _shared_pixels(paths: list[str], shape: tuple[int, ...], first: str) -> np.ndarray:
@@ -331,8 +323,9 @@ def read_ncsnr(
 
 def roi_datasets(
     root: PathLike, subject: str, rois: Sequence[str], n_columns: Sequence[int]
-) -> dict[str, np.ndarray]:
-    """``<roi>/<name>`` → (V,) bool over both hemispheres, for every named label but 0."""
+) -> dict[tuple[str, str], np.ndarray]:
+    """(atlas ``roi``, label name) → (V,) bool over both hemispheres, for every named label
+    but 0: a responses file's ROI masks."""
     masks = {}
     for roi in rois:
         mapping_path = roi_mapping_path(root, subject, roi)
@@ -345,7 +338,7 @@ def roi_datasets(
         )
         for label, name in sorted(mapping.items()):
             if label != 0:
-                masks[f"{roi}/{name}"] = labels == label
+                masks[(roi, name)] = labels == label
     return masks
 
 
@@ -390,29 +383,34 @@ def prepare_subject(
         snr = read_ncsnr(root, subject, ncsnr, n_columns)
     k = noise_ceiling_k(repeats[is_test])
 
-    with create_h5(out_path, provenance) as h5:
-        for split, rows in (("train", ~is_test), ("test", is_test)):
-            order = np.flatnonzero(rows)[np.argsort(stimulus[rows], kind="stable")]
-            h5[f"{split}/responses"] = responses[order]
-            h5[f"{split}/stimulus"] = stimulus[order]
-            h5[f"{split}/n_repeats"] = repeats[order]
-        h5["challenge/stimulus"] = challenge
-        h5["ncsnr"] = snr
-        h5["noise_ceiling"] = algonauts_noise_ceiling(snr, repeats[is_test]).astype(np.float32)
-        h5["hemisphere"] = np.repeat(np.arange(len(HEMIS), dtype=np.uint8), n_columns)
-        h5["vertex"] = np.concatenate([np.arange(n, dtype=np.int32) for n in n_columns])
-        for key, mask in masks.items():
-            h5[f"rois/{key}"] = mask
-        h5.attrs.update(
-            subject=subject,
-            dataset=DATASET,
-            holdout=holdout,
-            seed=seed,
-            noise_ceiling_k=k,
-            noise_ceiling_n=1.0 / k,
-            n_vertices_lh=n_columns[0],
-            n_vertices_rh=n_columns[1],
-        )
+    splits = {}
+    for split, rows in (("train", ~is_test), ("test", is_test)):
+        order = np.flatnonzero(rows)[np.argsort(stimulus[rows], kind="stable")]
+        splits[split] = Split(responses[order], stimulus[order], n_repeats=repeats[order])
+    attrs = dict(
+        subject=subject,
+        dataset=DATASET,
+        holdout=holdout,
+        seed=seed,
+        noise_ceiling_k=k,
+        noise_ceiling_n=1.0 / k,
+        n_vertices_lh=n_columns[0],
+        n_vertices_rh=n_columns[1],
+    )
+    write_responses(
+        out_path,
+        Responses(
+            **splits,
+            challenge_stimulus=challenge,
+            ncsnr=snr,
+            noise_ceiling=algonauts_noise_ceiling(snr, repeats[is_test]),
+            hemisphere=np.repeat(np.arange(len(HEMIS)), n_columns),
+            vertex=np.concatenate([np.arange(n) for n in n_columns]),
+            rois=masks,
+            attrs=attrs,
+        ),
+        provenance,
+    )
     log.info(
         "%s: %d + %d vertices, %d train, %d held-out and %d challenge images",
         subject,
@@ -437,25 +435,22 @@ def write_submission(
     """
     if not fit_paths:
         raise ValueError(f"{responses_path}: no fit files to write a submission from")
-    with open_h5(responses_path, "responses") as resp:
-        hemisphere = read_dataset(resp, "hemisphere", ndim=1)
-        n_challenge = read_dataset(resp, "challenge/stimulus", ndim=1).size
-        subject = resp.attrs.get("subject")
+    resp = read_responses(responses_path, ["surface", "challenge"])
+    hemisphere, subject = resp.hemisphere, resp.attrs.get("subject")
+    n_challenge = resp.challenge_stimulus.size
     if np.setdiff1d(hemisphere, np.arange(len(HEMIS))).size:
         raise ValueError(f"{responses_path}: 'hemisphere' holds values other than 0 (lh), 1 (rh)")
     total = np.zeros((n_challenge, hemisphere.size), dtype=np.float64)
     for path in fit_paths:
-        with open_h5(path, "fit") as fit:
-            pred = read_dataset(fit, "challenge_pred", ndim=2)
-            fit_subject = fit.attrs.get("subject")
+        fit = read_fit(path, ["challenge_pred"])  # finite
+        pred, fit_subject = fit.challenge_pred, fit.attrs.get("subject")
         if pred.shape != total.shape:
             raise ValueError(
-                f"{path}: challenge_pred has shape {pred.shape}, expected {total.shape} "
-                f"(challenge images × vertices of {responses_path})"
+                f"{path}: challenge predictions have shape {pred.shape}, expected "
+                f"{total.shape} (challenge images × vertices of {responses_path})"
             )
         if None not in (subject, fit_subject) and str(fit_subject) != str(subject):
             raise ValueError(f"{path}: a fit of {fit_subject}, but {responses_path} is {subject}")
-        check_finite(pred, f"{path}: challenge_pred")
         total += pred
     mean = (total / len(fit_paths)).astype(np.float32)
     for code, hemi in enumerate(HEMIS):

@@ -15,19 +15,16 @@ Layout under the dataset's root:
 
 from __future__ import annotations
 
-import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from encscale.io import open_h5
+from encscale.io import PathLike, open_h5
 
-PathLike = str | os.PathLike
 TR = 1.49  # seconds
 SUBJECTS = ("sub-01", "sub-02", "sub-03", "sub-05")
-N_PARCELS = 1000
 SPACE = "space-MNI152NLin2009cAsym_atlas-Schaefer18_parcel-1000Par7Net"
 FRIENDS_RUN = re.compile(r"s\d{2}e\d{2}[a-z]")  # a Friends run: season, episode, split
 FRIENDS_KEY = re.compile(

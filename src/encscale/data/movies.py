@@ -1,15 +1,7 @@
-"""The movie study's stimuli and response files, in the image branch's contract.
-
-``stimuli.h5`` (movies): one row per TR clip (:func:`encscale.video.clips.tr_clip_table`) of every
-movie the encoding uses: ``movie`` (n,) str, ``tr`` (n,) int64, ``start_s`` and ``end_s``
-(n,) float64, and ``codes`` (n × t × h × w) int16, the clip's VQ-VAE codes; attributes
-``tr``, ``fps``, ``frames``, ``size``, ``n_codes``.
-
-``responses/<subject>.h5``: per split (``train``: runs of the training movies, ``test``: the
-held-out movies) ``responses`` (n × parcels) float32, each run z-scored per parcel,
-``stimulus`` (n,) int64 row of stimuli.h5, ``run`` (n,) str (the fMRI dataset key) and
-``tr`` (n,) int64; ``noise_ceiling`` (parcels,) NaN (no repeated test runs); attributes
-``subject``, ``lag`` and ``test_movies``.
+"""The movie study's responses files, in the image study's layout (:mod:`encscale.contracts`):
+per split (``train``: runs of the training movies, ``test``: the held-out movies) each run
+z-scored per parcel, with its ``run`` and ``tr``; ``noise_ceiling`` NaN (no repeated test
+runs). Its stimuli file: :func:`encscale.contracts.write_movie_stimuli`.
 
 Alignment: fMRI sample t of a run is paired with the clip ending where TR t − ``lag`` ends,
 i.e. the stimulus row of (movie, t − lag); samples without such a clip (t < lag, or a run
@@ -19,45 +11,16 @@ longer than its movie) are left out.
 from __future__ import annotations
 
 import logging
-import os
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
-import pandas as pd
 
+from encscale.contracts import Responses, Split, read_tr_table, write_responses
 from encscale.data import cneuromod
-from encscale.io import create_h5, open_h5, read_dataset
+from encscale.io import PathLike
 
 log = logging.getLogger(__name__)
-PathLike = str | os.PathLike
-
-
-def write_movie_stimuli(
-    out_path: PathLike,
-    table: pd.DataFrame,
-    codes: np.ndarray,
-    attrs: Mapping[str, Any],
-    provenance: Mapping[str, Any] | None = None,
-) -> None:
-    """Write stimuli.h5 from the TR clip table and its codes (layout in the module docstring)."""
-    if len(codes) != len(table):
-        raise ValueError(f"{len(codes)} clips' codes for a table of {len(table)} TR clips")
-    with create_h5(out_path, provenance) as h5:
-        h5["movie"] = table["movie"].to_numpy(dtype="S")
-        h5["tr"] = table["tr"].to_numpy(dtype=np.int64)
-        h5["start_s"] = table["start_s"].to_numpy(dtype=np.float64)
-        h5["end_s"] = table["end_s"].to_numpy(dtype=np.float64)
-        h5["codes"] = codes.astype(np.int16)
-        h5.attrs.update(attrs)
-
-
-def read_tr_table(stimuli_path: PathLike) -> pd.DataFrame:
-    """The (movie, tr) of every row of a movie stimuli.h5."""
-    with open_h5(stimuli_path, "stimuli") as h5:
-        movie = read_dataset(h5, "movie", ndim=1).astype(str)
-        tr = read_dataset(h5, "tr", ndim=1)
-    return pd.DataFrame({"movie": movie, "tr": tr})
 
 
 def aligned_rows(
@@ -123,12 +86,15 @@ def prepare_movie_subject(
                 f"{subject}: no {name} runs in {', '.join(map(str, fmri_paths))} for the movies "
                 f"of {stimuli_path}"
             )
-    with create_h5(out_path, provenance) as h5:
-        for name, part in split.items():
-            h5[f"{name}/responses"] = np.concatenate(part["responses"])
-            h5[f"{name}/stimulus"] = np.concatenate(part["stimulus"])
-            h5[f"{name}/run"] = np.concatenate(part["run"]).astype("S")
-            h5[f"{name}/tr"] = np.concatenate(part["tr"])
-            log.info("%s %s: %d samples", subject, name, len(h5[f"{name}/stimulus"]))
-        h5["noise_ceiling"] = np.full(n_parcels, np.nan, dtype=np.float32)
-        h5.attrs.update(subject=subject, lag=lag, test_movies=list(test_movies))
+    splits = {
+        name: Split(**{k: np.concatenate(v) for k, v in part.items()})
+        for name, part in split.items()
+    }
+    for name, part in splits.items():
+        log.info("%s %s: %d samples", subject, name, len(part.stimulus))
+    responses = Responses(
+        **splits,
+        noise_ceiling=np.full(n_parcels, np.nan),
+        attrs=dict(subject=subject, lag=lag, test_movies=list(test_movies)),
+    )
+    write_responses(out_path, responses, provenance)

@@ -13,7 +13,6 @@ Snakemake rules can use them as they are.
 
 from __future__ import annotations
 
-import os
 import re
 import zlib
 from pathlib import Path
@@ -22,14 +21,14 @@ import nibabel as nib
 import numpy as np
 import scipy.io
 
+from encscale.io import PathLike, require_file
+
 BETA_VERSION = "betas_fithrf_GLMdenoise_RR"
 PSC_SCALE = 300.0  # NSD stores betas as int16 percent signal change × 300
 # Scan sessions each NSD subject completed (the data release's 40/40/32/30/40/32/40/30).
 SESSIONS = {"subj01": 40, "subj02": 40, "subj03": 32, "subj04": 30,
             "subj05": 40, "subj06": 32, "subj07": 40, "subj08": 30}  # fmt: skip
 _SESSION_FILE = re.compile(r"^betas_session(\d+)\.nii\.gz$")
-
-PathLike = str | os.PathLike
 
 
 def subject_name(index: int) -> str:
@@ -113,9 +112,7 @@ def read_expdesign(path: PathLike) -> dict[str, np.ndarray]:
     Returns ``masterordering`` (T,), indices into a ``subjectim`` row; ``subjectim``
     (subjects × images), image ids; ``sharedix`` (n_shared,), the ids every subject sees.
     """
-    path = Path(path)
-    if not path.exists():
-        raise FileNotFoundError(f"{path}: NSD design file is missing")
+    path = require_file(path, "NSD design file")
     try:
         mat = scipy.io.loadmat(path)
     except (OSError, ValueError, TypeError, zlib.error) as err:
@@ -142,9 +139,7 @@ def read_expdesign(path: PathLike) -> dict[str, np.ndarray]:
 
 def read_ctab(path: PathLike) -> dict[int, str]:
     """Read a label table (``<label> <name>`` per line) into {label: name}, 0 included."""
-    path = Path(path)
-    if not path.exists():
-        raise FileNotFoundError(f"{path}: label table is missing")
+    path = require_file(path, "label table")
     table = {}
     for number, line in enumerate(path.read_text().splitlines(), start=1):
         fields = line.split(maxsplit=1)
@@ -190,19 +185,12 @@ def session_numbers(root: PathLike, subject: str, beta_version: str = BETA_VERSI
     return found
 
 
-def n_sessions_in_design(design: dict[str, np.ndarray], trials_per_session: int = 750) -> int:
-    """Number of sessions the design plans for (NSD: 30000 trials / 750 = 40)."""
-    return -(-design["masterordering"].size // trials_per_session)
-
-
 def load_nifti(path: PathLike, what: str, ndim: int = 3) -> tuple[np.ndarray, np.ndarray]:
     """Read a NIfTI volume whole → (data in its stored dtype, 4×4 affine).
 
     Errors name the file when it is missing, truncated, not NIfTI, or not ``ndim``-D.
     """
-    path = Path(path)
-    if not path.exists():
-        raise FileNotFoundError(f"{path}: {what} file is missing")
+    path = require_file(path, f"{what} file")
     try:
         img = nib.load(path)
         data = np.asanyarray(img.dataobj)

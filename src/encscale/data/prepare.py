@@ -1,15 +1,5 @@
-"""Preparation of NSD-layout data (real or simulated) into stimuli and response files.
-
-``stimuli.h5``: ``images`` (N × H × W × 3 uint8, one chunk per image) and ``ids`` (N,)
-int64, the 0-based NSD ids, sorted.
-
-``responses/<subject>.h5``: per split (``train``, ``test``) ``responses`` (n × V float32,
-session-z-scored betas averaged over repeats), ``stimulus`` (n,) int64 row of stimuli.h5,
-``n_repeats`` (n,) int32 trials averaged; ``noise_ceiling`` (V,) float32 percent of
-explainable variance for the test averages, ``ncsnr`` (V,) float32, ``rois/<atlas>/<name>``
-(V,) bool, ``voxel_ijk`` (V × 3) int32 voxel indices, ``mask`` (X × Y × Z) bool,
-``affine`` (4 × 4); attributes ``subject``, ``beta_version``, ``n_sessions``, ``mask_roi``,
-``noise_ceiling_n`` (the effective number of repeats in the noise ceiling).
+"""Preparation of NSD-layout data (real or simulated) into stimuli and response files
+(layouts: :mod:`encscale.contracts`; a volume dataset, with NSD's attributes).
 
 The test split is the subject's images among NSD's shared images (``sharedix``), the
 train split the rest. Voxel columns follow the C-order of ``mask``. Voxels whose betas are
@@ -29,8 +19,15 @@ from typing import Any, BinaryIO
 import h5py
 import numpy as np
 
+from encscale.contracts import (
+    Responses,
+    Split,
+    create_image_stimuli,
+    read_stimulus_ids,
+    write_responses,
+)
 from encscale.data import nsd
-from encscale.io import check_finite, create_h5, open_h5, read_dataset
+from encscale.io import check_finite, open_h5
 from encscale.metrics import noise_ceiling
 
 log = logging.getLogger(__name__)
@@ -69,18 +66,11 @@ def prepare_stimuli(
             raise ValueError(
                 f"{name}: the design uses image id {ids[-1]}, imgBrick has {brick.shape[0]}"
             )
-        with create_h5(out_path, provenance) as dst:
-            images = dst.create_dataset(
-                "images",
-                shape=(ids.size, *brick.shape[1:]),
-                dtype=np.uint8,
-                chunks=(1, *brick.shape[1:]),
-            )
+        with create_image_stimuli(out_path, ids, brick.shape[1:], provenance) as images:
             for start in range(0, ids.size, STIMULI_BATCH):
                 rows = ids[start : start + STIMULI_BATCH]
                 images[start : start + rows.size] = brick[rows]
                 log.info("stimuli: %d / %d images", start + rows.size, ids.size)
-            dst["ids"] = ids.astype(np.int64)
 
 
 def prepare_subject(
@@ -136,28 +126,37 @@ def prepare_subject(
         raise ValueError(f"{subject}: none of the shared images (test split) has a trial")
     n_eff = 1.0 / np.mean(1.0 / n_repeats[is_test])  # NSD: mean of 1/n over test images
 
-    with create_h5(out_path, provenance) as h5:
-        for split, rows in (("train", ~is_test), ("test", is_test)):
-            order = np.flatnonzero(rows)[np.argsort(stimulus[rows], kind="stable")]
-            h5[f"{split}/responses"] = responses[order]
-            h5[f"{split}/stimulus"] = stimulus[order]
-            h5[f"{split}/n_repeats"] = n_repeats[order].astype(np.int32)
-        h5["ncsnr"] = ncsnr[varying]
-        h5["noise_ceiling"] = noise_ceiling(ncsnr[varying], n_eff).astype(np.float32)
-        for atlas, (labels, table) in atlas_labels.items():
-            for label, name in table.items():
-                if label > 0:
-                    h5[f"rois/{atlas}/{name}"] = labels[varying] == label
-        h5["voxel_ijk"] = np.argwhere(mask).astype(np.int32)
-        h5["mask"] = mask
-        h5["affine"] = affine
-        h5.attrs.update(
-            subject=subject,
-            beta_version=beta_version,
-            n_sessions=len(sessions),
-            mask_roi=mask_roi or "",
-            noise_ceiling_n=n_eff,
-        )
+    splits = {}
+    for split, rows in (("train", ~is_test), ("test", is_test)):
+        order = np.flatnonzero(rows)[np.argsort(stimulus[rows], kind="stable")]
+        splits[split] = Split(responses[order], stimulus[order], n_repeats=n_repeats[order])
+    rois = {
+        (atlas, name): labels[varying] == label
+        for atlas, (labels, table) in atlas_labels.items()
+        for label, name in table.items()
+        if label > 0
+    }
+    attrs = dict(
+        subject=subject,
+        beta_version=beta_version,
+        n_sessions=len(sessions),
+        mask_roi=mask_roi or "",
+        noise_ceiling_n=n_eff,
+    )
+    write_responses(
+        out_path,
+        Responses(
+            **splits,
+            noise_ceiling=noise_ceiling(ncsnr[varying], n_eff),
+            ncsnr=ncsnr[varying],
+            rois=rois,
+            voxel_ijk=np.argwhere(mask),
+            mask=mask,
+            affine=affine,
+            attrs=attrs,
+        ),
+        provenance,
+    )
     log.info(
         "%s: %d voxels, %d train and %d test images",
         subject,
@@ -266,10 +265,7 @@ def _accumulate_sessions(
 
 def stimulus_rows(stimuli_path: str | os.PathLike, ids: np.ndarray) -> np.ndarray:
     """Rows of ``stimuli.h5`` holding the 0-based NSD ``ids``; an error if one is absent."""
-    with open_h5(stimuli_path, "stimuli") as h5:
-        known = read_dataset(h5, "ids", ndim=1)
-    if known.size == 0 or np.any(np.diff(known) <= 0):
-        raise ValueError(f"{stimuli_path}: 'ids' is empty or not sorted and unique")
+    known = read_stimulus_ids(stimuli_path)
     rows = np.searchsorted(known, ids).clip(max=known.size - 1)
     absent = known[rows] != ids
     if absent.any():

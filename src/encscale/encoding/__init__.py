@@ -8,7 +8,7 @@ __getattr__, __dir__, __all__ = attach(
     __name__,
     {
         "ensemble": ["ensemble_fit"],
-        "fit": ["subsample", "fit_encoding", "alpha_grid"],
+        "fit": ["subsample", "fit_encoding", "alpha_grid", "fit_encoding_from_config"],
         "ridge": [
             "kfold_splits",
             "RidgeCVResult",
@@ -16,6 +16,6 @@ __getattr__, __dir__, __all__ = attach(
             "fit_ridge_cv",
             "fit_ridge_cv_select",
         ],
-        "scores": ["roi_masks", "score_fit", "write_tsv", "collect_scores"],
+        "scores": ["roi_masks", "score_fit", "collect_scores"],
     },
 )

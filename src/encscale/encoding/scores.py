@@ -9,13 +9,13 @@ is NaN (a dataset without ncsnr).
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
 
-import h5py
 import numpy as np
 import pandas as pd
 
-from encscale.io import atomic_path, open_h5, read_dataset
+from encscale.contracts import read_fit, read_responses
 from encscale.metrics import algonauts_score, ceiling_r
 
 SCORE_COLUMNS = [
@@ -34,23 +34,22 @@ SCORE_COLUMNS = [
 ]
 
 
-def roi_masks(h5: h5py.File, n_voxels: int) -> dict[tuple[str, str], np.ndarray]:
-    """Boolean voxel masks of an open responses file keyed by (atlas, roi), plus ("all", "all")."""
-    masks = {("all", "all"): np.ones(n_voxels, dtype=bool)}
-    for atlas, group in h5.get("rois", {}).items():
-        for roi, dset in group.items():
-            masks[(atlas, roi)] = dset[()].astype(bool)
-    return masks
+def roi_masks(
+    rois: Mapping[tuple[str, str], np.ndarray], n_voxels: int
+) -> dict[tuple[str, str], np.ndarray]:
+    """A responses file's ROI masks (:attr:`encscale.contracts.Responses.rois`), keyed by
+    (atlas, roi), after ("all", "all"): every one of the ``n_voxels`` voxels."""
+    return {("all", "all"): np.ones(n_voxels, dtype=bool), **rois}
 
 
 def score_fit(fit_path: str | Path, responses_path: str | Path) -> pd.DataFrame:
     """One row per ROI (every atlas in the responses file, and ``all``) for one fit file."""
-    with open_h5(fit_path, "fit") as fit:
-        r = read_dataset(fit, "test_r", ndim=1).astype(np.float64)
-        meta = {k: fit.attrs[k] for k in ("subject", "model", "n_params", "size", "seed")}
-    with open_h5(responses_path, "responses") as resp:
-        nc = read_dataset(resp, "noise_ceiling", ndim=1).astype(np.float64)
-        masks = roi_masks(resp, nc.shape[0])
+    fit = read_fit(fit_path, ["test_r"])
+    r = fit.test_r.astype(np.float64)
+    meta = {k: fit.attrs[k] for k in ("subject", "model", "n_params", "size", "seed")}
+    resp = read_responses(responses_path, ["noise_ceiling"], optional=["rois"])
+    nc = resp.noise_ceiling.astype(np.float64)
+    masks = roi_masks(resp.rois, nc.shape[0])
     if nc.shape != r.shape:
         raise ValueError(f"{fit_path}: {r.shape[0]} voxels, but {responses_path} has {nc.shape[0]}")
     r_norm = r / np.sqrt(np.maximum(nc / 100.0, 1e-14))
@@ -75,12 +74,6 @@ def score_fit(fit_path: str | Path, responses_path: str | Path) -> pd.DataFrame:
     df["subject"] = df["subject"].astype(str)
     df["model"] = df["model"].astype(str)
     return df
-
-
-def write_tsv(df: pd.DataFrame, path: str | Path) -> None:
-    """Write a table as TSV atomically."""
-    with atomic_path(path) as tmp:
-        df.to_csv(tmp, sep="\t", index=False, float_format="%.6g")
 
 
 def collect_scores(paths: list[str | Path]) -> pd.DataFrame:

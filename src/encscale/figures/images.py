@@ -1,48 +1,28 @@
-"""The studies' figures from the tidy score and scaling tables (matplotlib; PNG and SVG)."""
+"""The first study's figures from the tidy score and scaling tables (matplotlib; PNG and SVG).
+
+Each ``plot_*`` function returns its Figure; given paths, it also saves the figure there with
+:func:`encscale.figures.style.save_figure` (which closes it). Each ``figure_*`` function reads
+the workflow's tables (``scores/scores.tsv``, ``scaling/*.tsv``), selects the rows its figure
+shows and plots them.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 
-import matplotlib
+import numpy as np
+import pandas as pd
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import pandas as pd  # noqa: E402
-
-from encscale.io import atomic_path  # noqa: E402
-
-
-def save_figure(fig: plt.Figure, *paths: str | Path) -> None:
-    """Save ``fig`` to each path (atomically, format from the suffix: png, svg, pdf); close it."""
-    for path in paths:
-        with atomic_path(path) as tmp:
-            fig.savefig(tmp, dpi=150, bbox_inches="tight", format=Path(path).suffix.lstrip("."))
-    plt.close(fig)
-
-
-def _curve(scores: pd.DataFrame, x: str) -> pd.DataFrame:
-    """Mean over subjects and draws, and the SEM over subjects, of r at each x."""
-    per_subject = scores.groupby(["subject", x], as_index=False)["r"].mean()
-    g = per_subject.groupby(x)["r"]
-    out = pd.DataFrame({"r": g.mean(), "sem": g.sem(ddof=1).fillna(0.0)})
-    return out.reset_index()
+from encscale.encoding.ensemble import ENSEMBLE
+from encscale.figures.style import finish_scaling_axes, mean_curve, plt, save_figure
+from encscale.scaling.analysis import ensemble_rows, read_scores, read_table, scaling_rows
 
 
 def _curve_over_rois(scores: pd.DataFrame) -> pd.DataFrame:
-    """:func:`_curve` against size of the mean r over ROIs per subject, draw and size."""
-    return _curve(scores.groupby(["subject", "seed", "size"], as_index=False)["r"].mean(), "size")
-
-
-def _finish_scaling_axes(ax: plt.Axes, xlabel: str, title: str) -> None:
-    """Log x axis, labels, legend outside on the right, grid."""
-    ax.set_xscale("log")
-    ax.set_xlabel(xlabel)
-    ax.set_ylabel("prediction accuracy (mean Pearson r, test)")
-    ax.set_title(title)
-    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0))
-    ax.grid(alpha=0.3, which="both")
+    """:func:`mean_curve` against size of the mean r over ROIs per subject, draw and size."""
+    per_draw = scores.groupby(["subject", "seed", "size"], as_index=False)["r"].mean()
+    return mean_curve(per_draw, "size")
 
 
 EXTRAPOLATE_MAX = 100.0  # the dashed segment ends at most this many times beyond the data
@@ -88,7 +68,7 @@ def plot_data_scaling(
     ensemble: pd.DataFrame,
     model: str,
     *out: str | Path,
-) -> None:
+) -> plt.Figure:
     """Study 1, Fig. 1 with the laws: test r against training size per ROI (mean ± SEM over
     subjects), each ROI's saturating power law (pooled fit; dashed: extrapolated), the mean
     over ROIs in black with its noise ceiling (dotted) and the sizes reaching the
@@ -100,7 +80,7 @@ def plot_data_scaling(
     x_max = float(scores["size"].max())
     x_end = _extrapolation_end(extra[extra["roi"] == "mean"], x_max)
     for i, (roi, g) in enumerate(scores.groupby("roi", sort=False)):
-        c = _curve(g, "size")
+        c = mean_curve(g, "size")
         ax.errorbar(
             c["size"],
             c["r"],
@@ -133,13 +113,15 @@ def plot_data_scaling(
     if not ensemble.empty:
         e = _curve_over_rois(ensemble)
         ax.plot(e["size"], e["r"], "*", color="black", ms=11, label="ensemble (mean over ROIs)")
-    _finish_scaling_axes(ax, "training samples", f"Data scaling: {model}")
-    save_figure(fig, *out)
+    finish_scaling_axes(ax, "training samples", f"Data scaling: {model}")
+    if out:
+        save_figure(fig, *out)
+    return fig
 
 
 def plot_param_scaling(
     scores: pd.DataFrame, fits: pd.DataFrame, ensemble: pd.DataFrame, size: int, *out: str | Path
-) -> None:
+) -> plt.Figure:
     """Study 1, Fig. 2 with the laws: test r against parameter count per ROI; markers name
     the models; each ROI's power law (pooled; dashed beyond the largest model); the
     ensemble (★) at the sum of its members' parameters, not part of the fit."""
@@ -152,10 +134,10 @@ def plot_param_scaling(
         if roi in laws.index and np.isfinite(laws.loc[roi].r_inf):
             _plot_law(ax, laws.loc[roi], x_end, colors[i % 10], _law_label(roi, laws.loc[roi]))
         else:
-            c = _curve(g, "n_params").sort_values("n_params")
+            c = mean_curve(g, "n_params").sort_values("n_params")
             ax.plot(c["n_params"], c["r"], color=colors[i % 10], lw=1.2, label=roi)
         for model, gm in g.groupby("model"):
-            cm = _curve(gm, "n_params")
+            cm = mean_curve(gm, "n_params")
             ax.errorbar(
                 cm["n_params"],
                 cm["r"],
@@ -168,14 +150,16 @@ def plot_param_scaling(
             )
         e = ensemble[ensemble["roi"] == roi]
         if not e.empty:
-            ce = _curve(e, "n_params")
+            ce = mean_curve(e, "n_params")
             ax.plot(ce["n_params"], ce["r"], "*", color=colors[i % 10], ms=12, mec="black")
     for model, mk in markers.items():
         ax.plot([], [], color="gray", marker=mk, ls="none", label=model)
     if not ensemble.empty:
         ax.plot([], [], "*", color="gray", mec="black", ms=12, label="ensemble (Σ parameters)")
-    _finish_scaling_axes(ax, "model parameters", f"Parameter scaling at {size} training samples")
-    save_figure(fig, *out)
+    finish_scaling_axes(ax, "model parameters", f"Parameter scaling at {size} training samples")
+    if out:
+        save_figure(fig, *out)
+    return fig
 
 
 def plot_roi_scores(
@@ -185,7 +169,7 @@ def plot_roi_scores(
     size: int,
     atlases: list[str],
     *out: str | Path,
-) -> None:
+) -> plt.Figure:
     """Study 1, Fig. 3: noise-normalised score per ROI (grouped by atlas), one bar per
     subject; the ensemble's mean over subjects as black diamonds when given."""
     rows = scores[scores["atlas"].isin(atlases)]
@@ -210,4 +194,55 @@ def plot_roi_scores(
     ax.set_title(f"{model}, {size} training samples ({', '.join(atlases)})", fontsize=9)
     ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0))
     ax.grid(alpha=0.3, axis="y")
-    save_figure(fig, *out)
+    if out:
+        save_figure(fig, *out)
+    return fig
+
+
+def figure_data_scaling(
+    scores_path: str | Path,
+    fits_path: str | Path,
+    extrapolation_path: str | Path,
+    atlas: str,
+    model: str,
+    *out: str | Path,
+) -> plt.Figure:
+    """:func:`plot_data_scaling` of ``model``'s scores over the ROIs of ``atlas``, its data
+    scaling laws and their extrapolations; the ensemble's stars unless ``model`` is it."""
+    scores = read_scores(scores_path)
+    ensemble = ensemble_rows(scores, atlas) if model != ENSEMBLE else scores.iloc[:0]
+    extrapolation = read_table(extrapolation_path)
+    return plot_data_scaling(
+        scaling_rows(scores, atlas, model=model),
+        read_table(fits_path),
+        extrapolation[extrapolation["analysis"] == "data"],
+        ensemble,
+        model,
+        *out,
+    )
+
+
+def figure_param_scaling(
+    scores_path: str | Path, fits_path: str | Path, atlas: str, size: int, *out: str | Path
+) -> plt.Figure:
+    """:func:`plot_param_scaling` of every model's scores at ``size`` over the ROIs of
+    ``atlas``, with the parameter scaling laws and the ensemble at that size."""
+    scores = read_scores(scores_path)
+    return plot_param_scaling(
+        scaling_rows(scores, atlas, size=size),
+        read_table(fits_path),
+        ensemble_rows(scores, atlas, size=size),
+        size,
+        *out,
+    )
+
+
+def figure_roi_scores(
+    scores_path: str | Path, model: str, size: int, atlases: Sequence[str], *out: str | Path
+) -> plt.Figure:
+    """:func:`plot_roi_scores` of the final ``model`` at ``size`` over the ROIs of ``atlases``;
+    the ensemble's diamonds at that size unless ``model`` is it."""
+    scores = read_scores(scores_path)
+    rows = scores[(scores["model"] == model) & (scores["size"] == size)]
+    ensemble = ensemble_rows(scores, None, size=size) if model != ENSEMBLE else scores.iloc[:0]
+    return plot_roi_scores(rows, ensemble, model, size, list(atlases), *out)

@@ -8,7 +8,7 @@ Pearson r over parcels) and ``base``, the grid's base value of each dimension in
 :data:`DIMENSIONS`: every sweep varies one dimension and holds the others at base.
 
 Each plotting function returns its Figure; given paths, it also saves the figure there with
-:func:`encscale.figures.images.save_figure` (which closes it); without paths it is left open.
+:func:`encscale.figures.style.save_figure` (which closes it); without paths it is left open.
 """
 
 from __future__ import annotations
@@ -17,18 +17,16 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
-import matplotlib
+import numpy as np
+import pandas as pd
+from matplotlib.ticker import NullLocator
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import pandas as pd  # noqa: E402
-from matplotlib.ticker import NullLocator  # noqa: E402
+from encscale.figures.style import R_LABEL, finish_scaling_axes, mean_curve, plt, save_figure
+from encscale.scaling.analysis import read_scores
+from encscale.video.grid import DIMENSIONS
 
-from encscale.figures.images import _curve, _finish_scaling_axes, save_figure  # noqa: E402
-
-# The grid's dimensions, in the order used in titles.
-DIMENSIONS = ("width", "layers", "heads", "n_samples", "precision")
+# The study's figures, by the names of their files.
+FIGURES = ("architecture", "data_size", "precision", "compute_frontier")
 # Precisions in plotting order; any other precision is put after these, alphabetically.
 PRECISIONS = ("fp32", "fp16", "bf16")
 PRECISION_COLORS = {"fp32": "tab:blue", "fp16": "tab:orange", "bf16": "tab:green"}
@@ -40,7 +38,6 @@ FRONTIER_COLUMNS = ("subject", "run", "r", "flops", "width", "precision")
 ONE_VALUE = "(one value in this grid)"
 MEAN_LABEL = "mean over subjects"
 FRONT_LABEL = "Pareto front"
-R_LABEL = "prediction accuracy (mean Pearson r, test)"
 
 
 def _require_columns(table: pd.DataFrame, columns: Iterable[str], what: str) -> None:
@@ -154,7 +151,7 @@ def _plot_sweep(ax: plt.Axes, rows: pd.DataFrame, x: str, styles: dict) -> np.nd
     for subject, g in per_subject.groupby("subject"):
         color, marker = styles[subject]
         ax.plot(g[x], g["r"], color=color, marker=marker, ms=5, lw=1, alpha=0.8, label=subject)
-    mean = _curve(rows, x)
+    mean = mean_curve(rows, x)
     ax.plot(mean[x], mean["r"], color="black", lw=2.8, marker="o", ms=6, label=MEAN_LABEL)
     return mean[x].to_numpy()
 
@@ -219,7 +216,7 @@ def plot_data_size(table: pd.DataFrame, base: Mapping[str, Any], *paths: str | P
     title = f"Data scaling of VideoGPT\nfixed: {_held_fixed(base, 'n_samples')}"
     if len(xs) == 1:
         title += f"\n{ONE_VALUE}"
-    _finish_scaling_axes(ax, "training clips (log₁₀ scale)", title)
+    finish_scaling_axes(ax, "training clips (log₁₀ scale)", title)
     if len(xs) == 1:
         ax.set_xlim(xs[0] / 3, xs[0] * 3)
     if paths:
@@ -380,10 +377,39 @@ def plot_compute_frontier(table: pd.DataFrame, *paths: str | Path) -> plt.Figure
         ax.plot(
             [], [], ls="none", marker=PRECISION_MARKERS.get(p, "D"), mfc="none", mec="gray", label=p
         )
-    _finish_scaling_axes(
+    finish_scaling_axes(
         ax, "training compute (FLOPs ≈ 6 · parameters · tokens)", "VideoGPT: accuracy vs compute"
     )
     ax.set_ylabel("mean r over subjects (Pearson, test)")
     if paths:
         save_figure(fig, *paths)
     return fig
+
+
+def video_figures(
+    runs_path: str | Path,
+    scores_path: str | Path,
+    base: Mapping[str, Any],
+    out: Mapping[str, str | Path],
+) -> dict[str, plt.Figure]:
+    """The study's :data:`FIGURES` from the runs table (``training/runs.tsv``) and the scores
+    table (``scores/scores.tsv``: its whole-brain rows, atlas and ROI ``all``, whose model is
+    the run); returns them by name.
+
+    ``out``: each figure's PNG under its name and its SVG under ``{name}_svg`` (the names of
+    the rule's outputs).
+    """
+    runs = pd.read_csv(runs_path, sep="\t")
+    scores = read_scores(scores_path)
+    scores = scores[(scores["atlas"] == "all") & (scores["roi"] == "all")]
+    table = architecture_table(runs, scores.rename(columns={"model": "run"})[list(SCORE_COLUMNS)])
+
+    def paths(name: str) -> tuple[str | Path, str | Path]:
+        return out[name], out[f"{name}_svg"]
+
+    return {
+        "architecture": plot_architecture(table, base, *paths("architecture")),
+        "data_size": plot_data_size(table, base, *paths("data_size")),
+        "precision": plot_precision(runs, base, *paths("precision")),
+        "compute_frontier": plot_compute_frontier(table, *paths("compute_frontier")),
+    }

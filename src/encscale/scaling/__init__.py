@@ -13,6 +13,7 @@ __getattr__, __dir__, __all__ = attach(
             "bootstrap_curves",
             "fit_laws",
             "scaling_tables",
+            "write_scaling_tables",
             "read_scores",
             "read_table",
             "scaling_rows",
@@ -22,11 +23,10 @@ __getattr__, __dir__, __all__ = attach(
         "brainmaps": [
             "voxel_accuracy",
             "voxel_slopes",
+            "fits_by_size",
             "write_volume_map",
             "write_surface_maps",
-            "volume_cut_coords",
-            "plot_volume_map",
-            "plot_surface_maps",
+            "write_brain_maps",
         ],
         "laws": [
             "PowerLaw",

@@ -14,19 +14,21 @@ draw, so the curve stays paired), and refits. Intervals are percentiles of the r
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
 
+from encscale.contracts import read_fit, read_responses
 from encscale.encoding.ensemble import ENSEMBLE
 from encscale.encoding.scores import roi_masks
-from encscale.io import open_h5, read_dataset
+from encscale.io import write_tsv
 from encscale.metrics import ceiling_r
 from encscale.scaling import laws
+from encscale.seeds import named_seed
 
 POWER_FIELDS = ("r_inf", "A", "alpha", "gap", "loss")
 FIT_COLUMNS = [
@@ -83,9 +85,9 @@ def load_curves(
     """
     runs: dict[str, dict[float, list[np.ndarray]]] = {}
     for path in fit_paths:
-        with open_h5(path, "fit") as fit:
-            r = read_dataset(fit, "test_r", ndim=1).astype(np.float32)
-            subject, x = str(fit.attrs["subject"]), float(fit.attrs[x_attr])
+        fit = read_fit(path, ["test_r"])
+        r = fit.test_r.astype(np.float32)
+        subject, x = str(fit.attrs["subject"]), float(fit.attrs[x_attr])
         runs.setdefault(subject, {}).setdefault(x, []).append(r)
     if not runs:
         raise ValueError("no fits given")
@@ -102,9 +104,9 @@ def load_curves(
                 f"values {list(xs)} and the same draws at each"
             )
         r = np.stack([np.stack(by_x[x]) for x in xs])  # (n_x, n_draws, V)
-        with open_h5(responses[subject], "responses") as h5:
-            nc = read_dataset(h5, "noise_ceiling", ndim=1).astype(np.float64)
-            masks = {roi: m for (a, roi), m in roi_masks(h5, nc.size).items() if a == atlas}
+        resp = read_responses(responses[subject], ["noise_ceiling"], optional=["rois"])
+        nc = resp.noise_ceiling.astype(np.float64)
+        masks = {roi: m for (a, roi), m in roi_masks(resp.rois, nc.size).items() if a == atlas}
         if nc.size != r.shape[2]:
             raise ValueError(
                 f"{responses[subject]}: {nc.size} voxels, but the fits of {subject} have "
@@ -257,7 +259,7 @@ def scaling_tables(
     """
     fit_rows, extrapolation_rows = [], []
     for roi, parts_by_subject in curves.items():
-        scopes = bootstrap_curves(parts_by_subject, n_boot, _seed(seed, analysis, roi))
+        scopes = bootstrap_curves(parts_by_subject, n_boot, named_seed(seed, analysis, roi))
         for scope, (y, ceiling) in scopes.items():
             fits, extrapolations = fit_laws(
                 xs, y, ceiling, fractions if ceiling_known else (), level
@@ -271,9 +273,42 @@ def scaling_tables(
     )
 
 
-def _seed(seed: int, *names: str) -> list[int]:
-    digest = hashlib.sha256("/".join(names).encode()).digest()
-    return [seed, int.from_bytes(digest[:8], "little")]
+def write_scaling_tables(
+    data_fits: Sequence[str | Path],
+    param_fits: Sequence[str | Path],
+    subjects: Sequence[str],
+    responses_paths: Sequence[str | Path],
+    settings: Mapping[str, Any],
+    data_out: str | Path,
+    param_out: str | Path,
+    extrapolation_out: str | Path,
+) -> None:
+    """Write the data-scaling (x: the fits' ``size``) and parameter-scaling (x: ``n_params``)
+    tables of every ROI × scope (:func:`scaling_tables`) and their extrapolations, data then
+    parameters, in one table.
+
+    ``responses_paths``: the responses file of each of ``subjects``; ``settings``: the
+    study's ``scaling`` config (``atlas``, ``n_bootstrap``, ``seed``, ``ceiling_fractions``).
+    """
+    responses = dict(zip(subjects, responses_paths, strict=True))
+    extrapolations = []
+    for fits, x_attr, analysis, out in (
+        (data_fits, "size", "data", data_out),
+        (param_fits, "n_params", "param", param_out),
+    ):
+        xs, curves, known = load_curves(fits, responses, x_attr, settings["atlas"])
+        table, extrapolation = scaling_tables(
+            analysis,
+            xs,
+            curves,
+            ceiling_known=known,
+            n_boot=settings["n_bootstrap"],
+            seed=settings["seed"],
+            fractions=settings["ceiling_fractions"],
+        )
+        write_tsv(table, out)
+        extrapolations.append(extrapolation)
+    write_tsv(pd.concat(extrapolations, ignore_index=True), extrapolation_out)
 
 
 def read_scores(path: str | Path) -> pd.DataFrame:

@@ -20,5 +20,6 @@ __getattr__, __dir__, __all__ = attach(
             "trial_betas",
             "session_sizes",
         ],
+        "truth": ["truth_path"],
     },
 )

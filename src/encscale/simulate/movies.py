@@ -18,17 +18,16 @@ The planted truth (per subject: ``driven`` (P,) bool, ``snr`` (P,), ``weights``
 
 from __future__ import annotations
 
-import hashlib
-import os
 from pathlib import Path
 
 import numpy as np
 
 from encscale.data import cneuromod
-from encscale.io import create_h5
+from encscale.io import PathLike, create_h5
+from encscale.seeds import named_seed
+from encscale.simulate.truth import truth_path
 from encscale.video import decode
 
-PathLike = str | os.PathLike
 PARAM_KEYS = (
     "seed",
     "n_subjects",
@@ -43,11 +42,6 @@ PARAM_KEYS = (
     "n_objects",
     "shot_s",
 )
-
-
-def truth_path(root: PathLike, subject: str) -> str:
-    """The planted truth of one simulated subject (not part of the release)."""
-    return str(Path(root) / "truth" / f"{subject}.h5")
 
 
 def check_params(params: dict) -> dict:
@@ -78,11 +72,6 @@ def check_params(params: dict) -> dict:
         if not ok:
             raise ValueError(f"movie simulator params: invalid '{key}': {p[key]!r}")
     return p
-
-
-def _rng(seed: int, *names: str) -> np.random.Generator:
-    digest = hashlib.sha256("/".join(names).encode()).digest()
-    return np.random.default_rng([seed, int.from_bytes(digest[:8], "little")])
 
 
 def shot_starts(rng: np.random.Generator, n_frames: int, shot_frames: float) -> np.ndarray:
@@ -160,7 +149,7 @@ def simulate_movies(root: PathLike, params: dict) -> None:
     features = {}
     for run in p["runs"]:
         frames = render_movie(
-            _rng(p["seed"], "movie", run),
+            np.random.default_rng(named_seed(p["seed"], "movie", run)),
             n_frames,
             p["frame_size"],
             p["n_objects"],
@@ -173,7 +162,7 @@ def simulate_movies(root: PathLike, params: dict) -> None:
         features[run] = tr_features - tr_features.mean(axis=0)
     n_features = next(iter(features.values())).shape[1]
     for subject in cneuromod.SUBJECTS[: p["n_subjects"]]:
-        rng = _rng(p["seed"], "subject", subject)
+        rng = np.random.default_rng(named_seed(p["seed"], "subject", subject))
         driven = rng.random(p["n_parcels"]) < p["driven_fraction"]
         driven[0], driven[-1] = True, False  # at least one of each
         weights = rng.normal(0, 1, (p["n_parcels"], n_features)) * driven[:, None]

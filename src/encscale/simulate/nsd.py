@@ -35,12 +35,12 @@ from typing import Any
 
 import numpy as np
 import scipy.io
-import torch
 from scipy.ndimage import gaussian_filter
 
 from encscale import io
 from encscale.data import nsd
 from encscale.io import atomic_path, create_h5
+from encscale.simulate.truth import truth_path
 
 log = logging.getLogger(__name__)
 
@@ -90,11 +90,6 @@ ATLAS_LABELS = {
 }
 # independent random streams, one per part of the simulation
 _IMAGES, _DESIGN, _SUBJECT = range(3)
-
-
-def truth_path(root: str | os.PathLike, subject: str) -> str:
-    """The planted truth of one simulated subject (not part of NSD)."""
-    return str(Path(root) / "truth" / f"{subject}.h5")
 
 
 def simulate_nsd(
@@ -356,7 +351,9 @@ def hidden_feature_maps(images: np.ndarray, spec: dict, batch: int = 128) -> lis
     as the feature extractor feeds them, and the network must have one map per depth of
     :data:`DEPTH_OF_STREAM`.
     """
-    from encscale.vision.features import block_maps, preprocess
+    import torch
+
+    from encscale.vision.layers import block_maps, preprocess
     from encscale.vision.registry import build_model, input_spec
 
     model = build_model(spec)

@@ -8,7 +8,6 @@ __getattr__, __dir__, __all__ = attach(
     __name__,
     {
         "clips": [
-            "select_movies",
             "clip_seconds",
             "training_clip_starts",
             "tr_clip_table",
@@ -37,10 +36,8 @@ __getattr__, __dir__, __all__ = attach(
             "learning_rate",
             "batch_rows",
             "sequence_loss",
-            "autocast",
             "evaluate",
             "run_signature",
-            "peak_memory_mb",
             "TrainState",
             "save_training_checkpoint",
             "load_training_checkpoint",
@@ -49,7 +46,10 @@ __getattr__, __dir__, __all__ = attach(
             "save_gpt",
             "load_gpt",
         ],
-        "runs": ["run_name", "run_grid", "read_codes", "train_run", "summarise_run", "runs_table"],
+        "grid": ["run_name", "run_grid"],
+        "runs": ["read_codes", "train_run", "summarise_run", "runs_table"],
+        "selection": ["select_movies"],
+        "stimuli": ["prepare_movie_stimuli"],
         "tokenizer": ["fit_tokenizer", "tokenize_pretraining_clips"],
         "vqvae": [
             "VQVAEConfig",

@@ -1,5 +1,5 @@
-"""Video clips for the tokenizer and the transformer: which movies, where clips start, and
-their VQ-VAE codes.
+"""Video clips for the tokenizer and the transformer: where clips start, and their VQ-VAE
+codes (which movies: :mod:`encscale.video.selection`).
 
 A clip is ``frames`` frames at ``fps`` (so ``frames / fps`` seconds), each ``size`` × ``size``
 pixels in [-0.5, 0.5] (:func:`encscale.video.decode.read_frames`). Two kinds are cut:
@@ -13,35 +13,19 @@ pixels in [-0.5, 0.5] (:func:`encscale.video.decode.read_frames`). Two kinds are
 
 from __future__ import annotations
 
-import fnmatch
 import logging
-import os
 import time
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterator
 
 import numpy as np
 import pandas as pd
 import torch
 
+from encscale.io import PathLike
 from encscale.video import decode
 from encscale.video.vqvae import VQVAE, clip_from_frames
 
 log = logging.getLogger(__name__)
-PathLike = str | os.PathLike
-
-
-def select_movies(
-    available: Iterable[str], patterns: Sequence[str], exclude: Sequence[str] = ()
-) -> list[str]:
-    """The sorted names in ``available`` matching any of ``patterns`` (shell globs) and none of
-    ``exclude``; a pattern that matches nothing is an error (a typo would silently shrink the
-    study)."""
-    available = sorted(set(available))
-    for pattern in patterns:
-        if not fnmatch.filter(available, pattern):
-            raise ValueError(f"movie pattern '{pattern}' matches none of {available}")
-    chosen = [m for m in available if any(fnmatch.fnmatch(m, p) for p in patterns)]
-    return [m for m in chosen if not any(fnmatch.fnmatch(m, p) for p in exclude)]
 
 
 def clip_seconds(frames: int, fps: float) -> float:

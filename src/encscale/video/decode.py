@@ -9,7 +9,6 @@ Matroska's milliseconds, do not shift a frame by one). Pixels are returned as fl
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from fractions import Fraction
@@ -20,7 +19,7 @@ import numpy as np
 from nilearn.glm.first_level import spm_hrf
 from scipy.signal import lfilter
 
-from encscale.io import atomic_path
+from encscale.io import PathLike, atomic_path, require_file
 
 CONTAINERS = {".mkv": "matroska", ".mp4": "mp4"}
 # Pixel format each codec is written in; bgr0 keeps 8-bit RGB exactly (ffv1 is lossless).
@@ -35,7 +34,7 @@ HRF_OVERSAMPLING = 1000
 
 
 def write_video(
-    path: str | os.PathLike,
+    path: PathLike,
     frames: np.ndarray,
     fps: float,
     *,
@@ -92,8 +91,7 @@ class VideoInfo:
 
 def _open(path: Path) -> tuple[av.container.InputContainer, av.VideoStream]:
     """Open ``path`` and return it with its first video stream, with errors naming the file."""
-    if not path.exists():
-        raise FileNotFoundError(f"{path}: video file is missing")
+    require_file(path, "video file")
     try:
         container = av.open(str(path))
     except av.FFmpegError as err:
@@ -122,7 +120,7 @@ def _declared_duration(
     raise ValueError(f"{path}: duration unknown")
 
 
-def probe_video(path: str | os.PathLike) -> VideoInfo:
+def probe_video(path: PathLike) -> VideoInfo:
     """Count the frames of ``path``'s video stream (reading its packets, not decoding them).
 
     ``duration_s`` is where the last frame ends. Raises ValueError if the file is not a
@@ -174,9 +172,7 @@ def _square(frame: av.VideoFrame, size: int) -> np.ndarray:
     return rgb[top : top + size, left : left + size].astype(np.float32) / 255 - 0.5
 
 
-def read_frames(
-    path: str | os.PathLike, start_s: float, end_s: float, fps: float, size: int
-) -> np.ndarray:
+def read_frames(path: PathLike, start_s: float, end_s: float, fps: float, size: int) -> np.ndarray:
     """The frames of [start_s, end_s) resampled to ``fps`` (:func:`frame_times`, sample-and-hold).
 
     Seeks to the keyframe at or before ``start_s`` and decodes forward. Each frame is scaled
@@ -188,7 +184,7 @@ def read_frames(
 
 
 def iter_windows(
-    path: str | os.PathLike,
+    path: PathLike,
     starts_s: Sequence[float] | np.ndarray,
     ends_s: Sequence[float] | np.ndarray,
     fps: float,

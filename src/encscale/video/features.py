@@ -1,11 +1,10 @@
 """Features of a trained GPT-2 for encoding: each layer's hidden states, averaged over the
-codes of each TR's clip, in the features-file contract of :mod:`encscale.vision.features`.
+codes of each TR's clip, in the features-file layout of :mod:`encscale.contracts`.
 
-``features/<run>.h5``: ``layers/h<i>/k1`` (n_stimuli × width) float32 for i = 0 (the code
-and position embeddings) … layers (the last block, after GPT-2's final layer norm), rows
-following the movie stimuli.h5; attributes ``k`` = 1, ``depth`` = i / layers and
-``layer_index``; file attributes ``model`` (the run), ``n_params``, ``layers``, ``precision``
-and ``spec`` (the GPT-2's architecture as JSON).
+``features/<run>.h5``: one set per layer, ``h<i>`` with k = 1, float32, for i = 0 (the code
+and position embeddings) … layers (the last block, after GPT-2's final layer norm); file
+attributes ``model`` (the run), ``n_params``, ``layers``, ``precision`` and ``spec`` (the
+GPT-2's architecture as JSON).
 """
 
 from __future__ import annotations
@@ -20,9 +19,9 @@ from typing import Any
 import numpy as np
 import torch
 
-from encscale.io import create_h5, open_h5, read_dataset
+from encscale.contracts import FeatureSet, read_stimulus_codes, write_features
+from encscale.torchtools import count_parameters
 from encscale.video.gpt import hidden_states, load_gpt, with_start_token
-from encscale.vision.registry import count_parameters
 
 log = logging.getLogger(__name__)
 
@@ -56,21 +55,21 @@ def extract_gpt_features(
 ) -> None:
     """Write the features file of the run ``name`` (layout in the module docstring)."""
     model, spec = load_gpt(model_path, device)
-    with open_h5(stimuli_path, "stimuli") as h5:
-        codes = read_dataset(h5, "codes", ndim=4)
+    codes = read_stimulus_codes(stimuli_path)
     layers = pooled_hidden_states(model, codes, spec.n_codes, precision, batch_size)
     names = [f"h{i}" for i in range(len(layers))]
-    with create_h5(out_path, provenance) as out:
-        for i, (layer, x) in enumerate(zip(names, layers, strict=True)):
-            if not np.isfinite(x).all():
-                raise FloatingPointError(f"{model_path}: non-finite hidden states in {layer}")
-            dset = out.create_dataset(f"layers/{layer}/k1", data=x.astype(np.float32))
-            dset.attrs.update(k=1, depth=i / (len(layers) - 1), layer_index=i)
-        out.attrs.update(
-            model=name,
-            n_params=count_parameters(model),
-            layers=names,
-            precision=precision,
-            spec=json.dumps(asdict(spec), sort_keys=True),
-        )
+    sets = []
+    for i, (layer, x) in enumerate(zip(names, layers, strict=True)):
+        if not np.isfinite(x).all():
+            raise FloatingPointError(f"{model_path}: non-finite hidden states in {layer}")
+        fs = FeatureSet(layer, k=1, depth=i / (len(layers) - 1), width=x.shape[1], layer_index=i)
+        sets.append((fs, x.astype(np.float32)))
+    attrs = dict(
+        model=name,
+        n_params=count_parameters(model),
+        layers=names,
+        precision=precision,
+        spec=json.dumps(asdict(spec), sort_keys=True),
+    )
+    write_features(out_path, sets, attrs, provenance)
     log.info("%s: %d stimuli × %d layers of width %d", name, len(codes), len(names), spec.width)

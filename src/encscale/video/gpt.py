@@ -25,12 +25,8 @@ import hashlib
 import json
 import logging
 import math
-import os
-import resource
-import sys
 import time
 from collections.abc import Callable
-from contextlib import nullcontext
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -38,13 +34,17 @@ from typing import Any
 import numpy as np
 import torch
 
-from encscale.io import atomic_path
-from encscale.torchtools import import_torchvision
-from encscale.vision.registry import count_parameters
+from encscale.io import PathLike, atomic_path, require_file
+from encscale.torchtools import (
+    PRECISIONS,
+    autocast,
+    count_parameters,
+    import_torchvision,
+    peak_memory_mb,
+)
 
 log = logging.getLogger(__name__)
 
-PRECISIONS = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
 LOG_COLUMNS = [
     "step",
     "samples",
@@ -185,14 +185,6 @@ def sequence_loss(model: torch.nn.Module, tokens: torch.Tensor) -> torch.Tensor:
     )
 
 
-def autocast(device: torch.device, precision: str):
-    """The autocast context of ``precision`` on ``device`` (none for fp32)."""
-    dtype = PRECISIONS[precision]
-    if dtype is None:
-        return nullcontext()
-    return torch.autocast(device_type=device.type, dtype=dtype)
-
-
 @torch.no_grad()
 def evaluate(
     model: torch.nn.Module, tokens: torch.Tensor, precision: str, batch_size: int
@@ -218,14 +210,6 @@ def run_signature(spec: GPTSpec, settings: TrainSettings, n_train: int, n_val: i
     return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:16]
 
 
-def peak_memory_mb(device: torch.device) -> float:
-    """Peak allocated GPU memory (MiB) on CUDA, else the process's peak resident set."""
-    if device.type == "cuda":
-        return torch.cuda.max_memory_allocated(device) / 2**20
-    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    return rss / 2**20 if sys.platform == "darwin" else rss / 2**10
-
-
 @dataclass
 class TrainState:
     """What a checkpoint holds besides the weights: the step reached, the log so far and the
@@ -237,7 +221,7 @@ class TrainState:
 
 
 def save_training_checkpoint(
-    path: str | os.PathLike,
+    path: PathLike,
     model: torch.nn.Module,
     optimiser: torch.optim.Optimizer,
     scaler: torch.amp.GradScaler | None,
@@ -258,7 +242,7 @@ def save_training_checkpoint(
         torch.save(payload, tmp)
 
 
-def load_training_checkpoint(path: str | os.PathLike, signature: str) -> dict | None:
+def load_training_checkpoint(path: PathLike, signature: str) -> dict | None:
     """The checkpoint at ``path`` if it belongs to the run ``signature``, else None (logged)."""
     path = Path(path)
     if not path.exists():
@@ -281,7 +265,7 @@ def train_gpt(
     spec: GPTSpec,
     settings: TrainSettings,
     *,
-    checkpoint: str | os.PathLike | None = None,
+    checkpoint: PathLike | None = None,
     stop_after: int | None = None,
     progress: Callable[[dict[str, Any]], None] | None = None,
 ) -> list[dict[str, Any]]:
@@ -411,17 +395,15 @@ def hidden_states(
     return [h.float() for h in out.hidden_states]
 
 
-def save_gpt(model: torch.nn.Module, spec: GPTSpec, path: str | os.PathLike) -> None:
+def save_gpt(model: torch.nn.Module, spec: GPTSpec, path: PathLike) -> None:
     """Write the trained model (spec and weights) atomically."""
     with atomic_path(path) as tmp:
         torch.save({"spec": asdict(spec), "state": model.state_dict()}, tmp)
 
 
-def load_gpt(path: str | os.PathLike, device: str = "cpu") -> tuple[torch.nn.Module, GPTSpec]:
+def load_gpt(path: PathLike, device: str = "cpu") -> tuple[torch.nn.Module, GPTSpec]:
     """The model saved by :func:`save_gpt`, in eval mode on ``device``, and its spec."""
-    path = Path(path)
-    if not path.exists():
-        raise FileNotFoundError(f"{path}: GPT-2 model file is missing")
+    path = require_file(path, "GPT-2 model file")
     try:
         saved = torch.load(path, map_location="cpu", weights_only=True)
         spec = GPTSpec(**saved["spec"])

@@ -1,11 +1,5 @@
-"""The grid of GPT-2 training runs, one run's training from the pre-training codes, and the
-table of all runs.
-
-A run is a point of the grid's ``DIMENSIONS``: hidden size ``width``, ``layers``, ``heads``,
-training clips ``n_samples`` and ``precision``, named
-``w<width>_l<layers>_h<heads>_n<n>_<precision>``.
-Design ``sweeps`` varies one dimension at a time around the base (the study's design; the
-base is in every sweep); ``product`` takes every combination.
+"""One GPT-2 run's training from the pre-training codes, and the table of all runs (the
+runs themselves, points of the grid: :mod:`encscale.video.grid`).
 
 ``gpt/<run>/log.tsv``: the training log (:data:`encscale.video.gpt.LOG_COLUMNS`).
 ``training/runs.tsv``: one row per run (``RUN_COLUMNS``): its grid point, ``context``,
@@ -16,9 +10,7 @@ warm-up), ``peak_mem_mb``, the final ``val_loss`` and ``loss``.
 
 from __future__ import annotations
 
-import itertools
 import logging
-import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -27,7 +19,8 @@ import numpy as np
 import pandas as pd
 import torch
 
-from encscale.io import atomic_path, open_h5, read_dataset
+from encscale.io import PathLike, atomic_path, open_h5, read_dataset
+from encscale.torchtools import count_parameters
 from encscale.video.gpt import (
     LOG_COLUMNS,
     GPTSpec,
@@ -36,11 +29,9 @@ from encscale.video.gpt import (
     save_gpt,
     train_gpt,
 )
-from encscale.vision.registry import count_parameters
+from encscale.video.grid import DIMENSIONS, run_name
 
 log = logging.getLogger(__name__)
-PathLike = str | os.PathLike
-DIMENSIONS = ("width", "layers", "heads", "n_samples", "precision")
 RUN_COLUMNS = [
     "run",
     *DIMENSIONS,
@@ -54,36 +45,6 @@ RUN_COLUMNS = [
     "val_loss",
     "loss",
 ]
-
-
-def run_name(point: Mapping[str, Any]) -> str:
-    """The name of a grid point."""
-    return (
-        f"w{point['width']}_l{point['layers']}_h{point['heads']}"
-        f"_n{point['n_samples']}_{point['precision']}"
-    )
-
-
-def run_grid(grid: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
-    """Run name → grid point, from ``grid``: ``base`` (a value per dimension), a list of
-    values per dimension (default: the base's alone) and ``design`` (sweeps or product)."""
-    base = dict(grid["base"])
-    values = {d: list(grid.get(d) or [base[d]]) for d in DIMENSIONS}
-    if grid.get("design", "sweeps") == "product":
-        points = [
-            dict(zip(DIMENSIONS, combo, strict=True))
-            for combo in itertools.product(*values.values())
-        ]
-    else:
-        points = [base] + [{**base, d: v} for d in DIMENSIONS for v in values[d]]
-    runs = {}
-    for point in points:
-        if point["width"] % point["heads"]:
-            raise ValueError(
-                f"gpt.grid: width {point['width']} is not divisible by heads {point['heads']}"
-            )
-        runs.setdefault(run_name(point), point)
-    return runs
 
 
 def read_codes(

@@ -11,7 +11,6 @@ attributes ``n_codes``, ``frames``, ``fps``, ``size``, ``seed``.
 from __future__ import annotations
 
 import logging
-import os
 from collections.abc import Mapping
 from typing import Any
 
@@ -19,12 +18,11 @@ import numpy as np
 import pandas as pd
 import torch
 
-from encscale.io import atomic_path, create_h5
+from encscale.io import PathLike, atomic_path, create_h5
 from encscale.video import clips
 from encscale.video.vqvae import VQVAE, VQVAEConfig, load_checkpoint, save_checkpoint, train_vqvae
 
 log = logging.getLogger(__name__)
-PathLike = str | os.PathLike
 ARCHITECTURE_KEYS = ("channels", "n_codes", "code_dim", "downsample", "n_res_blocks")
 
 

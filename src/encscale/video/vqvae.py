@@ -15,17 +15,15 @@ Randomness (the codebook's initialisation and the restart of dead codes) is draw
 from __future__ import annotations
 
 import math
-import os
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
-from pathlib import Path
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from encscale.io import atomic_path
+from encscale.io import PathLike, atomic_path, require_file
 
 # Laplace smoothing of the EMA code counts (avoids dividing by a zero count).
 LAPLACE_EPS = 1e-5
@@ -361,17 +359,15 @@ def train_vqvae(
     return records
 
 
-def save_checkpoint(model: VQVAE, path: str | os.PathLike) -> None:
+def save_checkpoint(model: VQVAE, path: PathLike) -> None:
     """Write ``{"config": asdict(model.config), "state": state_dict}`` atomically to ``path``."""
     with atomic_path(path) as tmp:
         torch.save({"config": asdict(model.config), "state": model.state_dict()}, tmp)
 
 
-def load_checkpoint(path: str | os.PathLike) -> VQVAE:
+def load_checkpoint(path: PathLike) -> VQVAE:
     """The :class:`VQVAE` saved by :func:`save_checkpoint` at ``path``, on the CPU, in eval mode."""
-    path = Path(path)
-    if not path.exists():
-        raise FileNotFoundError(f"{path}: VQ-VAE checkpoint is missing")
+    path = require_file(path, "VQ-VAE checkpoint")
     try:
         ckpt = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as err:

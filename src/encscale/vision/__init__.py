@@ -7,7 +7,8 @@ from encscale._lazy import attach
 __getattr__, __dir__, __all__ = attach(
     __name__,
     {
-        "features": [
+        "extract": ["StimulusBatches", "extract_features"],
+        "layers": [
             "maxpool_tokens",
             "block_maps",
             "tokens_to_map",
@@ -15,18 +16,12 @@ __getattr__, __dir__, __all__ = attach(
             "match_modules",
             "select_layers",
             "preprocess",
-            "StimulusBatches",
-            "extract_features",
-            "Target",
-            "image_dataset",
-            "feature_sets",
         ],
         "registry": [
             "InputSpec",
             "build_model",
             "load_checkpoint",
             "set_offline",
-            "count_parameters",
             "input_spec",
             "weights_source",
         ],

@@ -39,6 +39,7 @@ from typing import Any
 
 import torch
 
+from encscale.io import PathLike
 from encscale.torchtools import import_timm
 
 WEIGHTS = ("random", "hub", "file")
@@ -123,7 +124,7 @@ def _build_plugin(
     return model
 
 
-def load_checkpoint(path: str | os.PathLike) -> dict[str, torch.Tensor]:
+def load_checkpoint(path: PathLike) -> dict[str, torch.Tensor]:
     """A state dict from a .safetensors file or a torch checkpoint (tensors only)."""
     path = Path(path)
     if path.suffix == ".safetensors":
@@ -153,11 +154,6 @@ def _hub_cache() -> str:
     except ImportError:
         return "(huggingface_hub not installed)"
     return str(constants.HF_HUB_CACHE)
-
-
-def count_parameters(model: torch.nn.Module) -> int:
-    """Number of parameters of the model (all tensors, trainable or not)."""
-    return sum(p.numel() for p in model.parameters())
 
 
 def input_spec(model: torch.nn.Module, spec: dict[str, Any]) -> InputSpec:

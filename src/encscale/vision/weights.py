@@ -19,7 +19,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from encscale.io import atomic_path
+from encscale.io import PathLike, atomic_path
 from encscale.torchtools import import_timm
 
 CANDIDATE_FILES = ("model.safetensors", "pytorch_model.bin", "open_clip_pytorch_model.bin")
@@ -35,7 +35,7 @@ def hub_source(timm_name: str) -> tuple[str, list[str]]:
     return cfg.hf_hub_id, [*files, *(f for f in CANDIDATE_FILES if f not in files)]
 
 
-def sha256_of(path: str | Path, block: int = 2**22) -> str:
+def sha256_of(path: PathLike, block: int = 2**22) -> str:
     digest = hashlib.sha256()
     with open(path, "rb") as fh:
         while chunk := fh.read(block):
@@ -44,7 +44,7 @@ def sha256_of(path: str | Path, block: int = 2**22) -> str:
 
 
 def fetch_weights(
-    spec: dict[str, Any], out_path: str | Path, revision: str | None = None
+    spec: dict[str, Any], out_path: PathLike, revision: str | None = None
 ) -> dict[str, Any]:
     """Download the weights of registry entry ``spec`` (a timm model) to ``out_path``.
 

@@ -1,11 +1,13 @@
-# The movie study's settings, checks a schema cannot express, and its file lists.
+# The movie study (CNeuroMod, the demo_movies): its settings, the config checks a schema
+# cannot express, its wildcard constraints, and the file lists of its rules and targets
+# (what workflow/rules/common.smk asks of a branch).
 import glob
 import os
 
 from encscale.data import cneuromod
-from encscale.encoding.ensemble import ENSEMBLE
-from encscale.simulate import movies as simulate_movies
-from encscale.video import clips, runs
+from encscale.simulate.truth import truth_path
+from encscale.video.grid import run_grid
+from encscale.video.selection import select_movies
 
 CNEUROMOD = config["cneuromod"]
 RAW = CNEUROMOD["root"] if DATASET == "cneuromod" else f"resources/{DATASET}"
@@ -13,9 +15,8 @@ CLIP = config["clips"]
 TOKENIZER_CFG = config["tokenizer"]
 GPT = config["gpt"]
 ENC = dict(config["encoding"], subsample="random")  # every training TR: no subsample
-ENSEMBLE_MODELS = []  # no ensemble in the movie study
 try:
-    RUNS = runs.run_grid(GPT["grid"])
+    RUNS = run_grid(GPT["grid"])
 except ValueError as err:
     config_error("gpt.grid", str(err))
 MODELS = list(RUNS)
@@ -48,7 +49,7 @@ else:
 
 def select(key, patterns, exclude=()):
     try:
-        return clips.select_movies(AVAILABLE, patterns, exclude)
+        return select_movies(AVAILABLE, patterns, exclude)
     except ValueError as err:
         config_error(key, str(err))
 

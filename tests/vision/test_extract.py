@@ -1,5 +1,5 @@
-"""The model zoo's routes and the extraction path: timm transformers, plugins, weights
-sources, layer choice, float16 storage, disk-space refusal and resuming after SIGKILL."""
+"""Feature extraction into the features file: its sets and values (timm CNNs and
+transformers, plugins), float16 storage, refusals, and resuming after SIGKILL."""
 
 import json
 import os
@@ -13,62 +13,16 @@ import h5py
 import numpy as np
 import pytest
 import torch
+from tiny_models import CONVNEXT, EVA, PLUGIN
 
 from conftest import write_stimuli
-from encscale.vision.features import (
-    LayerExtractor,
-    extract_features,
-    feature_sets,
-    match_modules,
-    select_layers,
-)
+from encscale.contracts import feature_sets
+from encscale.torchtools import count_parameters
+from encscale.vision.extract import extract_features
+from encscale.vision.layers import LayerExtractor, block_maps, maxpool_tokens, preprocess
 from encscale.vision.registry import build_model, input_spec
 
 HERE = Path(__file__).resolve().parent
-
-EVA = {  # the EVA-02 architecture at toy size: 4×4 patches of 14 px, one class token
-    "timm": "eva02_tiny_patch14_224",
-    "kwargs": {"img_size": 56, "depth": 3, "embed_dim": 48, "num_heads": 2},
-    "seed": 1,
-}
-CONVNEXT = {
-    "timm": "convnext_atto",
-    "kwargs": {"dims": [8, 16, 24, 32], "depths": [1, 1, 1, 1], "ls_init_value": 1.0},
-    "seed": 3,
-    "input_size": 32,
-}
-
-
-class TinyTokenNet(torch.nn.Module):
-    """A conv stem (B, 8, 4, 4), then a class token and a token mixer over (B, 1 + 16, 8)."""
-
-    def __init__(self, delay: float = 0.0) -> None:
-        super().__init__()
-        self.delay = delay
-        self.stem = torch.nn.Conv2d(3, 8, kernel_size=8, stride=8)
-        self.cls = torch.nn.Parameter(torch.randn(1, 1, 8))
-        self.mixer = torch.nn.Linear(8, 8)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if self.delay:
-            time.sleep(self.delay)
-        fmap = self.stem(x)
-        tokens = torch.cat((self.cls.expand(len(x), -1, -1), fmap.flatten(2).transpose(1, 2)), 1)
-        return self.mixer(tokens).mean(1)
-
-
-def tiny_token_net(delay: float = 0.0) -> TinyTokenNet:
-    return TinyTokenNet(delay)
-
-
-PLUGIN = {
-    "factory": "test_extraction:tiny_token_net",
-    "layers": ["stem", "mix*"],
-    "input_size": 32,
-    "mean": [0.5, 0.5, 0.5],
-    "std": [0.25, 0.25, 0.25],
-    "num_prefix_tokens": 1,
-}
 
 
 @pytest.fixture
@@ -93,8 +47,6 @@ def direct_maps(spec, stimuli) -> list:
     model = build_model(spec)
     extractor = LayerExtractor(model, spec, keep_prefix=True)
     with h5py.File(stimuli) as f:
-        from encscale.vision.features import preprocess
-
         x = preprocess(f["images"][()], input_spec(model, spec), "cpu")
     with torch.inference_mode():
         return extractor(x)
@@ -106,14 +58,64 @@ def window_max(fmap: torch.Tensor, k: int) -> np.ndarray:
     return fmap.reshape(b, c, k, h // k, k, w // k).amax(dim=(3, 5)).flatten(1).numpy()
 
 
+def test_extract_features_layout_and_values(tmp_path):
+    stimuli = write_stimuli(tmp_path / "stimuli.h5", 13, 40)
+    out = tmp_path / "features.h5"
+    lines = []
+    extract_features(stimuli, out, "tiny", CONVNEXT, [1, 2, 8], batch_size=5, progress=lines.append)
+    assert lines[-1].startswith("tiny: 13/13 images")
+    sets = feature_sets(out)
+    # four stages of maps 8, 4, 2, 1 pixels wide (input 32): k capped at the map side
+    assert [(s.layer, s.k) for s in sets] == [
+        ("block00", 1),
+        ("block00", 2),
+        ("block00", 8),
+        ("block01", 1),
+        ("block01", 2),
+        ("block01", 4),
+        ("block02", 1),
+        ("block02", 2),
+        ("block03", 1),
+    ]
+    assert [s.width for s in sets][:3] == [8, 32, 512]
+    assert [s.map_size for s in sets][::3] == [8, 4, 2]
+    assert sets[0].depth == 0.0 and sets[-1].depth == 1.0
+    with h5py.File(out) as h5:
+        assert h5.attrs["n_params"] == count_parameters(build_model(CONVNEXT))
+        assert h5.attrs["weights"] == "random initialisation, seed 3"
+        assert h5.attrs["precision"] == "fp32"
+        x = h5["layers/block00/k2"][()]
+    # the same numbers computed directly from the model, batch of all 13 images at once
+    model = build_model(CONVNEXT)
+    with h5py.File(stimuli) as f:
+        xin = preprocess(f["images"][()], input_spec(model, CONVNEXT), "cpu")
+    with torch.inference_mode():
+        ref = maxpool_tokens(block_maps(model, xin)[0], 2).numpy()
+    np.testing.assert_allclose(x, ref, rtol=1e-4, atol=1e-5)
+
+
+def test_extract_features_bad_stimuli_names_the_file(tmp_path):
+    bad = tmp_path / "stimuli.h5"
+    with h5py.File(bad, "w") as f:
+        f["images"] = np.zeros((4, 8, 8), dtype=np.uint8)
+    out = tmp_path / "features.h5"
+    with pytest.raises(ValueError, match="stimuli.h5.*expected uint8"):
+        extract_features(bad, out, "tiny", CONVNEXT, [1])
+    assert not out.exists() and not list(tmp_path.glob(".features.h5*"))
+    trunc = tmp_path / "trunc.h5"
+    trunc.write_bytes(b"\x89HDF\r\n\x1a\n" + b"\0" * 10)
+    with pytest.raises(OSError, match="trunc.h5"):
+        extract_features(trunc, out, "tiny", CONVNEXT, [1])
+
+
 @pytest.mark.parametrize("prefix_tokens", ["drop", "keep"])
 def test_eva02_layers_pooling_and_class_token(stimuli, tmp_path, prefix_tokens):
     out = tmp_path / "eva.h5"
     extract_features(stimuli, out, "eva", EVA, [1, 2, 4], batch_size=4, prefix_tokens=prefix_tokens)
     sets = feature_sets(out)
-    layers = sorted({s["layer"] for s in sets})
+    layers = sorted({s.layer for s in sets})
     assert layers == ["block00", "block01", "block02"]
-    ks = [s["k"] for s in sets if s["layer"] == "block01"]
+    ks = [s.k for s in sets if s.layer == "block01"]
     assert ks == ([0, 1, 2, 4] if prefix_tokens == "keep" else [1, 2, 4])
     feats = read_all(out)
     assert feats["layers/block02/k4"].shape == (11, 48 * 16)
@@ -156,54 +158,6 @@ def test_plugin_route_hooks_tokens_and_removes_hooks(stimuli, tmp_path, monkeypa
         LayerExtractor(model, dict(PLUGIN, layers=["stem", "nope"]), keep_prefix=False)
 
 
-def test_weights_file_loads_identical_outputs(tmp_path, monkeypatch):
-    monkeypatch.syspath_prepend(str(HERE))
-    x = torch.randn(2, 3, 32, 32)
-    for spec, suffix in ((CONVNEXT, ".safetensors"), (EVA, ".pth"), (PLUGIN, ".pt")):
-        source = build_model(spec)
-        path = tmp_path / f"weights{suffix}"
-        if suffix == ".safetensors":
-            from safetensors.torch import save_file
-
-            save_file(source.state_dict(), str(path))
-        else:
-            torch.save(source.state_dict(), path)
-        loaded = build_model(dict(spec, weights="file", weights_file=str(path), seed=99))
-        size = 56 if spec is EVA else 32
-        xin = torch.nn.functional.interpolate(x, size=size)
-        with torch.inference_mode():
-            assert torch.equal(source(xin), loaded(xin))
-
-
-def test_missing_weights_fail_fast_and_clearly(tmp_path, monkeypatch):
-    missing = tmp_path / "nowhere.safetensors"
-    with pytest.raises(FileNotFoundError, match=f"model 'zoo_a'.*{missing}"):
-        build_model(dict(CONVNEXT, weights="file", weights_file=str(missing)), "zoo_a")
-    from huggingface_hub import constants
-
-    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path / "hub"))
-    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
-    start = time.perf_counter()
-    with pytest.raises(RuntimeError, match="model 'zoo_b'.*Hugging Face cache .*hub.*offline"):
-        build_model({"timm": "convnext_atto.d2_in1k", "weights": "hub"}, "zoo_b", offline=True)
-    assert time.perf_counter() - start < 10
-
-
-def test_match_modules():
-    names = ["", "enc", "enc.layers", "enc.layers.0", "enc.layers.0.fc", "enc.layers.11"]
-    assert match_modules("enc.layers.*", names) == ["enc.layers.0", "enc.layers.11"]
-    assert match_modules("enc", names) == ["enc"]
-    assert match_modules("dec.*", names) == []
-
-
-def test_select_layers():
-    assert select_layers("all", 4) == [0, 1, 2, 3]
-    assert select_layers([0, -1], 12) == [0, 11]
-    assert select_layers({"stride": 4}, 12) == [3, 7, 11]
-    with pytest.raises(ValueError, match="out of range"):
-        select_layers([12], 12)
-
-
 def test_float16_storage_and_layer_choice(stimuli, tmp_path):
     spec = dict(CONVNEXT, layers=[1, -1])
     out16, out32 = tmp_path / "f16.h5", tmp_path / "f32.h5"
@@ -213,7 +167,7 @@ def test_float16_storage_and_layer_choice(stimuli, tmp_path):
     assert sorted(a) == ["layers/block01/k2", "layers/block03/k1"]
     assert a["layers/block01/k2"].dtype == np.float16
     np.testing.assert_allclose(a["layers/block01/k2"], b["layers/block01/k2"], rtol=1e-3, atol=1e-3)
-    assert [s["depth"] for s in feature_sets(out32)] == [1 / 3, 1.0]
+    assert [s.depth for s in feature_sets(out32)] == [1 / 3, 1.0]
 
 
 def test_refuses_when_the_disk_is_too_small(stimuli, tmp_path, monkeypatch):
@@ -232,7 +186,7 @@ def test_resumes_after_sigkill_with_identical_output(tmp_path):
     args = dict(batch_size=4, prefix_tokens="keep", num_workers=1)
     out = tmp_path / "killed.h5"
     code = (
-        "import json, sys; from encscale.vision.features import extract_features; "
+        "import json, sys; from encscale.vision.extract import extract_features; "
         f"extract_features({str(stimuli)!r}, {str(out)!r}, 'tiny', json.loads(sys.argv[1]), "
         f"[1, 2], **{args!r})"
     )

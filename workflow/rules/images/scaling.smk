@@ -1,5 +1,9 @@
 # Scaling laws per ROI with bootstrap intervals and extrapolation to fractions of the noise
-# ceiling.
+# ceiling (encscale.scaling).
+
+
+localrules:
+    fit_scaling,
 
 
 rule fit_scaling:
@@ -20,6 +24,6 @@ rule fit_scaling:
     log:
         f"logs/{DATASET}/fit_scaling.log",
     conda:
-        "../../envs/analysis.yaml"
+        "../../../envs/analysis.yaml"
     script:
-        "../scripts/fit_scaling.py"
+        "../../scripts/fit_scaling.py"

@@ -1,4 +1,8 @@
-# The second study's figures (PNG for the report, SVG for print).
+# The second study's figures (PNG for the report, SVG for print) (encscale.figures).
+
+
+localrules:
+    figures_video,
 
 
 rule figures_video:
@@ -9,7 +13,7 @@ rule figures_video:
         **{
             name: report(
                 f"{RESULTS}/figures/{name}.png",
-                caption=f"../report/{name}.rst",
+                caption=f"../../report/{name}.rst",
                 category="Video study",
             )
             for name in VIDEO_FIGURES
@@ -20,6 +24,6 @@ rule figures_video:
     log:
         f"logs/{DATASET}/figures_video.log",
     conda:
-        "../../envs/analysis.yaml"
+        "../../../envs/analysis.yaml"
     script:
-        "../scripts/figures_video.py"
+        "../../scripts/figures_video.py"

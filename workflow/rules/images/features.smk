@@ -1,4 +1,5 @@
-# Features of every block of a model, max-pooled to k×k grids, for every stimulus.
+# Features of every block of a model, max-pooled to k×k grids, for every stimulus; and a
+# model's weights fetched into a local file (encscale.vision).
 
 
 rule extract_features:
@@ -22,15 +23,15 @@ rule extract_features:
     resources:
         mem_mb=lambda w: config["models"][w.model]["resources"]["mem_mb"],
         runtime=lambda w: config["models"][w.model]["resources"]["runtime"],
-        gpu=1 if config["features"]["device"].startswith("cuda") else 0,
+        gpu=gpu_resources(config["features"]["device"]),
     log:
         f"logs/{DATASET}/extract_features/{{model}}.log",
     benchmark:
         benchmark_path("extract_features", "{model}")
     conda:
-        "../../envs/features.yaml"
+        "../../../envs/features.yaml"
     script:
-        "../scripts/extract_features.py"
+        "../../scripts/extract_features.py"
 
 
 # Optional, online: a model's pretrained weights from the Hugging Face hub into a verified
@@ -47,8 +48,8 @@ rule fetch_weights:
     resources:
         download_slots=1,
     log:
-        "logs/fetch_weights/{model}.{fmt}.log",
+        f"logs/{DATASET}/fetch_weights/{{model}}.{{fmt}}.log",
     conda:
-        "../../envs/features.yaml"
+        "../../../envs/features.yaml"
     script:
-        "../scripts/fetch_weights.py"
+        "../../scripts/fetch_weights.py"

@@ -1,0 +1,696 @@
+"""The four file layouts between the stages, and the functions that write and read them.
+
+Every stage writes and reads these files through this module; no other module spells
+their keys. N: stimuli, n: samples of a split, V: columns of the responses (voxels, surface
+vertices or parcels), S: feature sets. Any file may also carry the provenance attributes of
+:func:`encscale.provenance.write_provenance`; readers leave those out of ``attrs``.
+
+**Stimuli**, ``results/{dataset}/stimuli.h5``. The image study
+(:func:`create_image_stimuli`, :func:`image_dataset`, :func:`read_stimulus_ids`):
+
+- ``images`` (N × H × W × 3) uint8: RGB pixels, one chunk per image;
+- ``ids`` (N,) int64: each image's 0-based NSD id (its row of NSD's ``imgBrick``), sorted
+  and unique.
+
+The movie study, one row per TR clip (:func:`encscale.video.clips.tr_clip_table`) of every
+movie the encoding uses (:func:`write_movie_stimuli`, :func:`read_tr_table`,
+:func:`read_stimulus_codes`):
+
+- ``movie`` (N,) bytes: the movie's name; ``tr`` (N,) int64: the index j of the TR whose
+  end, (j + 1)·TR, ends the clip;
+- ``start_s``, ``end_s`` (N,) float64: the clip's span in the movie, in seconds;
+- ``codes`` (N × t × h × w) int16: the clip's VQ-VAE codes;
+- attributes ``tr`` (s), the clip's ``frames``, ``fps`` and ``size`` (pixels), and
+  ``n_codes`` (the tokenizer's codebook size).
+
+**Responses**, ``results/{dataset}/responses/{subject}.h5`` (:func:`write_responses`,
+:func:`read_responses`). Per split, ``train`` and ``test`` (the held-out samples that are
+scored):
+
+- ``<split>/responses`` (n × V) float32, finite: the image study's session-z-scored betas
+  averaged over repeats; the movie study's runs, each z-scored per parcel;
+- ``<split>/stimulus`` (n,) int64: each sample's row of ``stimuli.h5``;
+- images: ``<split>/n_repeats`` (n,) int32, the trials averaged; movies: ``<split>/run``
+  (n,) bytes, the fMRI run's dataset key, and ``<split>/tr`` (n,) int64, the sample's TR in
+  its run.
+
+And for the whole file:
+
+- ``challenge/stimulus`` (n_challenge,) int64, Algonauts 2023 only: the ``stimuli.h5`` rows
+  of the images without responses (the challenge's test images, in file order), the rows
+  of a submission;
+- ``noise_ceiling`` (V,) float32: percent of explainable variance of the test split's
+  samples; NaN where unknown (no ncsnr; the movie study);
+- ``ncsnr`` (V,) float32, the image study: NSD's noise-ceiling SNR (NaN where not given);
+- ``rois/<atlas>/<roi>`` (V,) bool, the image study: the columns in each ROI;
+- volumes (NSD, demo): ``mask`` (X × Y × Z) bool, the voxels of the columns, which follow
+  its C order; ``voxel_ijk`` (V × 3) int32, each column's voxel (``argwhere(mask)``);
+  ``affine`` (4 × 4) float64, voxel indices to mm;
+- surfaces (Algonauts 2023): ``hemisphere`` (V,) uint8 (0 = lh, 1 = rh) and ``vertex``
+  (V,) int32, the column's index among its hemisphere's challenge vertices;
+- attributes: ``subject``; NSD: ``beta_version``, ``n_sessions``, ``mask_roi`` and
+  ``noise_ceiling_n`` (the effective number of repeats of the ceiling); Algonauts 2023:
+  ``dataset``, ``holdout``, ``seed``, ``noise_ceiling_k``, ``noise_ceiling_n``,
+  ``n_vertices_lh`` and ``n_vertices_rh``; movies: ``lag`` (TRs between a clip and its
+  response) and ``test_movies``.
+
+**Features**, ``results/{dataset}/features/{model}.h5``, rows following ``stimuli.h5``
+(:func:`create_features` and :func:`update_features`, or :func:`write_features`;
+:func:`feature_sets`, :func:`open_features`):
+
+- ``layers/<layer>/k<k>`` (N × channels·k²), float32 or float16: the layer's map max-pooled
+  to a k × k grid (k capped at the map's side, each distinct grid stored once); a video
+  model's layers have only k = 1, its hidden states averaged over a clip's codes;
+- ``layers/<layer>/prefix`` (N × n_prefix·channels): the layer's class and register tokens;
+- dataset attributes ``layer_index``, ``depth`` (layer index / (number of layers − 1)),
+  ``k`` (0 for ``prefix``) and, image models, ``map_size`` (the map's side; 0 for
+  ``prefix``);
+- file attributes ``model``, ``n_params``, ``layers`` (names in depth order), ``precision``
+  and ``spec`` (the model's registry entry or architecture, as JSON); image models also
+  ``source``, ``weights``, ``storage``, ``input_size``, ``pool_sizes`` and
+  ``prefix_tokens``.
+
+**Fits**, ``results/{dataset}/fits/{subject}/{model}/n{size}_s{seed}.h5`` (:func:`write_fit`,
+:func:`read_fit`):
+
+- ``best_set`` (V,) int16: each voxel's chosen set, an index into ``feature_sets``;
+- ``feature_sets`` (S,) bytes ``<layer>/k<k>``; ``set_depth`` (S,) float32, the relative
+  depth of each set's layer (0 = first, 1 = last);
+- ``best_alpha`` (V,) float32: the chosen ridge penalty; ``cv_score`` (V,) float32: the
+  mean validation score of the chosen set and penalty; ``set_scores`` (S × V) float32:
+  the best mean validation score each set reached;
+- ``train_rows`` (size,) int64: the rows of ``train/`` in the responses file that were used;
+- ``test_pred`` (n_test × V) float32 and ``test_r`` (V,) float32, both finite: predictions
+  for the test split and their Pearson r;
+- ``challenge_pred`` (n_challenge × V) float32, finite: predictions for ``challenge/``,
+  when the responses file has it;
+- attributes ``subject``, ``model``, ``n_params``, ``size``, ``seed``, ``n_folds``,
+  ``scoring`` and ``alphas`` (float64, the penalties tried).
+
+An ensemble's file, ``fits/{subject}/ensemble/n{size}_s{seed}.h5``, holds ``test_pred``,
+``test_r`` and ``challenge_pred`` (when every member has it), with the attributes
+``subject``, ``model`` ("ensemble"), ``members``, ``n_params`` (the members' sum), ``size``
+and ``seed``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Collection, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import h5py
+import numpy as np
+import pandas as pd
+
+from encscale.io import PathLike, check_finite, create_h5, open_h5, read_dataset
+from encscale.provenance import PREFIX as PROVENANCE_PREFIX
+from encscale.provenance import write_provenance
+
+# Each dataset's dimensions and dtype. A dimension is a size, or the name of a length that
+# every dataset of the file with that name shares; "S" is a byte-string dtype.
+Layout = Mapping[str, tuple[tuple[int | str, ...], Any]]
+
+IMAGE_STIMULI: Layout = {
+    "images": (("stimuli", "height", "width", 3), np.uint8),
+    "ids": (("stimuli",), np.int64),
+}
+MOVIE_STIMULI: Layout = {
+    "movie": (("clips",), "S"),
+    "tr": (("clips",), np.int64),
+    "start_s": (("clips",), np.float64),
+    "end_s": (("clips",), np.float64),
+    "codes": (("clips", "code frames", "code rows", "code columns"), np.int16),
+}
+SPLITS = ("train", "test")
+SPLIT_DATASETS = ("responses", "stimulus", "n_repeats", "run", "tr")
+RESPONSES: Layout = {
+    **{
+        f"{split}/{name}": (dims, dtype)
+        for split in SPLITS
+        for name, dims, dtype in (
+            ("responses", (f"{split} samples", "voxels"), np.float32),
+            ("stimulus", (f"{split} samples",), np.int64),
+            ("n_repeats", (f"{split} samples",), np.int32),
+            ("run", (f"{split} samples",), "S"),
+            ("tr", (f"{split} samples",), np.int64),
+        )
+    },
+    "challenge/stimulus": (("challenge stimuli",), np.int64),
+    "ncsnr": (("voxels",), np.float32),
+    "noise_ceiling": (("voxels",), np.float32),
+    "hemisphere": (("voxels",), np.uint8),
+    "vertex": (("voxels",), np.int32),
+    "rois": (("voxels",), bool),  # every rois/<atlas>/<roi>
+    "voxel_ijk": (("voxels", 3), np.int32),
+    "mask": (("x", "y", "z"), bool),
+    "affine": ((4, 4), np.float64),
+}
+VOLUME = ("voxel_ijk", "mask", "affine")  # the columns' voxels (volume datasets)
+SURFACE = ("hemisphere", "vertex")  # the columns' vertices (surface datasets)
+# The parts of a responses file and the dataset or group that marks each one's presence.
+RESPONSE_PARTS = {
+    "train": "train",
+    "test": "test",
+    "challenge": "challenge",
+    "noise_ceiling": "noise_ceiling",
+    "ncsnr": "ncsnr",
+    "rois": "rois",
+    "volume": "mask",
+    "surface": "hemisphere",
+}
+FIT: Layout = {
+    "best_set": (("voxels",), np.int16),
+    "feature_sets": (("feature sets",), "S"),
+    "set_depth": (("feature sets",), np.float32),
+    "best_alpha": (("voxels",), np.float32),
+    "cv_score": (("voxels",), np.float32),
+    "set_scores": (("feature sets", "voxels"), np.float32),
+    "train_rows": (("training samples",), np.int64),
+    "test_pred": (("test samples", "voxels"), np.float32),
+    "test_r": (("voxels",), np.float32),
+    "challenge_pred": (("challenge stimuli", "voxels"), np.float32),
+}
+FINITE = {"train/responses", "test/responses", "test_pred", "test_r", "challenge_pred"}
+FEATURES_ATTRS = ("model", "n_params", "layers")  # the file attributes every writer sets
+
+
+class Attrs(dict):
+    """A file's attributes, provenance left out; a missing one is a KeyError naming the file."""
+
+    def __init__(self, path: PathLike, attrs: Mapping[str, Any]) -> None:
+        super().__init__((k, v) for k, v in attrs.items() if not k.startswith(PROVENANCE_PREFIX))
+        self.path = str(path)
+
+    def __missing__(self, key: str) -> Any:
+        raise KeyError(f"{self.path}: attribute '{key}' is missing")
+
+
+# --- checks ----------------------------------------------------------------------------------
+
+
+def _dims(layout: Layout, key: str) -> tuple[tuple[int | str, ...], Any]:
+    return layout["rois"] if key.startswith("rois/") else layout[key]
+
+
+def _cast(layout: Layout, key: str, value: Any) -> np.ndarray:
+    """``value`` as the dtype ``layout`` gives ``key`` (no copy when it already is)."""
+    dtype = _dims(layout, key)[1]
+    return np.asarray(value).astype(dtype, copy=False)
+
+
+def _check(path: PathLike, layout: Layout, arrays: Mapping[str, np.ndarray]) -> None:
+    """Refuse arrays whose rank, size or shared lengths disagree with ``layout`` and with each
+    other, or that hold NaN or inf where the layout says finite, naming the file and key."""
+    seen: dict[str, tuple[int, str]] = {}
+    for key, arr in arrays.items():
+        dims = _dims(layout, key)[0]
+        if arr.ndim != len(dims):
+            raise ValueError(
+                f"{path}: dataset '{key}' has shape {arr.shape}, expected {len(dims)}-D"
+            )
+        for size, dim in zip(arr.shape, dims, strict=True):
+            if isinstance(dim, int):
+                if size != dim:
+                    raise ValueError(
+                        f"{path}: dataset '{key}' has shape {arr.shape}, expected {dims}"
+                    )
+                continue
+            first = seen.setdefault(dim, (size, key))
+            if first[0] != size:
+                raise ValueError(
+                    f"{path}: dataset '{key}' has shape {arr.shape}: {size} {dim}, but "
+                    f"'{first[1]}' has {first[0]}"
+                )
+        if key in FINITE:
+            check_finite(arr, f"{path}: {key}")
+
+
+def _check_volume(path: PathLike, mask: np.ndarray, voxel_ijk: np.ndarray) -> None:
+    if not np.array_equal(np.argwhere(mask), voxel_ijk):
+        raise ValueError(
+            f"{path}: voxel_ijk ({voxel_ijk.shape[0]} voxels) does not list the mask's "
+            f"{int(mask.sum())} voxels in C order"
+        )
+
+
+def _write(h5: h5py.File, arrays: Mapping[str, np.ndarray]) -> None:
+    for key, arr in arrays.items():
+        h5[key] = arr
+
+
+def _read(h5: h5py.File, keys: Collection[str]) -> dict[str, np.ndarray]:
+    return {key: read_dataset(h5, key) for key in keys}
+
+
+# --- stimuli ---------------------------------------------------------------------------------
+
+
+@contextlib.contextmanager
+def create_image_stimuli(
+    path: PathLike,
+    ids: np.ndarray,
+    image_shape: Sequence[int],
+    provenance: Mapping[str, Any] | None = None,
+) -> Iterator[h5py.Dataset]:
+    """A new image ``stimuli.h5`` of the images ``ids`` (sorted, unique NSD ids), written
+    atomically: yields its ``images`` dataset (N × H × W × 3, ``image_shape`` = (H, W, 3))
+    for the caller to fill, then writes ``ids``."""
+    ids = _cast(IMAGE_STIMULI, "ids", ids)
+    if ids.ndim != 1 or np.any(np.diff(ids) <= 0):
+        raise ValueError(f"{path}: the image ids must be sorted and unique")
+    if len(image_shape) != 3 or image_shape[-1] != 3:
+        raise ValueError(f"{path}: images must be H × W × 3, got {tuple(image_shape)}")
+    shape = (ids.size, *image_shape)
+    with create_h5(path, provenance) as h5:
+        yield h5.create_dataset("images", shape=shape, dtype=np.uint8, chunks=(1, *shape[1:]))
+        h5["ids"] = ids
+
+
+def image_dataset(stim: h5py.File) -> h5py.Dataset:
+    """The (N, H, W, 3) uint8 ``images`` dataset of an open ``stimuli.h5``, checked."""
+    if "images" not in stim:
+        raise KeyError(f"{stim.filename}: dataset 'images' is missing")
+    images = stim["images"]
+    if images.ndim != 4 or images.shape[-1] != 3 or images.dtype != np.uint8:
+        raise ValueError(
+            f"{stim.filename}: 'images' is {images.dtype} {images.shape}, "
+            "expected uint8 (N, H, W, 3)"
+        )
+    return images
+
+
+def read_stimulus_ids(path: PathLike) -> np.ndarray:
+    """The NSD ids of an image ``stimuli.h5``'s rows: (N,) int64, checked sorted and unique."""
+    with open_h5(path, "stimuli") as h5:
+        ids = read_dataset(h5, "ids", ndim=1)
+    if ids.size == 0 or np.any(np.diff(ids) <= 0):
+        raise ValueError(f"{path}: 'ids' is empty or not sorted and unique")
+    return ids
+
+
+def write_movie_stimuli(
+    path: PathLike,
+    table: pd.DataFrame,
+    codes: np.ndarray,
+    attrs: Mapping[str, Any],
+    provenance: Mapping[str, Any] | None = None,
+) -> None:
+    """Write a movie ``stimuli.h5`` from the TR clip table (columns ``movie``, ``tr``,
+    ``start_s``, ``end_s``) and the clips' codes (N × t × h × w)."""
+    if len(codes) != len(table):
+        raise ValueError(f"{path}: {len(codes)} clips' codes for a table of {len(table)} TR clips")
+    arrays = {
+        key: _cast(MOVIE_STIMULI, key, table[key].to_numpy())
+        for key in MOVIE_STIMULI
+        if key != "codes"
+    }
+    arrays["codes"] = _cast(MOVIE_STIMULI, "codes", codes)
+    _check(path, MOVIE_STIMULI, arrays)
+    with create_h5(path, provenance) as h5:
+        _write(h5, arrays)
+        h5.attrs.update(attrs)
+
+
+def read_tr_table(path: PathLike) -> pd.DataFrame:
+    """The TR clip of every row of a movie ``stimuli.h5``: columns ``movie`` (str), ``tr``,
+    ``start_s`` and ``end_s``."""
+    keys = ("movie", "tr", "start_s", "end_s")
+    with open_h5(path, "stimuli") as h5:
+        arrays = _read(h5, keys)
+    _check(path, MOVIE_STIMULI, arrays)
+    arrays["movie"] = arrays["movie"].astype(str)
+    return pd.DataFrame(arrays)
+
+
+def read_stimulus_codes(path: PathLike) -> np.ndarray:
+    """The VQ-VAE codes of a movie ``stimuli.h5``'s clips: (N × t × h × w) int16."""
+    with open_h5(path, "stimuli") as h5:
+        codes = read_dataset(h5, "codes")
+    _check(path, MOVIE_STIMULI, {"codes": codes})
+    return codes
+
+
+# --- responses -------------------------------------------------------------------------------
+
+
+@dataclass
+class Split:
+    """One split of a responses file: ``responses`` (n × V) and ``stimulus`` (n,), with
+    ``n_repeats`` (image study) or ``run`` (str) and ``tr`` (movie study)."""
+
+    responses: np.ndarray
+    stimulus: np.ndarray
+    n_repeats: np.ndarray | None = None
+    run: np.ndarray | None = None
+    tr: np.ndarray | None = None
+
+
+@dataclass
+class Responses:
+    """A responses file, or the parts of it that were read (None or empty: not read or absent).
+
+    ``challenge_stimulus``: ``challenge/stimulus``; ``rois``: (atlas, roi) → (V,) bool mask,
+    in the file's order.
+    """
+
+    train: Split | None = None
+    test: Split | None = None
+    challenge_stimulus: np.ndarray | None = None
+    noise_ceiling: np.ndarray | None = None
+    ncsnr: np.ndarray | None = None
+    rois: dict[tuple[str, str], np.ndarray] = field(default_factory=dict)
+    voxel_ijk: np.ndarray | None = None
+    mask: np.ndarray | None = None
+    affine: np.ndarray | None = None
+    hemisphere: np.ndarray | None = None
+    vertex: np.ndarray | None = None
+    attrs: Mapping[str, Any] = field(default_factory=dict)
+
+
+def _response_arrays(responses: Responses) -> dict[str, Any]:
+    """The datasets of ``responses`` by key, in the order they are written."""
+    arrays: dict[str, Any] = {}
+    for split in SPLITS:
+        part = getattr(responses, split)
+        if part is not None:
+            arrays.update({f"{split}/{name}": getattr(part, name) for name in SPLIT_DATASETS})
+    arrays["challenge/stimulus"] = responses.challenge_stimulus
+    for name in ("ncsnr", "noise_ceiling", *SURFACE):
+        arrays[name] = getattr(responses, name)
+    arrays.update({f"rois/{atlas}/{roi}": m for (atlas, roi), m in responses.rois.items()})
+    for name in VOLUME:
+        arrays[name] = getattr(responses, name)
+    return {key: value for key, value in arrays.items() if value is not None}
+
+
+def write_responses(
+    path: PathLike, responses: Responses, provenance: Mapping[str, Any] | None = None
+) -> None:
+    """Write a responses file, atomically; it needs ``train``, ``test`` and ``noise_ceiling``."""
+    for name in ("train", "test", "noise_ceiling"):
+        if getattr(responses, name) is None:
+            raise ValueError(f"{path}: a responses file needs '{name}'")
+    for names in (VOLUME, SURFACE):
+        given = [name for name in names if getattr(responses, name) is not None]
+        if given and len(given) < len(names):
+            raise ValueError(f"{path}: {given} without the rest of {list(names)}")
+    arrays = {k: _cast(RESPONSES, k, v) for k, v in _response_arrays(responses).items()}
+    _check(path, RESPONSES, arrays)
+    if "mask" in arrays:
+        _check_volume(path, arrays["mask"], arrays["voxel_ijk"])
+    with create_h5(path, provenance) as h5:
+        _write(h5, arrays)
+        h5.attrs.update(responses.attrs)
+
+
+def _part_keys(h5: h5py.File, part: str) -> list[str]:
+    """The keys of one part (:data:`RESPONSE_PARTS`) of an open responses file."""
+    if part in SPLITS:
+        by_study = [f"{part}/{name}" for name in ("n_repeats", "run", "tr")]
+        return [f"{part}/responses", f"{part}/stimulus", *(k for k in by_study if k in h5)]
+    if part == "challenge":
+        return ["challenge/stimulus"]
+    if part == "rois":
+        if "rois" not in h5:
+            raise KeyError(f"{h5.filename}: group 'rois' is missing")
+        return [f"rois/{atlas}/{roi}" for atlas, group in h5["rois"].items() for roi in group]
+    if part == "volume":
+        return list(VOLUME)
+    if part == "surface":
+        return list(SURFACE)
+    return [part]
+
+
+def read_responses(
+    path: PathLike, parts: Collection[str] = (), optional: Collection[str] = ()
+) -> Responses:
+    """The ``parts`` of a responses file, and those of ``optional`` that it has, checked.
+
+    Parts (:data:`RESPONSE_PARTS`): ``train``, ``test``, ``challenge``, ``noise_ceiling``,
+    ``ncsnr``, ``rois``, ``volume`` (``mask``, ``voxel_ijk``, ``affine``) and ``surface``
+    (``hemisphere``, ``vertex``); the attributes are always read. A missing part, a shape
+    that disagrees with the layout or the other datasets, or NaN in the responses is an
+    error naming the file and the key.
+    """
+    unknown = sorted((set(parts) | set(optional)) - set(RESPONSE_PARTS))
+    if unknown:
+        raise ValueError(
+            f"unknown parts {unknown} of a responses file (known: {list(RESPONSE_PARTS)})"
+        )
+    with open_h5(path, "responses") as h5:
+        keys = [
+            key
+            for part in RESPONSE_PARTS
+            if part in parts or (part in optional and RESPONSE_PARTS[part] in h5)
+            for key in _part_keys(h5, part)
+        ]
+        arrays = _read(h5, keys)
+        attrs = Attrs(path, h5.attrs)
+    _check(path, RESPONSES, arrays)
+    if "mask" in arrays:
+        arrays["mask"] = arrays["mask"].astype(bool)
+        _check_volume(path, arrays["mask"], arrays["voxel_ijk"])
+    splits = {
+        split: Split(**{name: arrays.get(f"{split}/{name}") for name in SPLIT_DATASETS})
+        for split in SPLITS
+        if f"{split}/responses" in arrays
+    }
+    for split in splits.values():
+        if split.run is not None:
+            split.run = split.run.astype(str)
+    rois = {
+        tuple(key.split("/")[1:]): mask.astype(bool)
+        for key, mask in arrays.items()
+        if key.startswith("rois/")
+    }
+    return Responses(
+        **splits,
+        challenge_stimulus=arrays.get("challenge/stimulus"),
+        rois=rois,
+        **{name: arrays.get(name) for name in ("noise_ceiling", "ncsnr", *VOLUME, *SURFACE)},
+        attrs=attrs,
+    )
+
+
+# --- features --------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class FeatureSet:
+    """One feature set of a features file: a layer's map pooled to k × k (k = 0: its prefix
+    tokens), ``width`` columns; ``depth`` is the layer's relative depth (0 first, 1 last)."""
+
+    layer: str
+    k: int
+    depth: float
+    width: int
+    layer_index: int
+    map_size: int | None = None  # image models: the map's side (0 for the prefix tokens)
+
+    @property
+    def key(self) -> str:
+        """The dataset: ``layers/<layer>/k<k>``, or ``layers/<layer>/prefix``."""
+        return f"layers/{self.layer}/{'prefix' if self.k == 0 else f'k{self.k}'}"
+
+    @property
+    def name(self) -> str:
+        """The set's entry in a fit's ``feature_sets``: ``<layer>/k<k>``."""
+        return f"{self.layer}/k{self.k}"
+
+    def attrs(self) -> dict[str, Any]:
+        """The dataset's attributes."""
+        attrs = dict(layer_index=self.layer_index, depth=self.depth, k=self.k)
+        return attrs if self.map_size is None else dict(attrs, map_size=self.map_size)
+
+
+def _check_features_attrs(path: PathLike, attrs: Mapping[str, Any]) -> None:
+    missing = [name for name in FEATURES_ATTRS if name not in attrs]
+    if missing:
+        raise ValueError(f"{path}: a features file needs the attributes {missing}")
+
+
+def create_features(
+    path: PathLike,
+    sets: Sequence[FeatureSet],
+    n_stimuli: int,
+    dtype: Any,
+    *,
+    compression: str | None = None,
+    chunk_rows: int = 1,
+) -> None:
+    """Create a features file's datasets (n_stimuli × width of each set), to be filled in
+    place (:func:`update_features`): without ``compression`` each is contiguous and
+    allocated whole up front, so an interrupted writer leaves no half-written HDF5 metadata;
+    with it, chunks are ``chunk_rows`` rows."""
+    with h5py.File(path, "w", track_order=True) as h5:
+        for fs in sets:
+            chunks = (min(n_stimuli, chunk_rows), fs.width) if compression else None
+            dset = h5.create_dataset(
+                fs.key,
+                (n_stimuli, fs.width),
+                dtype=dtype,
+                chunks=chunks,
+                compression=compression,
+                track_times=False,
+            )
+            dset.attrs.update(fs.attrs())
+            if not compression:
+                dset[0] = 0  # a contiguous dataset is allocated whole at its first write
+
+
+@contextlib.contextmanager
+def update_features(
+    path: PathLike, attrs: Mapping[str, Any], provenance: Mapping[str, Any] | None = None
+) -> Iterator[h5py.File]:
+    """Open a file of :func:`create_features` to fill its sets' rows (``h5[fs.key]``), after
+    writing its file attributes (:data:`FEATURES_ATTRS` and more) and ``provenance``."""
+    _check_features_attrs(path, attrs)
+    with h5py.File(path, "r+") as h5:
+        h5.attrs.update(attrs)
+        if provenance is not None:
+            write_provenance(h5, provenance)
+        yield h5
+
+
+def write_features(
+    path: PathLike,
+    sets: Sequence[tuple[FeatureSet, np.ndarray]],
+    attrs: Mapping[str, Any],
+    provenance: Mapping[str, Any] | None = None,
+) -> None:
+    """Write a whole features file atomically: each set's (N × width) values, then ``attrs``."""
+    _check_features_attrs(path, attrs)
+    n_stimuli = len(sets[0][1]) if sets else 0
+    for fs, x in sets:
+        if x.shape != (n_stimuli, fs.width):
+            raise ValueError(
+                f"{path}: {fs.key} has shape {x.shape}, expected ({n_stimuli}, {fs.width})"
+            )
+    with create_h5(path, provenance) as h5:
+        for fs, x in sets:
+            h5.create_dataset(fs.key, data=x).attrs.update(fs.attrs())
+        h5.attrs.update(attrs)
+
+
+def _feature_sets(path: PathLike, h5: h5py.File) -> list[FeatureSet]:
+    if "layers" not in h5:
+        raise KeyError(f"{path}: group 'layers' is missing")
+    sets = []
+    for layer in Attrs(path, h5.attrs)["layers"]:
+        group = h5["layers"].get(str(layer))
+        if group is None:
+            raise KeyError(f"{path}: group 'layers/{layer}' is missing")
+        of_layer = []
+        for d in group.values():
+            attrs = Attrs(f"{path}: {d.name}", d.attrs)
+            of_layer.append(
+                FeatureSet(
+                    layer=str(layer),
+                    k=int(attrs["k"]),
+                    depth=float(attrs["depth"]),
+                    width=int(d.shape[1]),
+                    layer_index=int(attrs["layer_index"]),
+                    map_size=int(attrs["map_size"]) if "map_size" in attrs else None,
+                )
+            )
+        sets += sorted(of_layer, key=lambda fs: fs.k)
+    return sets
+
+
+def feature_sets(path: PathLike) -> list[FeatureSet]:
+    """The feature sets of a features file, in depth order, then k."""
+    with open_h5(path, "features") as h5:
+        return _feature_sets(path, h5)
+
+
+@dataclass(frozen=True)
+class FeaturesFile:
+    """An open features file (:func:`open_features`): its model, parameter count, number of
+    stimuli and sets."""
+
+    path: str
+    h5: h5py.File
+    model: str
+    n_params: int
+    n_stimuli: int
+    sets: list[FeatureSet]
+
+    def read_rows(self, fs: FeatureSet, rows: np.ndarray) -> np.ndarray:
+        """Rows (any order, repeats allowed) of one set as float32 (len(rows) × width), finite."""
+        dset = self.h5[fs.key]
+        uniq, inverse = np.unique(rows, return_inverse=True)
+        x = dset[uniq][inverse].astype(np.float32, copy=False)
+        check_finite(x, f"{self.path}: {dset.name}")
+        return x
+
+
+@contextlib.contextmanager
+def open_features(path: PathLike) -> Iterator[FeaturesFile]:
+    """A features file, open for reading its sets' rows; every set must have the same rows."""
+    with open_h5(path, "features") as h5:
+        sets = _feature_sets(path, h5)
+        rows = {fs.key: h5[fs.key].shape[0] for fs in sets}
+        if len(set(rows.values())) > 1:
+            raise ValueError(f"{path}: the feature sets' numbers of stimuli differ: {rows}")
+        attrs = Attrs(path, h5.attrs)
+        yield FeaturesFile(
+            path=str(path),
+            h5=h5,
+            model=str(attrs["model"]),
+            n_params=int(attrs["n_params"]),
+            n_stimuli=next(iter(rows.values()), 0),
+            sets=sets,
+        )
+
+
+# --- fits ------------------------------------------------------------------------------------
+
+
+@dataclass
+class Fit:
+    """A fit file, or the datasets of it that were read (None: not read, or absent)."""
+
+    best_set: np.ndarray | None = None
+    feature_sets: np.ndarray | None = None  # str
+    set_depth: np.ndarray | None = None
+    best_alpha: np.ndarray | None = None
+    cv_score: np.ndarray | None = None
+    set_scores: np.ndarray | None = None
+    train_rows: np.ndarray | None = None
+    test_pred: np.ndarray | None = None
+    test_r: np.ndarray | None = None
+    challenge_pred: np.ndarray | None = None
+    attrs: Mapping[str, Any] = field(default_factory=dict)
+
+
+def write_fit(path: PathLike, fit: Fit, provenance: Mapping[str, Any] | None = None) -> None:
+    """Write a fit file, atomically; it needs ``test_pred`` and ``test_r``."""
+    if fit.test_pred is None or fit.test_r is None:
+        raise ValueError(f"{path}: a fit file needs test_pred and test_r")
+    arrays = {
+        key: _cast(FIT, key, getattr(fit, key)) for key in FIT if getattr(fit, key) is not None
+    }
+    _check(path, FIT, arrays)
+    with create_h5(path, provenance) as h5:
+        _write(h5, arrays)
+        h5.attrs.update(fit.attrs)
+
+
+def read_fit(path: PathLike, parts: Collection[str] = (), optional: Collection[str] = ()) -> Fit:
+    """The datasets ``parts`` of a fit file, and those of ``optional`` that it has, checked
+    (a missing dataset, a shape that disagrees with the layout or the other datasets, or NaN
+    in the predictions or their r is an error naming the file and the key); the attributes
+    are always read."""
+    unknown = sorted((set(parts) | set(optional)) - set(FIT))
+    if unknown:
+        raise ValueError(f"unknown datasets {unknown} of a fit file (known: {list(FIT)})")
+    with open_h5(path, "fit") as h5:
+        keys = [key for key in FIT if key in parts or (key in optional and key in h5)]
+        arrays = _read(h5, keys)
+        attrs = Attrs(path, h5.attrs)
+    _check(path, FIT, arrays)
+    if "feature_sets" in arrays:
+        arrays["feature_sets"] = arrays["feature_sets"].astype(str)
+    return Fit(**arrays, attrs=attrs)

@@ -1,0 +1,38 @@
+"""A fit as the workflow names it: size and draw from its file name, settings from the config."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from encscale.encoding import fit
+
+SETTINGS = {
+    "n_folds": 4,
+    "alphas": {"log10_min": -2, "log10_max": 3, "num": 6},
+    "scoring": "r2",
+    "subsample": "prefix",
+    "device": "cpu",
+}
+
+
+@pytest.mark.parametrize(("size", "expected"), [("250", 250), (250, 250), ("all", None)])
+def test_fit_encoding_from_config(monkeypatch, size, expected):
+    calls = []
+    monkeypatch.setattr(fit, "fit_encoding", lambda *args, **kwargs: calls.append((args, kwargs)))
+    fit.fit_encoding_from_config(
+        "resp.h5", "feats.h5", "out.h5", size=size, seed="3", settings=SETTINGS, provenance={}
+    )
+    ((args, kwargs),) = calls
+    assert args == ("resp.h5", "feats.h5", "out.h5")
+    alphas = kwargs.pop("alphas")
+    np.testing.assert_allclose(alphas, [0.01, 0.1, 1.0, 10.0, 100.0, 1000.0])
+    assert kwargs == dict(
+        size=expected,
+        seed=3,
+        n_folds=4,
+        scoring="r2",
+        subsample_mode="prefix",
+        device="cpu",
+        provenance={},
+    )

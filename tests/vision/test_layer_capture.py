@@ -1,0 +1,47 @@
+"""Layer capture: pooling, token maps, the choice of layers and of hooked submodules."""
+
+import pytest
+import torch
+
+from encscale.vision.layers import match_modules, maxpool_tokens, select_layers, tokens_to_map
+
+
+def test_maxpool_tokens_matches_manual_blocks():
+    fmap = torch.randn(2, 3, 8, 8)
+    pooled = maxpool_tokens(fmap, 2).reshape(2, 3, 2, 2)
+    manual = fmap.reshape(2, 3, 2, 4, 2, 4).amax(dim=(3, 5))
+    assert torch.equal(pooled, manual)
+    # k above the map side is capped: a 2×2 map pooled "to 8" is the map itself
+    small = torch.randn(1, 5, 2, 2)
+    assert torch.equal(maxpool_tokens(small, 8), small.flatten(1))
+    assert maxpool_tokens(fmap, 1).shape == (2, 3)
+
+
+def test_tokens_to_map_splits_prefix_and_puts_patches_on_their_grid():
+    tokens = torch.arange(2 * 5 * 3, dtype=torch.float32).reshape(2, 5, 3)  # 1 + 2×2 tokens
+    fmap, prefix = tokens_to_map((tokens, "attention weights"), num_prefix=1)
+    assert torch.equal(prefix, tokens[:, :1])
+    assert fmap.shape == (2, 3, 2, 2)
+    assert torch.equal(fmap[1, :, 0, 1], tokens[1, 2])  # patch (row 0, column 1): token 1 + 1
+    same, _ = tokens_to_map(tokens.transpose(0, 1), num_prefix=1, layout="NBC")
+    assert torch.equal(same, fmap)
+    conv = torch.randn(2, 3, 4, 4)
+    fmap, prefix = tokens_to_map(conv, num_prefix=0)
+    assert fmap is conv and prefix is None
+    with pytest.raises(ValueError, match="3 tokens after 2 prefix tokens do not form a square"):
+        tokens_to_map(tokens, num_prefix=2)
+
+
+def test_match_modules():
+    names = ["", "enc", "enc.layers", "enc.layers.0", "enc.layers.0.fc", "enc.layers.11"]
+    assert match_modules("enc.layers.*", names) == ["enc.layers.0", "enc.layers.11"]
+    assert match_modules("enc", names) == ["enc"]
+    assert match_modules("dec.*", names) == []
+
+
+def test_select_layers():
+    assert select_layers("all", 4) == [0, 1, 2, 3]
+    assert select_layers([0, -1], 12) == [0, 11]
+    assert select_layers({"stride": 4}, 12) == [3, 7, 11]
+    with pytest.raises(ValueError, match="out of range"):
+        select_layers([12], 12)

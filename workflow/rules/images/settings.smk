@@ -1,0 +1,314 @@
+# The image study (NSD, Algonauts 2023, the demo): its settings, the config checks a schema
+# cannot express, its wildcard constraints, and the file lists of its rules and targets (what
+# workflow/rules/common.smk asks of a branch).
+import math
+
+from encscale.data import algonauts, nsd, s3
+from encscale.encoding.ensemble import ENSEMBLE
+from encscale.scaling.analysis import geometric_sizes
+from encscale.simulate.truth import truth_path
+
+NSD = config["nsd"]
+RAW = NSD["root"] if DATASET == "nsd" else f"resources/{DATASET}"
+ALGONAUTS = config["algonauts"]
+ATLASES = ALGONAUTS["rois"] if DATASET == "algonauts2023" else config["prepare"]["atlases"]
+MODELS = list(config["models"])
+ENC = config["encoding"]
+if isinstance(ENC["sizes"], dict):  # a geometric grid
+    grid = ENC["sizes"]
+    try:
+        ENC["sizes"] = geometric_sizes(grid["min"], grid["max"], grid["num"])
+    except ValueError as err:
+        raise ValueError(f"config key 'encoding.sizes': {err}") from None
+SIZES = sorted(ENC["sizes"])
+SEEDS = list(range(ENC["n_draws"]))
+
+
+def check_model_key(key, value, ensemble=False):
+    if value not in MODELS and not (ensemble and value == ENSEMBLE):
+        also = f" or '{ENSEMBLE}'" if ensemble else ""
+        config_error(key, f"model '{value}' is not in models ({', '.join(MODELS)}){also}")
+
+
+def check_size_key(key, value):
+    if value not in SIZES:
+        config_error(key, f"size {value} is not one of encoding.sizes {SIZES}")
+
+
+config["scaling"].setdefault("data_model", MODELS[-1])
+config["scaling"].setdefault("param_size", SIZES[-1])
+config["final"].setdefault("model", config["scaling"]["data_model"])
+config["final"].setdefault("size", SIZES[-1])
+ENSEMBLE_MODELS = config["ensemble"].setdefault("models", MODELS)
+for model in ENSEMBLE_MODELS:
+    check_model_key("ensemble.models", model)
+check_model_key("scaling.data_model", config["scaling"]["data_model"], ensemble=True)
+check_model_key("final.model", config["final"]["model"], ensemble=True)
+if ENC["subsample"] == "prefix" and ENC["n_draws"] > 1:
+    config_error(
+        "encoding.n_draws",
+        f"{ENC['n_draws']} draws of prefix subsets are all the same rows; set n_draws: 1",
+    )
+check_size_key("scaling.param_size", config["scaling"]["param_size"])
+check_size_key("final.size", config["final"]["size"])
+if ENC["n_folds"] > SIZES[0]:
+    config_error("encoding.n_folds", f"{ENC['n_folds']} folds exceed the smallest size {SIZES[0]}")
+ATLAS_KEY = "algonauts.rois" if DATASET == "algonauts2023" else "prepare.atlases"
+if config["scaling"]["atlas"] not in ATLASES:
+    config_error("scaling.atlas", f"atlas '{config['scaling']['atlas']}' is not in {ATLAS_KEY}")
+for atlas in config["final"]["atlases"]:
+    if atlas not in ATLASES:
+        config_error("final.atlases", f"atlas '{atlas}' is not in {ATLAS_KEY}")
+
+if DATASET == "demo":
+    DEMO = config["demo"]
+    N_TRAIN = DEMO["n_unique"]
+    if SIZES[-1] > N_TRAIN:
+        config_error(
+            "encoding.sizes",
+            f"size {SIZES[-1]} is larger than the {N_TRAIN} training images per subject of "
+            f"the demo dataset (demo.n_unique)",
+        )
+    known = [f"subj{i + 1:02d}" for i in range(DEMO["n_subjects"])]
+    for subject in SUBJECTS:
+        if subject not in known:
+            config_error("subjects", f"'{subject}' is not simulated (demo.n_subjects = {len(known)})")
+    N_SESSIONS = {
+        s: math.ceil(
+            (DEMO["n_shared"] + DEMO["n_unique"]) * DEMO["n_repeats"] / DEMO["trials_per_session"]
+        )
+        for s in SUBJECTS
+    }
+elif DATASET in ("nsd", "algonauts2023"):
+    for subject in SUBJECTS:
+        if subject not in nsd.SESSIONS:
+            config_error("subjects", f"'{subject}' is not an NSD subject (subj01 … subj08)")
+    for subject, n in NSD["sessions"].items():
+        if subject not in SUBJECTS:
+            config_error("nsd.sessions", f"'{subject}' is not in subjects")
+        if n > nsd.SESSIONS[subject]:
+            config_error("nsd.sessions", f"{subject} completed {nsd.SESSIONS[subject]} sessions, not {n}")
+    N_SESSIONS = {s: NSD["sessions"].get(s, nsd.SESSIONS[s]) for s in SUBJECTS}
+if DATASET == "algonauts2023":
+    for subject in SUBJECTS:
+        n_train = algonauts.count_training_images(ALGONAUTS["root"], subject)
+        n_fit = n_train - algonauts.holdout_count(n_train, ALGONAUTS["holdout"])
+        if n_train and SIZES[-1] > n_fit:
+            config_error(
+                "encoding.sizes",
+                f"size {SIZES[-1]} is larger than the {n_fit} training images of {subject} "
+                f"left after the held-out {ALGONAUTS['holdout']} (algonauts.holdout)",
+            )
+elif DATASET != "demo" and DATASET != "nsd":
+    config_error("dataset", f"'{DATASET}' is not known: use demo, nsd or algonauts2023")
+BETAS = config["prepare"]["beta_version"]
+MASK_ROI = config["prepare"]["mask_roi"]
+ROI_FILES = list(dict.fromkeys([*([MASK_ROI] if MASK_ROI else []), *config["prepare"]["atlases"]]))
+FETCH_NSD = NSD["source"] == "s3" and (
+    DATASET == "nsd" or (DATASET == "algonauts2023" and ALGONAUTS["ncsnr"] == "nsd")
+)
+MANIFEST = s3.read_manifest(NSD["manifest"]) if NSD["manifest"] else {}
+NSD_SOURCE = {k: NSD[k] for k in ("bucket", "endpoint_url", "region", "credentials", "retries")}
+STIMULI_REMOTE = FETCH_NSD and DATASET == "nsd" and NSD["stimuli"] == "seen"
+
+
+def weights_input(model):
+    """The weights file of a model with `weights: file` (an input of its extraction), else []."""
+    spec = config["models"][model]
+    return [spec["weights_file"]] if spec.get("weights") == "file" else []
+
+
+def raw_subject_files(subject):
+    """Every raw file of one subject that preparation reads."""
+    return dict(
+        betas=[nsd.betas_path(RAW, subject, s, BETAS) for s in range(1, N_SESSIONS[subject] + 1)],
+        ncsnr=nsd.ncsnr_path(RAW, subject, BETAS),
+        brainmask=nsd.brainmask_path(RAW, subject),
+        rois=[nsd.roi_path(RAW, subject, name) for name in ROI_FILES],
+        ctabs=[nsd.ctab_path(RAW, subject, name) for name in config["prepare"]["atlases"]],
+    )
+
+
+def algonauts_subject_files(subject):
+    """The files of one subject's Algonauts 2023 download that preparation reads."""
+    root = ALGONAUTS["root"]
+    files = dict(
+        fmri=[algonauts.fmri_path(root, subject, hemi) for hemi in ("lh", "rh")],
+        images=[algonauts.images_dir(root, subject, split) for split in ("train", "test")],
+        roi_masks=[
+            algonauts.roi_mask_path(root, subject, hemi, roi)
+            for hemi in ("lh", "rh")
+            for roi in ATLASES
+        ],
+        roi_mappings=[algonauts.roi_mapping_path(root, subject, roi) for roi in ATLASES],
+    )
+    if ALGONAUTS["ncsnr"] == "nsd":
+        files["ncsnr"] = [
+            nsd.fsaverage_ncsnr_path(NSD["root"], subject, hemi, BETAS) for hemi in ("lh", "rh")
+        ]
+        files["fsaverage_masks"] = [
+            algonauts.fsaverage_mask_path(root, subject, hemi) for hemi in ("lh", "rh")
+        ]
+    return files
+
+
+wildcard_constraints:
+    dataset=DATASET,
+    subject=r"subj\d\d",
+    model="|".join([*MODELS, ENSEMBLE]),
+    size=r"\d+",
+    seed=r"\d+",
+
+
+SUBMISSION = config["submission"]
+SUBMISSION.setdefault("models", MODELS)
+SUBMISSION.setdefault("size", SIZES[-1])
+for model in SUBMISSION["models"]:
+    check_model_key("submission.models", model)
+check_size_key("submission.size", SUBMISSION["size"])
+
+
+HAS_ENSEMBLE = len(ENSEMBLE_MODELS) >= 2
+if not HAS_ENSEMBLE and ENSEMBLE in (config["scaling"]["data_model"], config["final"]["model"]):
+    config_error("ensemble.models", "an ensemble needs two models or more")
+
+
+def fit_combinations():
+    """(model, size) pairs the outputs need: data and parameter scaling, final scores, the
+    ensemble beside the parameter scaling and the final scores, and the submissions of an
+    Algonauts study; an ensemble needs its members at the same size."""
+    param_size, final = config["scaling"]["param_size"], config["final"]
+    pairs = {(config["scaling"]["data_model"], size) for size in SIZES}
+    pairs |= {(model, param_size) for model in MODELS}
+    pairs.add((final["model"], final["size"]))
+    if HAS_ENSEMBLE:
+        pairs |= {(ENSEMBLE, param_size), (ENSEMBLE, final["size"])}
+    if DATASET == "algonauts2023":
+        pairs |= {(model, SUBMISSION["size"]) for model in SUBMISSION["models"]}
+    pairs |= {(m, size) for model, size in pairs if model == ENSEMBLE for m in ENSEMBLE_MODELS}
+    return sorted(pairs)
+
+
+def fit_paths(model, sizes, subjects=SUBJECTS):
+    """Fit files of ``model`` at ``sizes``, every draw of ``subjects``."""
+    return [
+        f"{RESULTS}/fits/{subject}/{model}/n{size}_s{seed}.h5"
+        for subject in subjects
+        for size in sizes
+        for seed in SEEDS
+    ]
+
+
+def param_scaling_fits():
+    """Fit files of the parameter-scaling analysis: every model at scaling.param_size."""
+    return [f for m in MODELS for f in fit_paths(m, [config["scaling"]["param_size"]])]
+
+
+def submission_fits(name, subject):
+    """Fits whose challenge predictions make submission ``name``: a model, or the ensemble."""
+    models = SUBMISSION["models"] if name == "ensemble" else [name]
+    return [f"{RESULTS}/fits/{subject}/{m}/n{SUBMISSION['size']}_s0.h5" for m in models]
+
+
+def fit_names():
+    """``{subject}/{model}/n{size}_s{seed}`` of every fit the outputs need."""
+    return [
+        f"{subject}/{model}/n{size}_s{seed}"
+        for subject in SUBJECTS
+        for model, size in fit_combinations()
+        for seed in SEEDS
+    ]
+
+
+def h5_outputs():
+    """Every HDF5 file the study writes (each records its provenance)."""
+    raw = [nsd.stimuli_path(RAW), *(truth_path(RAW, s) for s in SUBJECTS)]
+    return [
+        *(raw if DATASET == "demo" else []),
+        f"{RESULTS}/stimuli.h5",
+        *responses_files().values(),
+        *(f"{RESULTS}/features/{model}.h5" for model in MODELS),
+        *(f"{RESULTS}/fits/{name}.h5" for name in fit_names()),
+    ]
+
+
+def benchmark_files():
+    """{rule: benchmark files} of the heavy rules' jobs the study runs."""
+    files = dict(
+        prepare_stimuli=[benchmark_path("prepare_stimuli")],
+        prepare_subject=[benchmark_path("prepare_subject", s) for s in SUBJECTS],
+        extract_features=[benchmark_path("extract_features", m) for m in MODELS],
+        fit_encoding=[
+            benchmark_path("fit_encoding", name)
+            for name in fit_names()
+            if f"/{ENSEMBLE}/" not in name
+        ],
+    )
+    if DATASET == "demo":
+        files = {"simulate_demo": [benchmark_path("simulate_demo")], **files}
+    return files
+
+
+VOLUME_MAPS = DATASET != "algonauts2023"  # NIfTI volumes; Algonauts: fsaverage surfaces
+MAP_NAMES = ("accuracy", "slope")
+
+
+def map_files(subject):
+    """The brain maps of one subject: per-voxel NIfTI volumes, or per-hemisphere .mgh."""
+    if VOLUME_MAPS:
+        return [f"{RESULTS}/maps/{subject}/{name}.nii.gz" for name in MAP_NAMES]
+    return [f"{RESULTS}/maps/{subject}/{h}.{name}.mgh" for name in MAP_NAMES for h in ("lh", "rh")]
+
+
+def map_inputs(wildcards):
+    final = config["final"]
+    files = dict(
+        accuracy=fit_paths(final["model"], [final["size"]], [wildcards.subject]),
+        slope=fit_paths(config["scaling"]["data_model"], SIZES, [wildcards.subject]),
+        responses=f"{RESULTS}/responses/{wildcards.subject}.h5",
+    )
+    if not VOLUME_MAPS:
+        files["fsaverage_masks"] = [
+            algonauts.fsaverage_mask_path(ALGONAUTS["root"], wildcards.subject, hemi)
+            for hemi in ("lh", "rh")
+        ]
+    return files
+
+
+def map_title(subject, name):
+    if name == "accuracy":
+        final = config["final"]
+        return f"{subject}: test r, {final['model']}, {final['size']} samples"
+    model = config["scaling"]["data_model"]
+    return f"{subject}: slope of r per decade of training samples, {model}"
+
+
+def brain_map_figures():
+    """Figures of the brain maps (Algonauts surfaces only with brain_maps.fsaverage_dir)."""
+    if not VOLUME_MAPS and not config["brain_maps"]["fsaverage_dir"]:
+        return []
+    return [
+        f"{RESULTS}/figures/brain_maps/{s}_{name}.{ext}"
+        for s in SUBJECTS
+        for name in MAP_NAMES
+        for ext in ("png", "svg")
+    ]
+
+
+def final_targets():
+    figures = [
+        f"{RESULTS}/figures/{name}.{ext}"
+        for name in ("data_scaling", "param_scaling", "roi_scores")
+        for ext in ("png", "svg")
+    ]
+    targets = [
+        *figures,
+        *brain_map_figures(),
+        *(f for s in SUBJECTS for f in map_files(s)),
+        *(f"{RESULTS}/scaling/{name}.tsv" for name in ("data_scaling", "param_scaling", "extrapolation")),
+        *(f"{RESULTS}/provenance/{name}" for name in ("config.yaml", "software.tsv", "runtimes.tsv")),
+    ]
+    if DATASET == "algonauts2023":
+        names = [*SUBMISSION["models"], *(["ensemble"] if len(SUBMISSION["models"]) > 1 else [])]
+        targets += [f"{RESULTS}/submission/{name}.zip" for name in names]
+    return targets

@@ -1,0 +1,23 @@
+# Each GPT-2 run's features: each layer's hidden states, averaged over the codes of each TR's
+# clip of the stimuli file (encscale.video).
+
+
+rule extract_features:
+    input:
+        stimuli=f"{RESULTS}/stimuli.h5",
+        model=f"{RESULTS}/gpt/{{model}}/model.pt",
+    output:
+        f"{RESULTS}/features/{{model}}.h5",
+    params:
+        settings=config["features"],
+    threads: 2
+    resources:
+        gpu=gpu_resources(config["features"]["device"]),
+    log:
+        f"logs/{DATASET}/extract_features/{{model}}.log",
+    benchmark:
+        benchmark_path("extract_features", "{model}")
+    conda:
+        "../../../envs/features.yaml"
+    script:
+        "../../scripts/extract_gpt_features.py"
