@@ -13,23 +13,12 @@ import pytest
 import scipy.io
 
 from conftest import SIM_PARAMS as PARAMS
+from conftest import TINY_SIM_PARAMS as TINY
 from encscale.data import nsd
 from encscale.data.prepare import prepare_stimuli, prepare_subject
 from encscale.metrics import ceiling_r, pearson_r
 from encscale.simulate.nsd import ATLAS_LABELS, DEPTH_OF_STREAM, simulate_nsd, truth_path
 
-# Small, but with 5 repeats: at 3 repeats and 190 images per subject the ncsnr estimate is
-# too noisy for the 0.02 acceptance tolerance (≈ 0.025 mean error); with 5 it is ≈ 0.013.
-TINY = {
-    **PARAMS,
-    "n_subjects": 1,
-    "n_shared": 10,
-    "n_unique": 20,
-    "n_repeats": 2,
-    "trials_per_session": 25,
-    "image_size": 16,
-    "volume_shape": [10, 10, 8],
-}
 SUBJECTS = ["subj01", "subj02"]
 N_TRIALS = (PARAMS["n_shared"] + PARAMS["n_unique"]) * PARAMS["n_repeats"]
 

@@ -7,21 +7,12 @@ import h5py
 import numpy as np
 from s3server import serve_bucket
 
-from conftest import SIM_PARAMS
+from conftest import TINY_SIM_PARAMS
 from encscale.data import nsd
 from encscale.data.stimuli import prepare_study_stimuli
 from encscale.simulate.nsd import simulate_nsd
 
-TINY = {
-    **SIM_PARAMS,
-    "n_subjects": 2,
-    "n_shared": 10,
-    "n_unique": 20,
-    "n_repeats": 2,
-    "trials_per_session": 25,
-    "image_size": 16,
-    "volume_shape": [10, 10, 8],
-}
+TINY = {**TINY_SIM_PARAMS, "n_subjects": 2}
 
 
 def read_stimuli(path) -> tuple[np.ndarray, np.ndarray]:
