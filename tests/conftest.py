@@ -21,8 +21,9 @@ NO_NETWORK = {
 }
 
 
-# The simulator's settings of the tests' miniature NSD (encscale.simulate.nsd). Small, but with 5 repeats: at 3 repeats and 190 images per subject the ncsnr estimate is
-# too noisy for the 0.02 acceptance tolerance (≈ 0.025 mean error); with 5 it is ≈ 0.013.
+# The simulator's settings of the tests' miniature NSD (encscale.simulate.nsd). Small, but
+# with 5 repeats: at 3 repeats and 190 images per subject the ncsnr estimate is too noisy
+# for the 0.02 acceptance tolerance (≈ 0.025 mean error); with 5 it is ≈ 0.013.
 SIM_PARAMS = {
     "seed": 3,
     "n_subjects": 2,
