@@ -31,6 +31,7 @@ import torch
 log = logging.getLogger(__name__)
 
 SCORINGS = ("r", "mse")
+TIE_TOLERANCE = 1e-5  # scores closer than this (r; relative for mse) tie: the larger penalty wins
 _BLOCK_MIN, _BLOCK_MAX = 16 * 2**20, 512 * 2**20  # bounds of one evaluation block, bytes
 
 Fold = tuple[np.ndarray, np.ndarray]
@@ -130,7 +131,8 @@ def fit_ridge_cv(
 
     X: (n, p) features; Y: (n, v) targets; alphas: (a,) positive penalties; folds: (train_idx,
     val_idx) pairs, e.g. from :func:`kfold_splits`. The best penalty of a target maximises its
-    mean validation score; among equal scores the larger penalty wins. A target whose
+    mean validation score; among scores within :data:`TIE_TOLERANCE` of the best (a tie: float32
+    and float64 work then choose alike) the larger penalty wins. A target whose
     validation fold is constant scores 0 with ``"r"`` on that fold (as does a constant
     prediction), so a constant column of Y ties over all penalties and gets the largest.
     The refit uses all n samples. ``voxel_batch`` targets are evaluated together (default:
@@ -141,7 +143,7 @@ def fit_ridge_cv(
     X = _check_matrix(X, "X")
     Y, alphas, folds = _check_problem(Y, alphas, folds, scoring, dtype, X.shape[0])
     scores, reuse = _cv_scores(X, Y, alphas, folds, scoring, device, dtype, voxel_batch)
-    best_alpha = alphas[_best_alpha_index(scores, alphas)]
+    best_alpha = alphas[_best_alpha_index(scores, alphas, scoring)]
     coef, intercept = _refit(X, Y, best_alpha, device, dtype, voxel_batch, **reuse)
     return RidgeCVResult(alphas, scores, best_alpha, coef, intercept)
 
@@ -180,10 +182,10 @@ def fit_ridge_cv_select(
         widths.append(X.shape[1])
         log.info("feature set %d/%d: %d features, cross-validating", f + 1, n_sets, X.shape[1])
         scores, _ = _cv_scores(X, Y, alphas, folds, scoring, device, dtype, voxel_batch)
-        idx = _best_alpha_index(scores, alphas)
+        idx = _best_alpha_index(scores, alphas, scoring)
         score, alpha = scores[idx, np.arange(v)], alphas[idx]
         set_scores[f] = score
-        better = _is_better(score, alpha, best_score, best_alpha)
+        better = _is_better(score, alpha, best_score, best_alpha, scoring)
         best_score[better], best_alpha[better], best_set[better] = score[better], alpha[better], f
     targets = [np.flatnonzero(best_set == f) for f in range(n_sets)]
     coefs = []
@@ -404,18 +406,8 @@ def _cv_scores(
     x = torch.as_tensor(X, device=device)
     if _folds_partition(X.shape[0], folds):
         u64, s, v, mean = _factorise_f64(x)
-        n, rank = u64.shape
-        n_val = max(val.numel() for _, val in folds)
-        z = None
-        if n - rank >= 2 * n_val:  # I − H_vv well conditioned: float32 operators suffice
-            z = [  # Z_v = I − J/n − U_v U_vᵀ per fold, float64
-                torch.eye(uv.shape[0], dtype=torch.float64, device=device) - 1.0 / n - uv @ uv.T
-                for uv in (u64[val.to(device)] for _, val in folds)
-            ]
-        factors = (u64.to(dtype), s, v.to(dtype), mean)
-        u = factors[0] if z is not None else u64
-        del u64, v
-        scores, proj = _lgo_scores(Y, alphas, folds, scoring, dtype, voxel_batch, u, s, z)
+        scores, proj = _lgo_scores(Y, alphas, folds, scoring, dtype, voxel_batch, u64, s)
+        factors = (None, s, v.to(dtype), mean)  # the refit needs only V, s, the means and proj
         return scores, {"factors": factors, "proj": proj}
     y = torch.as_tensor(Y, dtype=dtype)
     alphas_t = torch.as_tensor(alphas, dtype=dtype, device=device)
@@ -460,11 +452,11 @@ def _lgo_scores(
     scoring: str,
     dtype: torch.dtype,
     voxel_batch: int | None,
-    u: torch.Tensor,
+    u64: torch.Tensor,
     s: torch.Tensor,
-    z: list[torch.Tensor] | None,
-) -> tuple[np.ndarray, torch.Tensor | None]:
-    """Mean validation score over folds (a, v) from ONE factorisation of all n samples.
+) -> tuple[np.ndarray, torch.Tensor]:
+    """Mean validation score over folds (a, v) from ONE factorisation of all n samples, and
+    UᵀY (r, v) in ``dtype``.
 
     Ridge with an unpenalised intercept is a linear smoother, Ŷ = H Y with
     H = J/n + U diag(f) Uᵀ (Xc = U diag(s) Vᵀ centred with all samples' means,
@@ -472,47 +464,48 @@ def _lgo_scores(
     as (I − H_vv)⁻¹ H_vt Y_t: for all penalties at once, one matrix product per fold and
     target batch with operators formed once per fold and penalty (centred over the
     validation rows for ``"r"``, which sees only the prediction's variation); nothing is
-    solved per target. Two forms (u (n, r), s (r,) of :func:`_factorise_f64`):
+    solved per target. u64 (n, r) float64 and s (r,), ascending, come from
+    :func:`_factorise_f64` or :func:`kernel_factors`. Two forms:
 
-    - ``z`` given (Z_v per fold; n − r ≥ 2·n_v, so I − H_vv is well conditioned): with Yc
-      centred on all samples, H_vt Yc_t = U_v diag(f) Pt − 1·(Σ_v Yc)/n where
-      Pt = UᵀYc − U_vᵀYc_v, so the prediction is B [Pt; −(Σ_v Yc)/n] with
-      B = (I − H_vv)⁻¹ [U_v diag(f), 1] (n_v × (r+1), :func:`_lgo_operators`), u in ``dtype``.
-      Also returns UᵀY (r, v) for the refit.
-    - ``z`` None (u float64): the prediction is S Yc_t with S = −R_vv⁻¹ R_vt (n_v × n_t),
-      R = I − H, formed in float64 (:func:`_lgo_smoothers`): I − H_vv may be nearly
-      singular here (p ≥ n and small penalties), and S is not.
+    - n − r ≥ 2·n_v (I − H_vv well conditioned): with Yc centred on all samples,
+      H_vt Yc_t = U_v diag(f) Pt − 1·(Σ_v Yc)/n where Pt = UᵀYc − U_vᵀYc_v, so the
+      prediction is B [Pt; −(Σ_v Yc)/n] with B = (I − H_vv)⁻¹ [U_v diag(f), 1]
+      (n_v × (r+1), :func:`_lgo_operators`).
+    - otherwise: the prediction is S Yc_t with S = −R_vv⁻¹ R_vt (n_v × n_t), R = I − H,
+      formed in float64 (:func:`_lgo_smoothers`): I − H_vv may be nearly singular here
+      (p ≥ n and small penalties), and S is not.
 
     Either way the prediction comes without subtracting large numbers (forming
     Y_v − (I − H_vv)⁻¹E_v instead loses float32 precision where the prediction is nearly
     constant).
     """
-    device = u.device
-    n, rank = u.shape
+    device = u64.device
+    n, rank = u64.shape
     y = torch.as_tensor(Y, dtype=dtype)
     n_val = max(val.numel() for _, val in folds)
+    well_conditioned = n - rank >= 2 * n_val
     batch = _batch_size(voxel_batch, alphas.size, n_val, dtype, y.element_size() * y.numel())
-    proj = None
-    if z is not None:
-        proj = torch.empty((rank, Y.shape[1]), dtype=dtype, device=device)
-        for start in range(0, Y.shape[1], batch):  # UᵀYc = UᵀY: the columns of U sum to 0
-            proj[:, start : start + batch] = u.T @ y[:, start : start + batch].to(device)
+    u = u64.to(dtype)
+    proj = torch.empty((rank, Y.shape[1]), dtype=dtype, device=device)
+    for start in range(0, Y.shape[1], batch):  # UᵀYc = UᵀY: the columns of U sum to 0
+        proj[:, start : start + batch] = u.T @ y[:, start : start + batch].to(device)
     mean_y = y.mean(0).to(device)
     total = torch.zeros((alphas.size, Y.shape[1]), dtype=torch.float64, device=device)
-    for k, (train, val) in enumerate(folds):
-        if z is not None:
-            ops = _lgo_operators(u[val.to(device)], z[k], s, alphas, scoring)
+    for train, val in folds:
+        train, val = train.to(device), val.to(device)
+        if well_conditioned:
+            ops = _lgo_operators(u64[val], s, n, alphas, scoring, dtype)
         else:
-            ops = _lgo_smoothers(u, s, train.to(device), val.to(device), alphas, scoring, dtype)
+            ops = _lgo_smoothers(u64, s, train, val, alphas, scoring, dtype)
         for start in range(0, Y.shape[1], batch):
             cols = slice(start, start + batch)
-            y_v = y[val, cols].to(device)
+            y_v = y[val.cpu(), cols].to(device)
             yc_v = y_v - mean_y[cols]
-            if z is not None:
-                proj_t = proj[:, cols] - u[val.to(device)].T @ yc_v
+            if well_conditioned:
+                proj_t = proj[:, cols] - u[val].T @ yc_v
                 rhs = torch.cat((proj_t, -yc_v.sum(0, keepdim=True) / n))
             else:
-                rhs = y[train, cols].to(device) - mean_y[cols]
+                rhs = y[train.cpu(), cols].to(device) - mean_y[cols]
             pred = (ops @ rhs).view(alphas.size, val.numel(), -1)
             total[:, cols] += _validation_scores(pred, y_v, yc_v, scoring).to(torch.float64)
         del ops  # before the next fold's are built
@@ -520,25 +513,60 @@ def _lgo_scores(
 
 
 def _lgo_operators(
-    uv: torch.Tensor, z: torch.Tensor, s: torch.Tensor, alphas: np.ndarray, scoring: str
+    uv64: torch.Tensor,
+    s: torch.Tensor,
+    n: int,
+    alphas: np.ndarray,
+    scoring: str,
+    dtype: torch.dtype,
 ) -> torch.Tensor:
-    """Stacked leave-group-out operators (a·n_v, r+1), in U's dtype, for one validation fold.
+    """Stacked leave-group-out operators (a·n_v, r+1), in ``dtype``, for one validation fold.
 
-    uv (n_v, r): the fold's rows of U; z (n_v, n_v): Z_v in float64; s (r,) singular values.
+    uv64 (n_v, r): the fold's rows of U, float64; s (r,): singular values; n: all samples.
     Row block i is (I − H_vv(α_i))⁻¹ [U_v diag(f_i), 1], centred over its rows for ``"r"``.
-    I − H_vv = Z_v + U_v diag(1 − f) U_vᵀ: its product runs in U's dtype, its Cholesky
-    factorisation and inverse in float64.
+    I − H_vv = Z_v + U_v diag(1 − f) U_vᵀ with Z_v = I − J/n − U_vU_vᵀ. Each direction
+    enters through the smaller of its f and 1 − f, so that no float32 product carries a
+    term that cancels: I − H_vv = (Z_v + U_a U_aᵀ) − U_a diag(f_a) U_aᵀ
+    + U_b diag(1 − f_b) U_bᵀ, a the directions with f ≤ 1/2 (s² ≤ α). The bracket is
+    float64 and grows by the directions that join a as α rises (one float64 product of the
+    fold's U_v in all); the other two products run in ``dtype``, the Cholesky factorisation
+    and inverse in float64.
     """
-    n_v, dtype = uv.shape[0], uv.dtype
-    ops = torch.empty((alphas.size, n_v, uv.shape[1] + 1), dtype=dtype, device=uv.device)
-    for i, alpha in enumerate(alphas):
-        f = (s**2 / (s**2 + alpha)).to(dtype)
-        m = torch.cholesky_inverse(torch.linalg.cholesky((uv * (1 - f)) @ uv.T + z))
-        ops[i, :, :-1] = m.to(dtype) @ (uv * f)
+    n_v, device = uv64.shape[0], uv64.device
+    uv = uv64.to(dtype)
+    base = torch.eye(n_v, dtype=torch.float64, device=device) - 1.0 / n - uv64 @ uv64.T
+    ops = torch.empty((alphas.size, n_v, uv.shape[1] + 1), dtype=dtype, device=device)
+    s2 = s**2
+    in_a = torch.zeros_like(s2, dtype=torch.bool)
+    for i in np.argsort(alphas, kind="stable"):
+        alpha = float(alphas[i])
+        joins = (s2 <= alpha) & ~in_a
+        if joins.any():
+            base += uv64[:, joins] @ uv64[:, joins].T
+            in_a |= joins
+        f = s2 / (s2 + alpha)
+        ua, ub = uv[:, in_a], uv[:, ~in_a]
+        mat = base - ((ua * f[in_a].to(dtype)) @ ua.T).double()
+        mat += ((ub * (alpha / (s2[~in_a] + alpha)).to(dtype)) @ ub.T).double()
+        m = torch.cholesky_inverse(torch.linalg.cholesky(mat))
+        if scoring == "r":  # centring the rows of m centres the rows of m [U_v diag(f), 1]
+            m -= m.mean(0, keepdim=True)
+        ops[i, :, :-1] = m.to(dtype) @ (uv * f.to(dtype))
         ops[i, :, -1] = m.sum(1).to(dtype)  # (I − H_vv)⁻¹ 1, in float64
     if scoring == "r":
-        ops -= ops.mean(1, keepdim=True)
+        _unit_scale(ops)
     return ops.view(alphas.size * n_v, -1)
+
+
+def _unit_scale(ops: torch.Tensor) -> None:
+    """Scale each penalty's block of ``ops`` (a, rows, cols) to a largest |entry| of 1, in place.
+
+    Pearson r does not see a prediction's scale, and under large penalties the centred
+    operators are tiny (their size falls like s²/α): at unit scale their float32 products
+    neither underflow nor lose what is left of the prediction's variation.
+    """
+    peak = ops.abs().amax(dim=(1, 2), keepdim=True)
+    ops /= torch.where(peak > 0, peak, 1.0)
 
 
 def _lgo_smoothers(
@@ -566,9 +594,12 @@ def _lgo_smoothers(
     for i, alpha in enumerate(alphas):
         r_rows = torch.addmm(z_rows, uv * (alpha / (s**2 + alpha)), u.T)
         chol = torch.linalg.cholesky(r_rows[:, val])
-        ops[i] = torch.cholesky_solve(r_rows[:, train], chol).neg_().to(dtype)
+        smoother = torch.cholesky_solve(r_rows[:, train], chol).neg_()
+        if scoring == "r":  # in float64: under large penalties the variation is tiny
+            smoother -= smoother.mean(0, keepdim=True)
+        ops[i] = smoother.to(dtype)
     if scoring == "r":
-        ops -= ops.mean(1, keepdim=True)
+        _unit_scale(ops)
     return ops.view(alphas.size * n_v, -1)
 
 
@@ -645,21 +676,35 @@ def _kernel_eig(kc: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     return vecs[:, keep], lam[keep].sqrt()
 
 
-def _best_alpha_index(scores: np.ndarray, alphas: np.ndarray) -> np.ndarray:
-    """Index (v,) of the best penalty per target in scores (a, v); ties go to the larger one."""
+def _tie_tolerance(best: np.ndarray, scoring: str) -> np.ndarray:
+    """How close (v,) a score must come to ``best`` to tie with it: 1e-5 in r, 1e-5 of the
+    best mean squared error, above the rounding of float32 work on either route."""
+    return np.full(best.shape, TIE_TOLERANCE) if scoring == "r" else TIE_TOLERANCE * np.abs(best)
+
+
+def _best_alpha_index(scores: np.ndarray, alphas: np.ndarray, scoring: str) -> np.ndarray:
+    """Index (v,) of the best penalty per target in scores (a, v): the largest penalty whose
+    score ties with the best (:func:`_tie_tolerance`)."""
     order = np.argsort(-alphas, kind="stable")
-    return order[np.argmax(scores[order], axis=0)]
+    ordered = scores[order]
+    best = ordered.max(axis=0)
+    return order[np.argmax(ordered >= best - _tie_tolerance(best, scoring), axis=0)]
 
 
 def _is_better(
-    score: np.ndarray, alpha: np.ndarray, best_score: np.ndarray, best_alpha: np.ndarray
+    score: np.ndarray,
+    alpha: np.ndarray,
+    best_score: np.ndarray,
+    best_alpha: np.ndarray,
+    scoring: str,
 ) -> np.ndarray:
     """Mask (v,) of the targets where a later set's (score, alpha) beats the best so far.
 
-    A higher score wins, then an equal score with a larger penalty; a full tie keeps the
-    earlier (lower-index) set.
+    A higher score wins, then a tying score (:func:`_tie_tolerance`) with a larger penalty;
+    otherwise the earlier (lower-index) set stays.
     """
-    return (score > best_score) | ((score == best_score) & (alpha > best_alpha))
+    tol = _tie_tolerance(np.where(np.isfinite(best_score), best_score, 0.0), scoring)
+    return (score > best_score + tol) | ((score >= best_score - tol) & (alpha > best_alpha))
 
 
 def _refit(
@@ -686,7 +731,7 @@ def _refit(
     y = torch.as_tensor(Y, dtype=dtype)
     if factors is None:
         factors = _factorise_f64(x, gram)
-    u, s, v = (t.to(dtype) for t in factors[:3])
+    u, s, v = (None if t is None else t.to(dtype) for t in factors[:3])
     mean_x = factors[3]
     alpha_t = torch.as_tensor(alpha, dtype=dtype, device=device)
     batch = _batch_size(voxel_batch, 1, max(X.shape), dtype, y.element_size() * y.numel())
