@@ -4,10 +4,10 @@
         [--precision bf16] [--device cuda] [--images 1024] [--quick]
 
 Raw: ``model.forward_features`` on a batch already normalised on the device, under
-``torch.inference_mode`` and autocast to ``--precision`` — no hooks, no pooling, no
-reading or writing. Full: :func:`encscale.vision.extract.extract_features` on a ``stimuli.h5`` of
+``torch.inference_mode`` and autocast to ``--precision`` — no hooks, no reading or
+writing. Full: :func:`encscale.vision.extract.extract_features` on a ``stimuli.h5`` of
 the same number of images stored at 425 px (NSD's size, so resizing is included), every
-block pooled to k in ``--pool-sizes`` and written to HDF5. Random weights (timing only).
+block's map written to HDF5 (pooling happens at fit time). Random weights (timing only).
 Both rates exclude building the model. The last line is ``extraction_efficiency=<full/raw>``.
 ``--quick`` runs a toy EVA-02 on 64 images on the CPU in seconds.
 """
@@ -56,7 +56,6 @@ def main() -> None:
     parser.add_argument("--precision", choices=sorted(PRECISIONS), default="bf16")
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--images", type=int, default=1024)
-    parser.add_argument("--pool-sizes", default="1,2,4,8,16")
     parser.add_argument("--workers", type=int, default=4)
     parser.add_argument("--quick", action="store_true", help="toy EVA-02, 64 images, CPU")
     args = parser.parse_args()
@@ -67,11 +66,10 @@ def main() -> None:
     spec = {"timm": args.model, "kwargs": kwargs, "seed": 0}
     model = build_model(spec).to(args.device)
     size = input_spec(model, spec).size
-    pool_sizes = [int(k) for k in args.pool_sizes.split(",")]
     print(
         f"model {args.model} ({count_parameters(model) / 1e6:.1f} M parameters, input {size} px), "
         f"device {args.device}, precision {args.precision}, batch {args.batch}, "
-        f"{args.images} images, k {pool_sizes}, torch {torch.__version__}, "
+        f"{args.images} images, torch {torch.__version__}, "
         f"threads {torch.get_num_threads()}"
     )
     raw = raw_forward_rate(model, size, args)
@@ -81,13 +79,13 @@ def main() -> None:
         with h5py.File(stimuli, "w") as f:
             f["images"] = rng.integers(0, 256, (args.images, 425, 425, 3), dtype=np.uint8)
         full = extract_features(
-            stimuli, Path(tmp) / "features.h5", args.model, spec, pool_sizes,
+            stimuli, Path(tmp) / "features.h5", args.model, spec,
             batch_size=args.batch, device=args.device, precision=args.precision,
             num_workers=args.workers, progress=lambda _: None,
         )  # fmt: skip
     print(f"{'path':40s} {'images/s':>10s}")
     print(f"{'raw forward_features (no hooks, no I/O)':40s} {raw:10.1f}")
-    print(f"{'full extraction (read, pool, write)':40s} {full:10.1f}")
+    print(f"{'full extraction (read, model, write)':40s} {full:10.1f}")
     print(f"extraction_efficiency={full / raw:.2f}")
 
 

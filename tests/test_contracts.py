@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 
 from encscale import contracts
-from encscale.contracts import FeatureSet, Fit, Responses, Split
+from encscale.contracts import FeatureSet, Fit, LayerMap, Responses, Split
 from encscale.io import open_h5
 
 RNG = np.random.default_rng(0)
@@ -271,6 +271,143 @@ def test_responses_refused_naming_the_file_and_key(tmp_path):
 
 # --- features ----------------------------------------------------------------------------
 
+MAPS = [LayerMap("block00", 0.0, 0, 3, 5, 5), LayerMap("block03", 1.0, 3, 2, 2, 2)]
+PREFIX = FeatureSet("block00", 0, 0.0, 6, 0, map_size=0)  # two prefix tokens of 3 channels
+
+
+def map_file(path, dtype=np.float32, compression=None):
+    """A features file of ``MAPS`` and ``PREFIX``, 6 stimuli: its values by key."""
+    contracts.create_features(
+        path, [PREFIX], 6, dtype, maps=MAPS, compression=compression, chunk_rows=4
+    )
+    values = {lm.key: RNG.normal(size=(6, lm.channels, lm.height, lm.width)) for lm in MAPS}
+    values[PREFIX.key] = RNG.normal(size=(6, PREFIX.width))
+    values = {key: x.astype(dtype) for key, x in values.items()}
+    with contracts.update_features(path, ATTRS) as h5:
+        for key, x in values.items():
+            h5[key][:4] = x[:4]
+            h5[key][4:] = x[4:]
+    return values
+
+
+@pytest.mark.parametrize("compression", [None, "gzip"])
+@pytest.mark.parametrize("dtype", [np.float32, np.float16])
+def test_layer_maps_filled_in_place_round_trip(tmp_path, dtype, compression):
+    path = tmp_path / "features.h5"
+    values = map_file(path, dtype, compression)
+    assert [lm.key for lm in MAPS] == ["layers/block00/map", "layers/block03/map"]
+    assert (MAPS[0].side, MAPS[0].attrs()) == (5, dict(layer_index=0, depth=0.0, map_size=5))
+    assert contracts.feature_sets(path) == [PREFIX]  # the stored 2-D sets only
+    assert datasets(path)["layers/block00/map"] == (np.dtype(dtype), (6, 3, 5, 5))
+    with contracts.open_features(path) as features:
+        assert (features.n_stimuli, features.maps, features.sets) == (6, MAPS, [PREFIX])
+        dset = features.h5[MAPS[0].key]
+        assert dict(dset.attrs) == MAPS[0].attrs()
+        assert dset.chunks == (None if compression is None else (4, 3, 5, 5))
+        for lm in MAPS:
+            x = features.read_map(lm, np.arange(6))
+            assert_same(x, values[lm.key].astype(np.float32))
+        rows = np.array([5, 1, 5, 0, 3])  # unsorted, repeated
+        x = features.read_map(MAPS[0], rows, channels=slice(1, 3))
+        assert_same(x, values[MAPS[0].key][rows, 1:3].astype(np.float32))
+        assert features.read_map(MAPS[1], np.array([], dtype=int)).shape == (0, 2, 2, 2)
+        assert_same(features.read_rows(PREFIX, rows), values[PREFIX.key][rows].astype(np.float32))
+
+
+def test_fit_sets_pool_the_maps_at_any_k(tmp_path):
+    path = tmp_path / "features.h5"
+    map_file(path)
+    with contracts.open_features(path) as features:
+        every = features.fit_sets("all")
+        capped = features.fit_sets([8, 1, 4, 5, 2])  # 4, 5, 8 → 4, 5 on block00; 2 on block03
+        with pytest.raises(ValueError, match="features.h5: the layers' maps are pooled at fit"):
+            features.fit_sets(None)
+        with pytest.raises(ValueError, match=r"features.h5: pool_sizes must be 'all' or"):
+            features.fit_sets([0, 2])
+        with pytest.raises(ValueError, match="features.h5: block00/k2 is pooled from the"):
+            features.read_rows(every[2], np.arange(2))
+    assert every[0] == PREFIX
+    assert [(fs.name, fs.width) for fs in every[1:]] == [
+        ("block00/k1", 3), ("block00/k2", 12), ("block00/k3", 27), ("block00/k4", 48),
+        ("block00/k5", 75), ("block03/k1", 2), ("block03/k2", 8),
+    ]  # fmt: skip
+    assert all(fs.from_map and fs.key == f"layers/{fs.layer}/map" for fs in every[1:])
+    assert {(fs.layer, fs.map_size, fs.depth, fs.layer_index) for fs in every[1:]} == {
+        ("block00", 5, 0.0, 0),
+        ("block03", 2, 1.0, 3),
+    }
+    assert every[-1] == FeatureSet("block03", 2, 1.0, 8, 3, map_size=2, from_map=True)
+    assert [fs.name for fs in capped] == [
+        "block00/k0", "block00/k1", "block00/k2", "block00/k4", "block00/k5",
+        "block03/k1", "block03/k2",
+    ]  # fmt: skip
+
+
+def test_fit_sets_of_an_older_file_of_pooled_sets(tmp_path):
+    path = tmp_path / "older.h5"
+    contracts.create_features(path, SETS, 3, np.float32)
+    with contracts.update_features(path, dict(ATTRS, pool_sizes=np.array([1, 2]))):
+        pass
+    with contracts.open_features(path) as features:
+        assert features.maps == []
+        assert features.fit_sets(None) == SETS
+        assert features.fit_sets([2, 1]) == SETS  # block03's side is 1: k 1 only
+        assert features.fit_sets([2]) == [SETS[0], SETS[2], SETS[3]]
+        with pytest.raises(ValueError, match=r"asks for k \[1, 4\], without \[4\]; re-extract"):
+            features.fit_sets([1, 8])  # capped at block00's side, 4
+        with pytest.raises(
+            ValueError,
+            match=r"older.h5: layer 'block00' stores the pooled sets "
+            r"k \[1, 2\] .* asks for k \[1, 2, 3, 4\], without \[3, 4\]; "
+            r"re-extract .*delete .*older.h5, or .*--forcerun extract_features",
+        ):
+            features.fit_sets("all")
+
+
+def test_fit_sets_of_a_file_without_maps_or_pool_sizes_are_its_sets(tmp_path):
+    path = tmp_path / "gpt.h5"
+    sets = [FeatureSet(f"h{i}", 1, i / 2, 3, i) for i in range(3)]
+    values = [np.zeros((4, 3), np.float32) for _ in sets]
+    contracts.write_features(
+        path, list(zip(sets, values, strict=True)), dict(ATTRS, layers=["h0", "h1", "h2"])
+    )
+    with contracts.open_features(path) as features:
+        assert features.fit_sets(None) == features.fit_sets([1, 2, 4]) == sets
+
+
+def test_layer_maps_refused_naming_the_file(tmp_path):
+    path = tmp_path / "features.h5"
+    pooled = FeatureSet("block00", 2, 0.0, 12, 0, map_size=5, from_map=True)
+    with pytest.raises(ValueError, match=r"features.h5: the sets \['block00/k2'\] are pooled"):
+        contracts.create_features(path, [pooled], 6, np.float32, maps=MAPS)
+    map_file(path)
+    with h5py.File(path, "a") as h5:
+        h5[MAPS[1].key][2, 0, 1, 1] = np.inf
+    with contracts.open_features(path) as features:
+        features.read_map(MAPS[1], np.array([0, 1]))
+        with pytest.raises(ValueError, match="features.h5: /layers/block03/map: 1 non-finite"):
+            features.read_map(MAPS[1], np.array([3, 2]))
+    with h5py.File(path, "a") as h5:  # a truncated map
+        del h5[MAPS[1].key]
+        h5.create_dataset(MAPS[1].key, (5, 2, 2, 2), np.float32).attrs.update(MAPS[1].attrs())
+    with pytest.raises(ValueError, match="features.h5: the feature sets' numbers of stimuli"):
+        with contracts.open_features(path):
+            pass
+    with h5py.File(path, "a") as h5:
+        del h5[MAPS[1].key]
+        h5.create_dataset(MAPS[1].key, (6, 8), np.float32).attrs.update(MAPS[1].attrs())
+    with pytest.raises(ValueError, match="features.h5: dataset '/layers/block03/map' has shape"):
+        with contracts.open_features(path):
+            pass
+    with h5py.File(path, "a") as h5:  # a missing map
+        del h5[MAPS[1].key]
+        prefix = FeatureSet("block03", 0, 1.0, 4, 3, map_size=0)
+        h5.create_dataset(prefix.key, (6, 4), np.float32).attrs.update(prefix.attrs())
+    with pytest.raises(KeyError, match="features.h5: dataset 'layers/block03/map' is missing"):
+        with contracts.open_features(path):
+            pass
+
+
 SETS = [
     FeatureSet("block00", 0, 0.0, 8, 0, map_size=0),
     FeatureSet("block00", 1, 0.0, 4, 0, map_size=4),
@@ -411,3 +548,9 @@ def test_fit_refused_naming_the_file_and_key(tmp_path):
         contracts.read_fit(path, ["challenge_pred"])
     with pytest.raises(KeyError, match="fit.h5: attribute 'members' is missing"):
         contracts.read_fit(path).attrs["members"]
+
+
+def test_pool_grid_all_is_the_first_studys_k_1_to_16():
+    assert contracts.pool_grid("all", 64) == list(range(1, 17))  # ConvNeXt's 64 × 64 stem map
+    assert contracts.pool_grid("all", 14) == list(range(1, 15))
+    assert contracts.pool_grid([1, 2, 4, 8, 16], 7) == [1, 2, 4, 7]

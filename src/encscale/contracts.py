@@ -58,17 +58,22 @@ And for the whole file:
 (:func:`create_features` and :func:`update_features`, or :func:`write_features`;
 :func:`feature_sets`, :func:`open_features`):
 
-- ``layers/<layer>/k<k>`` (N × channels·k²), float32 or float16: the layer's map max-pooled
-  to a k × k grid (k capped at the map's side, each distinct grid stored once); a video
-  model's layers have only k = 1, its hidden states averaged over a clip's codes;
+- ``layers/<layer>/map`` (N × channels × h × w), float32 or float16, image models: the
+  layer's spatial map, which a fit max-pools to k × k grids
+  (:meth:`FeaturesFile.fit_sets`; k capped at the map's side, each distinct grid once);
+  dataset attributes ``layer_index``, ``depth`` (layer index / (number of layers − 1))
+  and ``map_size`` (h);
 - ``layers/<layer>/prefix`` (N × n_prefix·channels): the layer's class and register tokens;
-- dataset attributes ``layer_index``, ``depth`` (layer index / (number of layers − 1)),
-  ``k`` (0 for ``prefix``) and, image models, ``map_size`` (the map's side; 0 for
-  ``prefix``);
+- ``layers/<layer>/k<k>`` (N × channels·k²), a stored pooled set: a video model's layers
+  have only k = 1, its hidden states averaged over a clip's codes; image files written
+  before the maps hold each layer's map max-pooled to k × k for every k of their
+  ``pool_sizes`` attribute (k capped at the side), still read;
+- attributes of ``prefix`` and ``k<k>``: ``layer_index``, ``depth``, ``k`` (0 for
+  ``prefix``) and, image models, ``map_size`` (the map's side; 0 for ``prefix``);
 - file attributes ``model``, ``n_params``, ``layers`` (names in depth order), ``precision``
   and ``spec`` (the model's registry entry or architecture, as JSON); image models also
-  ``source``, ``weights``, ``storage``, ``input_size``, ``pool_sizes`` and
-  ``prefix_tokens``.
+  ``source``, ``weights``, ``storage``, ``input_size`` and ``prefix_tokens`` (older image
+  files also ``pool_sizes``).
 
 **Fits**, ``results/{dataset}/fits/{subject}/{model}/n{size}_s{seed}.h5`` (:func:`write_fit`,
 :func:`read_fit`):
@@ -423,6 +428,23 @@ def _part_keys(h5: h5py.File, part: str) -> list[str]:
     return [part]
 
 
+def response_shapes(path: PathLike) -> dict[str, int]:
+    """The sizes of a responses file without reading its arrays: ``n_train``, ``n_test``,
+    ``n_challenge`` (0 without challenge images) and ``columns`` (V)."""
+    with open_h5(path, "responses") as h5:
+        for key in ("train/responses", "test/responses"):
+            if key not in h5:
+                raise KeyError(f"{path}: dataset '{key}' is missing")
+        n_train, columns = h5["train/responses"].shape
+        challenge = h5.get("challenge/stimulus")
+        return dict(
+            n_train=int(n_train),
+            n_test=int(h5["test/responses"].shape[0]),
+            n_challenge=0 if challenge is None else int(challenge.shape[0]),
+            columns=int(columns),
+        )
+
+
 def read_responses(
     path: PathLike, parts: Collection[str] = (), optional: Collection[str] = ()
 ) -> Responses:
@@ -479,8 +501,9 @@ def read_responses(
 
 @dataclass(frozen=True)
 class FeatureSet:
-    """One feature set of a features file: a layer's map pooled to k × k (k = 0: its prefix
-    tokens), ``width`` columns; ``depth`` is the layer's relative depth (0 first, 1 last)."""
+    """One feature set of a features file, ``width`` columns: a layer's map max-pooled to
+    k × k (k = 0: its prefix tokens); ``depth`` is the layer's relative depth (0 first, 1
+    last). ``from_map``: pooled at fit time from the layer's stored map, not stored itself."""
 
     layer: str
     k: int
@@ -488,10 +511,14 @@ class FeatureSet:
     width: int
     layer_index: int
     map_size: int | None = None  # image models: the map's side (0 for the prefix tokens)
+    from_map: bool = False
 
     @property
     def key(self) -> str:
-        """The dataset: ``layers/<layer>/k<k>``, or ``layers/<layer>/prefix``."""
+        """The dataset: ``layers/<layer>/k<k>`` or ``layers/<layer>/prefix``; the map's,
+        ``layers/<layer>/map``, for a set pooled from it."""
+        if self.from_map:
+            return f"layers/{self.layer}/map"
         return f"layers/{self.layer}/{'prefix' if self.k == 0 else f'k{self.k}'}"
 
     @property
@@ -505,10 +532,68 @@ class FeatureSet:
         return attrs if self.map_size is None else dict(attrs, map_size=self.map_size)
 
 
+@dataclass(frozen=True)
+class LayerMap:
+    """One layer's stored spatial map of an image model: N × channels × height × width."""
+
+    layer: str
+    depth: float
+    layer_index: int
+    channels: int
+    height: int
+    width: int
+
+    @property
+    def key(self) -> str:
+        """The dataset: ``layers/<layer>/map``."""
+        return f"layers/{self.layer}/map"
+
+    @property
+    def side(self) -> int:
+        """The largest k of a k × k grid pooled from the map."""
+        return min(self.height, self.width)
+
+    def attrs(self) -> dict[str, Any]:
+        """The dataset's attributes."""
+        return dict(layer_index=self.layer_index, depth=self.depth, map_size=self.height)
+
+
+def _pooled_set(lm: LayerMap, k: int) -> FeatureSet:
+    """The set of ``lm``'s map max-pooled to k × k (k ≤ side): channels·k² columns."""
+    return FeatureSet(
+        lm.layer, k, lm.depth, lm.channels * k * k, lm.layer_index, map_size=lm.side, from_map=True
+    )
+
+
+ALL_POOL_SIZES = tuple(range(1, 17))  # pool_sizes "all": the first study's k = 1 … 16
+
+
+def pool_grid(pool_sizes: Sequence[int] | str, side: int) -> list[int]:
+    """The distinct k of ``pool_sizes`` capped at ``side``, sorted; "all": k = 1 … 16."""
+    if isinstance(pool_sizes, str):  # "all", checked by _check_pool_sizes
+        pool_sizes = ALL_POOL_SIZES
+    return sorted({min(int(k), side) for k in pool_sizes})
+
+
+def _check_pool_sizes(path: PathLike, pool_sizes: Sequence[int] | str | None) -> None:
+    if pool_sizes is None or (isinstance(pool_sizes, str) and pool_sizes == "all"):
+        return
+    if isinstance(pool_sizes, str) or len(pool_sizes) == 0 or min(pool_sizes) < 1:
+        raise ValueError(
+            f"{path}: pool_sizes must be 'all' or a non-empty list of k ≥ 1, got {pool_sizes!r}"
+        )
+
+
 def _check_features_attrs(path: PathLike, attrs: Mapping[str, Any]) -> None:
     missing = [name for name in FEATURES_ATTRS if name not in attrs]
     if missing:
         raise ValueError(f"{path}: a features file needs the attributes {missing}")
+
+
+def _check_stored(path: PathLike, sets: Sequence[FeatureSet]) -> None:
+    pooled = [fs.name for fs in sets if fs.from_map]
+    if pooled:
+        raise ValueError(f"{path}: the sets {pooled} are pooled from maps at fit time, not stored")
 
 
 def create_features(
@@ -517,25 +602,29 @@ def create_features(
     n_stimuli: int,
     dtype: Any,
     *,
+    maps: Sequence[LayerMap] = (),
     compression: str | None = None,
     chunk_rows: int = 1,
 ) -> None:
-    """Create a features file's datasets (n_stimuli × width of each set), to be filled in
-    place (:func:`update_features`): without ``compression`` each is contiguous and
-    allocated whole up front, so an interrupted writer leaves no half-written HDF5 metadata;
-    with it, chunks are ``chunk_rows`` rows."""
+    """Create a features file's datasets, each layer map's (n_stimuli × C × h × w) and each
+    set's (n_stimuli × width), to be filled in place (:func:`update_features`): without
+    ``compression`` each is contiguous and allocated whole up front, so an interrupted
+    writer leaves no half-written HDF5 metadata; with it, chunks are ``chunk_rows`` rows."""
+    _check_stored(path, sets)
+    datasets = [(lm.key, (lm.channels, lm.height, lm.width), lm.attrs()) for lm in maps]
+    datasets += [(fs.key, (fs.width,), fs.attrs()) for fs in sets]
     with h5py.File(path, "w", track_order=True) as h5:
-        for fs in sets:
-            chunks = (min(n_stimuli, chunk_rows), fs.width) if compression else None
+        for key, row, attrs in datasets:
+            chunks = (min(n_stimuli, chunk_rows), *row) if compression else None
             dset = h5.create_dataset(
-                fs.key,
-                (n_stimuli, fs.width),
+                key,
+                (n_stimuli, *row),
                 dtype=dtype,
                 chunks=chunks,
                 compression=compression,
                 track_times=False,
             )
-            dset.attrs.update(fs.attrs())
+            dset.attrs.update(attrs)
             if not compression:
                 dset[0] = 0  # a contiguous dataset is allocated whole at its first write
 
@@ -544,8 +633,9 @@ def create_features(
 def update_features(
     path: PathLike, attrs: Mapping[str, Any], provenance: Mapping[str, Any] | None = None
 ) -> Iterator[h5py.File]:
-    """Open a file of :func:`create_features` to fill its sets' rows (``h5[fs.key]``), after
-    writing its file attributes (:data:`FEATURES_ATTRS` and more) and ``provenance``."""
+    """Open a file of :func:`create_features` to fill its maps' and sets' rows
+    (``h5[lm.key]``, ``h5[fs.key]``), after writing its file attributes
+    (:data:`FEATURES_ATTRS` and more) and ``provenance``."""
     _check_features_attrs(path, attrs)
     with h5py.File(path, "r+") as h5:
         h5.attrs.update(attrs)
@@ -562,6 +652,7 @@ def write_features(
 ) -> None:
     """Write a whole features file atomically: each set's (N × width) values, then ``attrs``."""
     _check_features_attrs(path, attrs)
+    _check_stored(path, [fs for fs, _ in sets])
     n_stimuli = len(sets[0][1]) if sets else 0
     for fs, x in sets:
         if x.shape != (n_stimuli, fs.width):
@@ -574,20 +665,31 @@ def write_features(
         h5.attrs.update(attrs)
 
 
-def _feature_sets(path: PathLike, h5: h5py.File) -> list[FeatureSet]:
+def _layer_groups(path: PathLike, h5: h5py.File) -> list[tuple[str, h5py.Group]]:
+    """Each layer's group, in the ``layers`` attribute's (depth) order."""
     if "layers" not in h5:
         raise KeyError(f"{path}: group 'layers' is missing")
-    sets = []
+    groups = []
     for layer in Attrs(path, h5.attrs)["layers"]:
         group = h5["layers"].get(str(layer))
         if group is None:
             raise KeyError(f"{path}: group 'layers/{layer}' is missing")
+        groups.append((str(layer), group))
+    return groups
+
+
+def _feature_sets(path: PathLike, h5: h5py.File) -> list[FeatureSet]:
+    """The stored 2-D sets (not the maps), in depth order, then k."""
+    sets = []
+    for layer, group in _layer_groups(path, h5):
         of_layer = []
-        for d in group.values():
+        for name, d in group.items():
+            if name == "map":
+                continue
             attrs = Attrs(f"{path}: {d.name}", d.attrs)
             of_layer.append(
                 FeatureSet(
-                    layer=str(layer),
+                    layer=layer,
                     k=int(attrs["k"]),
                     depth=float(attrs["depth"]),
                     width=int(d.shape[1]),
@@ -599,8 +701,29 @@ def _feature_sets(path: PathLike, h5: h5py.File) -> list[FeatureSet]:
     return sets
 
 
+def _layer_maps(path: PathLike, h5: h5py.File) -> list[LayerMap]:
+    """The stored layer maps, in depth order; a file with maps has one for every layer."""
+    maps, missing = [], []
+    for layer, group in _layer_groups(path, h5):
+        if "map" not in group:
+            missing.append(layer)
+            continue
+        d = group["map"]
+        if d.ndim != 4:
+            raise ValueError(
+                f"{path}: dataset '{d.name}' has shape {d.shape}, expected 4-D "
+                "(stimuli × channels × height × width)"
+            )
+        attrs = Attrs(f"{path}: {d.name}", d.attrs)
+        depth, index = float(attrs["depth"]), int(attrs["layer_index"])
+        maps.append(LayerMap(layer, depth, index, *(int(s) for s in d.shape[1:])))
+    if maps and missing:
+        raise KeyError(f"{path}: dataset 'layers/{missing[0]}/map' is missing")
+    return maps
+
+
 def feature_sets(path: PathLike) -> list[FeatureSet]:
-    """The feature sets of a features file, in depth order, then k."""
+    """The stored 2-D feature sets of a features file (not its maps), in depth order, then k."""
     with open_h5(path, "features") as h5:
         return _feature_sets(path, h5)
 
@@ -608,7 +731,7 @@ def feature_sets(path: PathLike) -> list[FeatureSet]:
 @dataclass(frozen=True)
 class FeaturesFile:
     """An open features file (:func:`open_features`): its model, parameter count, number of
-    stimuli and sets."""
+    stimuli, stored 2-D sets and layer maps."""
 
     path: str
     h5: h5py.File
@@ -616,22 +739,95 @@ class FeaturesFile:
     n_params: int
     n_stimuli: int
     sets: list[FeatureSet]
+    maps: list[LayerMap] = field(default_factory=list)
+
+    def fit_sets(self, pool_sizes: Sequence[int] | str | None) -> list[FeatureSet]:
+        """The sets a fit chooses from, per layer in depth order, then k (prefix first).
+
+        A layer with a map: one set pooled from it (``from_map``) per distinct k of
+        ``pool_sizes`` capped at its side ("all": k = 1 … 16), and its prefix set if stored.
+        A file without maps: its stored sets; an older image file's (attribute
+        ``pool_sizes``) only the requested pooled sets and the prefix, or a ValueError
+        when it lacks one. ``pool_sizes`` None: every stored set (an error for maps).
+        """
+        _check_pool_sizes(self.path, pool_sizes)
+        maps = {lm.layer: lm for lm in self.maps}
+        extracted = self.h5.attrs.get("pool_sizes")
+        out: list[FeatureSet] = []
+        for layer in Attrs(self.path, self.h5.attrs)["layers"]:
+            stored = [fs for fs in self.sets if fs.layer == str(layer)]
+            prefix = [fs for fs in stored if fs.k == 0]
+            if str(layer) in maps:
+                if pool_sizes is None:
+                    raise ValueError(
+                        f"{self.path}: the layers' maps are pooled at fit time: give the "
+                        "pool sizes (encoding.pool_sizes)"
+                    )
+                lm = maps[str(layer)]
+                out += prefix + [_pooled_set(lm, k) for k in pool_grid(pool_sizes, lm.side)]
+            elif pool_sizes is None or extracted is None:
+                out += stored
+            else:
+                out += prefix + self._stored_grid(str(layer), stored, pool_sizes, extracted)
+        return out
+
+    def _stored_grid(
+        self,
+        layer: str,
+        stored: list[FeatureSet],
+        pool_sizes: Sequence[int] | str,
+        extracted: Sequence[int],
+    ) -> list[FeatureSet]:
+        """An older image file's pooled sets of one layer for ``pool_sizes``, all present."""
+        pooled = {fs.k: fs for fs in stored if fs.k > 0}
+        side = max((fs.map_size or fs.k for fs in pooled.values()), default=1)
+        want = pool_grid(pool_sizes, side)
+        missing = [k for k in want if k not in pooled]
+        if missing:
+            raise ValueError(
+                f"{self.path}: layer '{layer}' stores the pooled sets k {sorted(pooled)} "
+                f"(extracted with pool_sizes {[int(k) for k in extracted]}), but the fit asks "
+                f"for k {want}, without {missing}; re-extract the features, which now store "
+                f"each layer's map: delete {self.path}, or run snakemake with "
+                "--forcerun extract_features"
+            )
+        return [pooled[k] for k in want]
 
     def read_rows(self, fs: FeatureSet, rows: np.ndarray) -> np.ndarray:
-        """Rows (any order, repeats allowed) of one set as float32 (len(rows) × width), finite."""
+        """Rows (any order, repeats allowed) of one stored set as float32 (len(rows) ×
+        width), finite."""
+        if fs.from_map:
+            raise ValueError(
+                f"{self.path}: {fs.name} is pooled from the layer's map at fit time: read the "
+                "map with read_map and pool it"
+            )
         dset = self.h5[fs.key]
         uniq, inverse = np.unique(rows, return_inverse=True)
         x = dset[uniq][inverse].astype(np.float32, copy=False)
         check_finite(x, f"{self.path}: {dset.name}")
         return x
 
+    def read_map(self, lm: LayerMap, rows: np.ndarray, channels: slice = slice(None)) -> np.ndarray:
+        """Rows (any order, repeats allowed) of a layer's map, ``channels`` sliced, as
+        float32 (len(rows) × c × h × w), finite: the sorted unique rows in one read, then
+        put in order."""
+        dset = self.h5[lm.key]
+        rows = np.asarray(rows)
+        uniq, inverse = np.unique(rows, return_inverse=True)
+        x = dset[uniq, channels].astype(np.float32, copy=False)
+        if not np.array_equal(uniq, rows):
+            x = x[inverse.reshape(-1)]
+        check_finite(x, f"{self.path}: {dset.name}")
+        return x
+
 
 @contextlib.contextmanager
 def open_features(path: PathLike) -> Iterator[FeaturesFile]:
-    """A features file, open for reading its sets' rows; every set must have the same rows."""
+    """A features file, open for reading its sets' and maps' rows; every set and map must
+    have the same rows."""
     with open_h5(path, "features") as h5:
-        sets = _feature_sets(path, h5)
-        rows = {fs.key: h5[fs.key].shape[0] for fs in sets}
+        sets, maps = _feature_sets(path, h5), _layer_maps(path, h5)
+        rows = {x.key: h5[x.key].shape[0] for x in [*maps, *sets]}
         if len(set(rows.values())) > 1:
             raise ValueError(f"{path}: the feature sets' numbers of stimuli differ: {rows}")
         attrs = Attrs(path, h5.attrs)
@@ -642,6 +838,7 @@ def open_features(path: PathLike) -> Iterator[FeaturesFile]:
             n_params=int(attrs["n_params"]),
             n_stimuli=next(iter(rows.values()), 0),
             sets=sets,
+            maps=maps,
         )
 
 

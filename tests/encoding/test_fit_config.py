@@ -31,6 +31,7 @@ def test_fit_encoding_from_config(monkeypatch, size, expected):
         size=expected,
         seed=3,
         n_folds=4,
+        pool_sizes=None,
         scoring="r2",
         subsample_mode="prefix",
         device="cpu",

@@ -9,10 +9,10 @@ from sklearn.linear_model import Ridge, RidgeCV
 
 from encscale.encoding.ridge import (
     TIE_TOLERANCE,
-    _best_alpha_index,
-    _is_better,
+    best_alpha_index,
     fit_ridge_cv,
     fit_ridge_cv_select,
+    is_better,
     kfold_splits,
 )
 from encscale.metrics import pearson_r
@@ -239,9 +239,9 @@ def test_ties_prefer_larger_alpha_then_lower_set():
     tie = TIE_TOLERANCE / 2  # closer than the tolerance: a tie
     scores = np.array([[1.0, 2.0, 3.0], [1.0 - tie, 2.0, 1.0], [0.5, 2.0, 3.0 - 3 * tie]])
     alphas = np.array([10.0, 100.0, 1.0])
-    assert _best_alpha_index(scores, alphas, "r").tolist() == [1, 1, 0]
+    assert best_alpha_index(scores, alphas, "r").tolist() == [1, 1, 0]
     best_score, best_alpha = np.array([1.0, 1.0, 1.0, 1.0]), np.array([10.0, 10.0, 10.0, 10.0])
-    better = _is_better(
+    better = is_better(
         np.array([1.0 - tie, 1.0, 2.0, 1.0 + 3 * tie]),
         np.array([100.0, 10.0, 1.0, 1.0]),
         best_score,
@@ -251,7 +251,7 @@ def test_ties_prefer_larger_alpha_then_lower_set():
     assert better.tolist() == [True, False, True, True]
     # mse: the tolerance is relative to the best score
     mse = np.array([[-1e-3], [-1e-3 * (1 + tie)]])
-    assert _best_alpha_index(mse, np.array([1.0, 2.0]), "mse").tolist() == [1]
+    assert best_alpha_index(mse, np.array([1.0, 2.0]), "mse").tolist() == [1]
 
 
 @pytest.mark.parametrize("shape", [(300, 2000), (400, 200)])

@@ -20,11 +20,12 @@ def dry_run_error(tmp_path, config) -> str:
 def test_demo_config_dry_run_plans_the_study(tmp_path, demo_config):
     proc = run_snakemake(tmp_path, demo_config, "-n", "--quiet", "rules")
     counts = job_counts(proc.stdout + proc.stderr)
-    # subjects × draws × (data-scaling sizes + 2 other models at the parameter-scaling and,
-    # as members of the ensemble, the final size)
+    # one job per subject × model; scored: subjects × draws × (data-scaling sizes + 2 other
+    # models at the parameter-scaling and, as members of the ensemble, the final size)
     n_fits = 2 * 2 * (4 + 2 * 2)
     n_ensembles = 2 * 2 * 2  # subjects × draws × (parameter-scaling and final size)
-    assert counts["fit_encoding"] == n_fits and counts["ensemble_fit"] == n_ensembles
+    assert counts["fit_subject_model"] == 2 * 3 and "fit_encoding" not in counts
+    assert counts["ensemble_fit"] == n_ensembles
     assert counts["score_fit"] == n_fits + n_ensembles
     assert counts["brain_maps"] == 2 and counts["figure_brain_map"] == 4
     assert counts["extract_features"] == 3 and counts["prepare_subject"] == 2
@@ -51,7 +52,9 @@ def test_geometric_size_grid_and_ensemble_as_final_model(tmp_path, demo_config):
         (lambda c: c.update(colour="red"), "colour"),
         (lambda c: c["models"]["convnext_s"].update(pretrained=True), "pretrained"),
         (lambda c: c["encoding"].update(n_draws="two"), "n_draws"),
-        (lambda c: c["features"].update(pool_sizes=[1, "k2"]), "pool_sizes"),
+        (lambda c: c["encoding"].update(pool_sizes=[1, "k2"]), "pool_sizes"),
+        (lambda c: c["encoding"].update(pool_sizes="every"), "pool_sizes"),
+        (lambda c: c["features"].update(pool_sizes=[1, 2]), "pool_sizes"),
         (lambda c: c["encoding"].update(sizes=[100, 5000]), "encoding.sizes"),
         (lambda c: c["scaling"].update(data_model="vit_huge"), "scaling.data_model"),
         (lambda c: c["final"].update(atlases=["streams", "hcp"]), "final.atlases"),
@@ -98,6 +101,9 @@ def test_shared_schema_defaults_are_filled_through_refs():
         ("sizes", [100, 200, 350, 700]),
         ("n_draws", 2),
         ("subsample", "random"),
+        ("pool_sizes", [1, 2, 4, 8]),
+        ("job", "subject_model"),
+        ("max_memory_mb", None),
         *shared.items(),
     ]
     assert movies["encoding"] == shared
@@ -118,6 +124,7 @@ def test_shared_schema_defaults_are_filled_through_refs():
         ("config.schema.yaml", lambda c: c.update(subjects=["sub-01"]), "sub-01"),
         ("config.schema.yaml", lambda c: c.update(features={"device": "gpu"}), "gpu"),
         ("movies.schema.yaml", lambda c: c.update(encoding={"n_draws": 2}), "n_draws"),
+        ("movies.schema.yaml", lambda c: c.update(encoding={"pool_sizes": "all"}), "pool_sizes"),
         ("movies.schema.yaml", lambda c: c.update(tokenizer={"resources": {"gpus": 1}}), "gpus"),
         ("movies.schema.yaml", lambda c: c.update(subjects=["subj01"]), "subj01"),
         ("movies.schema.yaml", lambda c: c.update(features={"precision": "fp8"}), "fp8"),

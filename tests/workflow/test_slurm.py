@@ -104,7 +104,7 @@ def test_jobs_go_through_sbatch_and_the_gpu_rule_gets_its_gpu(runs):
     _, _, text = runs
     jobs = submitted(text)
     assert len(jobs.get("extract_features", [])) == 3, text[-3000:]
-    assert {"simulate_demo", "prepare_subject", "fit_encoding"} <= set(jobs)
+    assert {"simulate_demo", "prepare_subject", "fit_subject_model"} <= set(jobs)
     # cheap steps are local rules: never queued
     assert not {"score_fit", "collect_scores", "fit_scaling", "figure_roi_scores"} & set(jobs)
     for rule, ids in jobs.items():
@@ -146,7 +146,7 @@ def test_nsd_dry_run_through_the_slurm_profile_tags_only_gpu_rules(tmp_path):
     text = proc.stdout + proc.stderr
     counts = job_counts(text)
     assert counts["extract_features"] == 6 and counts["fetch_nsd"] > 40
-    gpu_rules = {"extract_features", "fit_encoding"}  # nsd.yaml: features and encoding on cuda
+    gpu_rules = {"extract_features", "fit_subject_model"}  # nsd.yaml: features, fits on cuda
     seen = set()
     for block in text.split("\nrule ")[1:]:
         rule = block.split(":")[0]

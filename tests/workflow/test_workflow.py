@@ -85,19 +85,27 @@ def test_report_embeds_figures_config_and_provenance(study):
     assert versions[("extract_features", "torch")] == version("torch")
     assert versions[("extract_features", "timm")] == version("timm")
     assert versions[("workflow", "snakemake")] == version("snakemake")
-    assert (("fit_encoding", "cuda") in versions) == torch.cuda.is_available()
+    assert (("fit_subject_model", "cuda") in versions) == torch.cuda.is_available()
     n_fits = len([p for p in (results / "fits").rglob("*.h5") if p.parent.name != "ensemble"])
-    assert software.query("rule == 'fit_encoding' and package == 'torch'").n_files.item() == n_fits
+    enc = config["encoding"]
+    assert (
+        n_fits
+        == len(config["subjects"]) * len(config["models"]) * len(enc["sizes"]) * (enc["n_draws"])
+    )  # one job per subject × model writes every size × draw
+    torch_files = software.query("rule == 'fit_subject_model' and package == 'torch'")
+    assert torch_files.n_files.item() == n_fits
 
     runtimes = pd.read_csv(
         io.BytesIO(embedded_bytes(items["results/demo/provenance/runtimes.tsv"])), sep="\t"
     ).set_index("rule")
-    assert runtimes.loc["fit_encoding", "jobs"] == n_fits
+    assert runtimes.loc["fit_subject_model", "jobs"] == len(config["subjects"]) * len(
+        config["models"]
+    )
     assert runtimes.loc["extract_features", "jobs"] == len(config["models"])
     assert (runtimes["total_s"] > 0).all() and (runtimes["max_rss_mb"] > 0).all()
 
     graph = re.search(r"var rulegraph_spec = (\{.*?\});\n", html)
-    for rule in ("extract_features", "fit_encoding", "figure_data_scaling", "study_config"):
+    for rule in ("extract_features", "fit_subject_model", "figure_data_scaling", "study_config"):
         assert f'"rule": "{rule}"' in graph.group(1)
 
 
@@ -106,13 +114,8 @@ def test_every_hdf5_output_records_what_made_it(study):
     results = workdir / "results" / "demo"
     model = config["final"]["model"]
     fit = read_provenance(results / "fits" / "subj01" / model / f"n{config['final']['size']}_s0.h5")
-    assert fit["rule"] == "fit_encoding" and fit["version"] == encscale.__version__
-    assert fit["wildcards"] == {
-        "subject": "subj01",
-        "model": model,
-        "size": str(config["final"]["size"]),
-        "seed": "0",
-    }
+    assert fit["rule"] == "fit_subject_model" and fit["version"] == encscale.__version__
+    assert fit["wildcards"] == {"subject": "subj01", "model": model}
     enc = config["encoding"]
     assert fit["config"]["settings"]["alphas"] == enc["alphas"]
     assert fit["config"]["settings"]["n_folds"] == enc["n_folds"]
@@ -121,7 +124,7 @@ def test_every_hdf5_output_records_what_made_it(study):
         feats = read_provenance(results / "features" / f"{model}.h5")
         assert feats["rule"] == "extract_features" and feats["wildcards"] == {"model": model}
         assert_contains(feats["config"]["spec"], spec)
-        assert feats["config"]["pool_sizes"] == config["features"]["pool_sizes"]
+        assert feats["config"]["storage"] == config["features"]["storage"]
         assert feats["software"]["timm"] == version("timm")
     for subject in config["subjects"]:
         resp = read_provenance(results / "responses" / f"{subject}.h5")
@@ -150,14 +153,13 @@ def test_changing_one_model_reruns_only_that_model(study):
     rules = {rule for rule, _ in jobs}
     assert ("extract_features", "model=convnext_s") in jobs
     assert [w for r, w in jobs if r == "extract_features"] == ["model=convnext_s"]
-    fits = [w for r, w in jobs if r == "fit_encoding"]
-    assert fits and all("model=convnext_s" in w for w in fits)
-    # convnext_s is fitted at the parameter-scaling size and, as a member of the ensemble,
-    # at the final size; the ensemble's fits at those sizes follow
+    fits = [w for r, w in jobs if r == "fit_subject_model"]
+    assert sorted(fits) == sorted(f"subject={s}, model=convnext_s" for s in config["subjects"])
+    # convnext_s is a member of the ensemble: the ensemble's fits at the parameter-scaling
+    # and final sizes follow
     sizes = {config["scaling"]["param_size"], config["final"]["size"]}
-    assert len(fits) == len(config["subjects"]) * config["encoding"]["n_draws"] * len(sizes)
     ensembles = [w for r, w in jobs if r == "ensemble_fit"]
-    assert len(ensembles) == len(fits)
+    assert len(ensembles) == len(config["subjects"]) * config["encoding"]["n_draws"] * len(sizes)
     assert not rules & {"simulate_demo", "prepare_stimuli", "prepare_subject"}
     assert {"collect_scores", "fit_scaling", "figure_param_scaling"} <= rules
 

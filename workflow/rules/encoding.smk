@@ -1,5 +1,6 @@
-# Both studies' encoding: voxelwise (parcelwise) ridge fits per subject × model × training
-# size × draw, their ROI scores, and all scores in one table (encscale.encoding).
+# Both studies' encoding: voxelwise (parcelwise) ridge fits, their ROI scores, and all scores
+# in one table (encscale.encoding). FIT_JOB "subject_model": one job per subject × model
+# fits every training size × draw from shared kernels; "fit": one job per fit file.
 
 
 localrules:
@@ -7,28 +8,57 @@ localrules:
     collect_scores,
 
 
-rule fit_encoding:
-    input:
-        responses=f"{RESULTS}/responses/{{subject}}.h5",
-        features=f"{RESULTS}/features/{{model}}.h5",
-    output:
-        f"{RESULTS}/fits/{{subject}}/{{model}}/n{{size}}_s{{seed}}.h5",
-    wildcard_constraints:
-        model="|".join(MODELS),
-    params:
-        settings={key: ENC[key] for key in ("n_folds", "alphas", "scoring", "subsample", "device")},
-    threads: 2
-    resources:
-        mem_mb=4000,
-        gpu=gpu_resources(ENC["device"]),
-    log:
-        f"logs/{DATASET}/fit_encoding/{{subject}}/{{model}}/n{{size}}_s{{seed}}.log",
-    benchmark:
-        benchmark_path("fit_encoding", "{subject}/{model}/n{size}_s{seed}")
-    conda:
-        "../../envs/encoding.yaml"
-    script:
-        "../scripts/fit_encoding.py"
+if FIT_JOB == "subject_model":
+
+    rule fit_subject_model:
+        input:
+            responses=f"{RESULTS}/responses/{{subject}}.h5",
+            features=f"{RESULTS}/features/{{model}}.h5",
+        output:
+            SUBJECT_MODEL_FITS,
+        wildcard_constraints:
+            model="|".join(MODELS),
+        params:
+            settings={key: ENC[key] for key in FIT_SETTINGS},
+        threads: 2
+        resources:
+            mem_mb=fit_job_mem_mb,
+            gpu_mem_mb=fit_job_gpu_mem_mb,
+            gpu=gpu_resources(ENC["device"]),
+        log:
+            f"logs/{DATASET}/fit_subject_model/{{subject}}/{{model}}.log",
+        benchmark:
+            benchmark_path("fit_subject_model", "{subject}/{model}")
+        conda:
+            "../../envs/encoding.yaml"
+        script:
+            "../scripts/fit_subject_model.py"
+
+
+else:
+
+    rule fit_encoding:
+        input:
+            responses=f"{RESULTS}/responses/{{subject}}.h5",
+            features=f"{RESULTS}/features/{{model}}.h5",
+        output:
+            f"{RESULTS}/fits/{{subject}}/{{model}}/n{{size}}_s{{seed}}.h5",
+        wildcard_constraints:
+            model="|".join(MODELS),
+        params:
+            settings={key: ENC[key] for key in FIT_SETTINGS},
+        threads: 2
+        resources:
+            mem_mb=4000,
+            gpu=gpu_resources(ENC["device"]),
+        log:
+            f"logs/{DATASET}/fit_encoding/{{subject}}/{{model}}/n{{size}}_s{{seed}}.log",
+        benchmark:
+            benchmark_path("fit_encoding", "{subject}/{model}/n{size}_s{seed}")
+        conda:
+            "../../envs/encoding.yaml"
+        script:
+            "../scripts/fit_encoding.py"
 
 
 rule score_fit:

@@ -1,4 +1,4 @@
-"""Snakemake adapter: pooled block features of one model."""
+"""Snakemake adapter: the block maps of one model."""
 
 from encscale.jobs import job_context
 from encscale.vision.extract import extract_features
@@ -11,7 +11,6 @@ with job_context(sm, torch_threads=max(1, sm.threads - sm.params.num_workers)) a
         sm.output[0],
         sm.wildcards.model,
         sm.params.spec,
-        sm.params.pool_sizes,
         batch_size=sm.params.batch_size,
         device=sm.params.device,
         precision=sm.params.precision,

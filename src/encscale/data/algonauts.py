@@ -70,6 +70,16 @@ ROI_ATLASES = (
     "streams",
 )
 SPLITS = ("train", "test")
+# Per subject: the challenge's training images (with responses), its test images (without),
+# and its fsaverage vertices (lh + rh), as released.
+TRAIN_IMAGES = {"subj01": 9841, "subj02": 9841, "subj03": 9082, "subj04": 8779,
+                "subj05": 9841, "subj06": 9082, "subj07": 9841, "subj08": 8779}  # fmt: skip
+TEST_IMAGES = {"subj01": 159, "subj02": 159, "subj03": 293, "subj04": 395,
+               "subj05": 159, "subj06": 293, "subj07": 159, "subj08": 395}  # fmt: skip
+VERTICES = {s: 19004 + 20544 for s in TRAIN_IMAGES} | {
+    "subj06": 18978 + 20220,
+    "subj08": 18981 + 20530,
+}
 _SPLIT_FOLDERS = {
     "train": ("training_split", "training_images"),
     "test": ("test_split", "test_images"),

@@ -28,7 +28,24 @@ PSC_SCALE = 300.0  # NSD stores betas as int16 percent signal change × 300
 # Scan sessions each NSD subject completed (the data release's 40/40/32/30/40/32/40/30).
 SESSIONS = {"subj01": 40, "subj02": 40, "subj03": 32, "subj04": 30,
             "subj05": 40, "subj06": 32, "subj07": 40, "subj08": 30}  # fmt: skip
+# Distinct images each subject saw in all its sessions (Algonauts 2023's training + test
+# images of the subject, which together are those images), the shared images among them
+# (the test split), and nsdgeneral's voxels at 1.8 mm, about (for planning).
+SEEN_IMAGES = {"subj01": 10000, "subj02": 10000, "subj03": 9375, "subj04": 9174,
+               "subj05": 10000, "subj06": 9375, "subj07": 10000, "subj08": 9174}  # fmt: skip
+SHARED_IMAGES = 1000
+PLANNING_VOXELS = 15000
 _SESSION_FILE = re.compile(r"^betas_session(\d+)\.nii\.gz$")
+
+
+def planned_images(subject: str, sessions: int | None = None) -> tuple[int, int]:
+    """(images, shared images) a subject saw in its first ``sessions`` sessions (None: all),
+    for planning before its responses exist: :data:`SEEN_IMAGES` scaled by the sessions,
+    a tenth of them shared (1,000 of 10,000 over all sessions)."""
+    done = SESSIONS[subject]
+    n = done if sessions is None else min(int(sessions), done)
+    seen = round(SEEN_IMAGES[subject] * n / done)
+    return seen, round(SHARED_IMAGES * seen / 10000)
 
 
 def subject_name(index: int) -> str:

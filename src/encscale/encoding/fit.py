@@ -8,15 +8,24 @@ responses file's challenge stimuli (the Algonauts 2023 test images) when it has 
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+import torch
 
-from encscale.contracts import Fit, open_features, read_responses, write_fit
+from encscale.contracts import (
+    FeatureSet,
+    FeaturesFile,
+    Fit,
+    open_features,
+    read_responses,
+    write_fit,
+)
 from encscale.encoding.ridge import fit_ridge_cv_select, kfold_splits
 from encscale.metrics import pearson_r
+from encscale.vision.layers import maxpool_tokens
 
 log = logging.getLogger(__name__)
 
@@ -46,6 +55,7 @@ def fit_encoding(
     seed: int,
     n_folds: int,
     alphas: np.ndarray,
+    pool_sizes: Sequence[int] | str | None = None,
     scoring: str = "r",
     subsample_mode: str = "random",
     device: str = "cpu",
@@ -53,7 +63,8 @@ def fit_encoding(
 ) -> None:
     """Fit one subject × model × training size × draw and write the fit file
     (``size`` None: every training sample, in order, with cross-validation folds that are
-    contiguous blocks of them: a time series' neighbours stay in one fold)."""
+    contiguous blocks of them: a time series' neighbours stay in one fold). ``pool_sizes``:
+    the k of the sets pooled from each layer's map (None: the file's stored sets)."""
     resp = read_responses(responses_path, ["train", "test"], optional=["challenge"])
     subject = str(resp.attrs.get("subject", Path(responses_path).stem))
     n_available = len(resp.train.responses)
@@ -69,7 +80,7 @@ def fit_encoding(
     folds = kfold_splits(size, n_folds, seed=None if in_order else seed)
 
     with open_features(features_path) as features:
-        sets, model, n_params = features.sets, features.model, features.n_params
+        sets, model, n_params = features.fit_sets(pool_sizes), features.model, features.n_params
         n_stimuli = features.n_stimuli
         splits = {"training": stim_train, "test": stim_test, "challenge": stim_challenge}
         for split, stim in splits.items():
@@ -80,7 +91,7 @@ def fit_encoding(
                 )
 
         def load(rows_of_stimuli: np.ndarray):
-            return lambda f: features.read_rows(sets[f], rows_of_stimuli)
+            return lambda f: read_set(features, sets[f], rows_of_stimuli)
 
         log.info(
             "%s %s n=%d seed=%d: %d feature sets, %d voxels, %d folds",
@@ -128,9 +139,24 @@ def fit_encoding(
     write_fit(out_path, result, provenance)
 
 
+def read_set(features: FeaturesFile, fs: FeatureSet, rows: np.ndarray) -> np.ndarray:
+    """Rows (n, width) of one feature set as float32: stored, or pooled from its layer's map."""
+    if not fs.from_map:
+        return features.read_rows(fs, rows)
+    layer = next(m for m in features.maps if m.layer == fs.layer)
+    return maxpool_tokens(torch.from_numpy(features.read_map(layer, rows)), fs.k).numpy()
+
+
 def alpha_grid(start: float, stop: float, num: int) -> np.ndarray:
     """Penalties on a log10 grid: ``num`` values from 10**start to 10**stop."""
     return np.logspace(start, stop, num)
+
+
+def config_alphas(settings: Mapping[str, Any]) -> np.ndarray:
+    """The penalties of an ``encoding`` config (``alphas``: ``log10_min``, ``log10_max``,
+    ``num``)."""
+    alphas = settings["alphas"]
+    return alpha_grid(alphas["log10_min"], alphas["log10_max"], alphas["num"])
 
 
 def fit_encoding_from_config(
@@ -146,8 +172,7 @@ def fit_encoding_from_config(
     """:func:`fit_encoding` as the workflow names a fit: ``size`` and ``seed`` as its file
     name spells them (``size`` ``all``: every training sample, in order), ``settings`` the
     study's ``encoding`` config (``n_folds``; ``alphas``: ``log10_min``, ``log10_max``,
-    ``num``; ``scoring``, ``subsample``, ``device``)."""
-    alphas = settings["alphas"]
+    ``num``; ``scoring``, ``subsample``, ``device``; the image study's ``pool_sizes``)."""
     fit_encoding(
         responses_path,
         features_path,
@@ -155,7 +180,8 @@ def fit_encoding_from_config(
         size=None if str(size) == "all" else int(size),
         seed=int(seed),
         n_folds=settings["n_folds"],
-        alphas=alpha_grid(alphas["log10_min"], alphas["log10_max"], alphas["num"]),
+        alphas=config_alphas(settings),
+        pool_sizes=settings.get("pool_sizes"),
         scoring=settings["scoring"],
         subsample_mode=settings["subsample"],
         device=settings["device"],

@@ -8,7 +8,7 @@ the ridge prediction on the validation fold for every penalty α is
 so every penalty and every target is evaluated with matrix products (no per-penalty solve),
 targets going through in batches that bound memory. When the folds partition the samples
 (K-fold), one factorisation of all samples serves every fold through the leave-group-out
-identity of linear smoothers (:func:`_lgo_scores`) and is reused by the refit. The thin
+identity of linear smoothers (:func:`lgo_scores`) and is reused by the refit. The thin
 SVD comes from the eigendecomposition of the smaller Gram matrix: XcᵀXc (p × p) when
 p < n, the kernel matrix Xc Xcᵀ (n × n) when p ≥ n. Centring X and Y with the training
 samples' means makes the intercept unpenalised, as in scikit-learn's ``fit_intercept=True``.
@@ -143,7 +143,7 @@ def fit_ridge_cv(
     X = _check_matrix(X, "X")
     Y, alphas, folds = _check_problem(Y, alphas, folds, scoring, dtype, X.shape[0])
     scores, reuse = _cv_scores(X, Y, alphas, folds, scoring, device, dtype, voxel_batch)
-    best_alpha = alphas[_best_alpha_index(scores, alphas, scoring)]
+    best_alpha = alphas[best_alpha_index(scores, alphas, scoring)]
     coef, intercept = _refit(X, Y, best_alpha, device, dtype, voxel_batch, **reuse)
     return RidgeCVResult(alphas, scores, best_alpha, coef, intercept)
 
@@ -182,10 +182,10 @@ def fit_ridge_cv_select(
         widths.append(X.shape[1])
         log.info("feature set %d/%d: %d features, cross-validating", f + 1, n_sets, X.shape[1])
         scores, _ = _cv_scores(X, Y, alphas, folds, scoring, device, dtype, voxel_batch)
-        idx = _best_alpha_index(scores, alphas, scoring)
+        idx = best_alpha_index(scores, alphas, scoring)
         score, alpha = scores[idx, np.arange(v)], alphas[idx]
         set_scores[f] = score
-        better = _is_better(score, alpha, best_score, best_alpha, scoring)
+        better = is_better(score, alpha, best_score, best_alpha, scoring)
         best_score[better], best_alpha[better], best_set[better] = score[better], alpha[better], f
     targets = [np.flatnonzero(best_set == f) for f in range(n_sets)]
     coefs = []
@@ -296,13 +296,13 @@ def _batch_size(
         if voxel_batch < 1:
             raise ValueError(f"voxel_batch must be at least 1, got {voxel_batch}")
         return voxel_batch
-    ceiling = max(_BLOCK_MIN, min(_BLOCK_MAX, _available_memory() // 8))
+    ceiling = max(_BLOCK_MIN, min(_BLOCK_MAX, available_memory() // 8))
     block = min(max(y_bytes // 4, _BLOCK_MIN), ceiling)
     itemsize = torch.empty((), dtype=dtype).element_size()
     return max(1, block // (itemsize * n_alphas * max(rows, 1)))
 
 
-def _available_memory() -> int:
+def available_memory() -> int:
     """Bytes of memory available to this process (Linux), or 4 GiB where unknown."""
     try:
         return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
@@ -344,10 +344,10 @@ def _factorise(
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
     """Thin SVD of ``x[rows]`` centred with its own column means: U, s (in ``dtype``), V, means.
 
-    See :func:`_factorise_f64`; U and s are cast to ``dtype`` here, V (p, r) and the column
+    See :func:`factorise_features`; U and s are cast to ``dtype`` here, V (p, r) and the column
     means (p,) stay float64 for the caller's last product.
     """
-    u, s, v, mean = _factorise_f64(x[rows])
+    u, s, v, mean = factorise_features(x[rows])
     return u.to(dtype), s.to(dtype), v, mean
 
 
@@ -399,14 +399,14 @@ def _cv_scores(
     """Mean validation score over folds (a, v), float64, and what the refit can reuse.
 
     Where the folds partition the samples (K-fold), the scores come from one factorisation
-    of all samples (:func:`_lgo_scores`), which the refit reuses; elsewhere from one
+    of all samples (:func:`lgo_scores`), which the refit reuses; elsewhere from one
     factorisation per fold (the refit reuses the kernel X Xᵀ when p ≥ n).
     """
     device = torch.device(device)
     x = torch.as_tensor(X, device=device)
     if _folds_partition(X.shape[0], folds):
-        u64, s, v, mean = _factorise_f64(x)
-        scores, proj = _lgo_scores(Y, alphas, folds, scoring, dtype, voxel_batch, u64, s)
+        u64, s, v, mean = factorise_features(x)
+        scores, proj = lgo_scores(Y, alphas, folds, scoring, dtype, voxel_batch, u64, s)
         factors = (None, s, v.to(dtype), mean)  # the refit needs only V, s, the means and proj
         return scores, {"factors": factors, "proj": proj}
     y = torch.as_tensor(Y, dtype=dtype)
@@ -445,7 +445,7 @@ def _folds_partition(n: int, folds: list[tuple[torch.Tensor, torch.Tensor]]) -> 
     )
 
 
-def _lgo_scores(
+def lgo_scores(
     Y: np.ndarray,
     alphas: np.ndarray,
     folds: list[tuple[torch.Tensor, torch.Tensor]],
@@ -465,7 +465,7 @@ def _lgo_scores(
     target batch with operators formed once per fold and penalty (centred over the
     validation rows for ``"r"``, which sees only the prediction's variation); nothing is
     solved per target. u64 (n, r) float64 and s (r,), ascending, come from
-    :func:`_factorise_f64` or :func:`kernel_factors`. Two forms:
+    :func:`factorise_features` or :func:`factorise_kernel`. Two forms:
 
     - n − r ≥ 2·n_v (I − H_vv well conditioned): with Yc centred on all samples,
       H_vt Yc_t = U_v diag(f) Pt − 1·(Σ_v Yc)/n where Pt = UᵀYc − U_vᵀYc_v, so the
@@ -620,7 +620,9 @@ def _validation_scores(
     return torch.where((y_val == y_val[0]).all(0), 0.0, r)
 
 
-def _factorise_f64(x: torch.Tensor, gram: torch.Tensor | None = None) -> tuple[torch.Tensor, ...]:
+def factorise_features(
+    x: torch.Tensor, gram: torch.Tensor | None = None
+) -> tuple[torch.Tensor, ...]:
     """Float64 thin SVD of the rows of ``x`` centred: U (n, r), s (r,), V (p, r), means (p,).
 
     float64 here: the Gram matrix, its eigendecomposition and the singular vectors (a float32
@@ -661,12 +663,9 @@ def _fold_factors(
         return
     for train, val in folds:
         train, val = train.to(x.device), val.to(x.device)
-        k_tt = gram[train][:, train]
-        col_mean = k_tt.mean(0)
-        u, s = _kernel_eig(k_tt - col_mean[:, None] - col_mean[None, :] + col_mean.mean())
-        k_vt = gram[val][:, train]
-        k_vt = k_vt - k_vt.mean(1, keepdim=True) - col_mean[None, :] + col_mean.mean()
-        yield u.to(dtype), s.to(dtype), (k_vt @ u) / s
+        u, s, col_mean = factorise_kernel(gram[train][:, train])
+        a = kernel_projection(gram[val][:, train], col_mean, u, s)
+        yield u.to(dtype), s.to(dtype), a
 
 
 def _kernel_eig(kc: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -682,7 +681,27 @@ def _tie_tolerance(best: np.ndarray, scoring: str) -> np.ndarray:
     return np.full(best.shape, TIE_TOLERANCE) if scoring == "r" else TIE_TOLERANCE * np.abs(best)
 
 
-def _best_alpha_index(scores: np.ndarray, alphas: np.ndarray, scoring: str) -> np.ndarray:
+def factorise_kernel(gram: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """U (n, r) and s (r,), ascending, of the centred features from their uncentred float64
+    kernel X Xᵀ (n, n), and the kernel's column means (n,) (for :func:`kernel_projection`);
+    ``gram`` is left as it was."""
+    col_mean = gram.mean(0)
+    kc = gram - col_mean[:, None] - col_mean[None, :] + col_mean.mean()
+    u, s = _kernel_eig(kc)
+    return u, s, col_mean
+
+
+def kernel_projection(
+    cross: torch.Tensor, col_mean: torch.Tensor, u: torch.Tensor, s: torch.Tensor
+) -> torch.Tensor:
+    """New samples' features centred with the training means and projected on V, A = Xe_c V
+    (m, r), from their uncentred cross kernel Xe Xᵀ (m, n) with the training samples,
+    float64, and the training kernel's column means and U, s (:func:`factorise_kernel`)."""
+    centred = cross - cross.mean(1, keepdim=True) - col_mean[None, :] + col_mean.mean()
+    return (centred @ u) / s
+
+
+def best_alpha_index(scores: np.ndarray, alphas: np.ndarray, scoring: str) -> np.ndarray:
     """Index (v,) of the best penalty per target in scores (a, v): the largest penalty whose
     score ties with the best (:func:`_tie_tolerance`)."""
     order = np.argsort(-alphas, kind="stable")
@@ -691,7 +710,7 @@ def _best_alpha_index(scores: np.ndarray, alphas: np.ndarray, scoring: str) -> n
     return order[np.argmax(ordered >= best - _tie_tolerance(best, scoring), axis=0)]
 
 
-def _is_better(
+def is_better(
     score: np.ndarray,
     alpha: np.ndarray,
     best_score: np.ndarray,
@@ -720,7 +739,7 @@ def _refit(
 ) -> tuple[np.ndarray, np.ndarray]:
     """Ridge fit on all samples with one penalty per target: coef (p, v), intercept (v,).
 
-    One factorisation of the centred X (``factors`` from :func:`_factorise_f64` when the
+    One factorisation of the centred X (``factors`` from :func:`factorise_features` when the
     cross-validation already made it, else made here, from ``gram`` = X Xᵀ if given); per
     target the shrinkage s / (s² + α_j) applies to its column of Uᵀ Yc (``proj`` (r, v) if
     the cross-validation computed it), so the coefficients V diag(...) Uᵀ Yc come from
@@ -730,7 +749,7 @@ def _refit(
     x = torch.as_tensor(X, device=device)
     y = torch.as_tensor(Y, dtype=dtype)
     if factors is None:
-        factors = _factorise_f64(x, gram)
+        factors = factorise_features(x, gram)
     u, s, v = (None if t is None else t.to(dtype) for t in factors[:3])
     mean_x = factors[3]
     alpha_t = torch.as_tensor(alpha, dtype=dtype, device=device)

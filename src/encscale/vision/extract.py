@@ -1,7 +1,12 @@
 """Feature extraction: every image of ``stimuli.h5`` through an image model, each chosen
-layer's map (:mod:`encscale.vision.layers`) max-pooled to k×k grids, into the features file
-(layout: :mod:`encscale.contracts`). A k larger than a layer's map would only repeat
-values, so such k are capped at the map side and each distinct grid is stored once.
+layer's spatial map (:mod:`encscale.vision.layers`) and, if kept, its prefix tokens, into
+the features file (layout: :mod:`encscale.contracts`).
+
+The maps are stored as they are and max-pooled to k×k grids at fit time (encoding's
+``pool_sizes``), so any k can be tried without extracting again; they are also smaller:
+the pooled sets for k = 1 … 16 of a 16×16 map hold 1² + 2² + … + 16² = 1,496 values per
+channel, the map itself 256. Max-pooling commutes with the rounding to the storage dtype,
+so a grid pooled from the stored map equals the one pooled before storing, exactly.
 
 Writing is resumable: the file grows under ``<out>.partial`` with its progress in
 ``<out>.progress.json`` (written after each batch is flushed); a rerun with the same
@@ -27,15 +32,24 @@ import h5py
 import numpy as np
 import torch
 
-from encscale.contracts import FeatureSet, create_features, image_dataset, update_features
+from encscale.contracts import (
+    FeatureSet,
+    LayerMap,
+    create_features,
+    image_dataset,
+    update_features,
+)
 from encscale.io import open_h5
 from encscale.torchtools import PRECISIONS, autocast, count_parameters
-from encscale.vision.layers import LayerExtractor, maxpool_tokens, preprocess
+from encscale.vision.layers import LayerExtractor, preprocess
 from encscale.vision.registry import InputSpec, build_model, input_spec, weights_source
 
 log = logging.getLogger(__name__)
 
 STORAGE = {"float32": np.float32, "float16": np.float16}
+TORCH_STORAGE = {"float32": torch.float32, "float16": torch.float16}
+# Per chosen layer: its map and, when prefix tokens are kept, their set.
+Layout = list[tuple[LayerMap, FeatureSet | None]]
 
 
 class StimulusBatches(torch.utils.data.Dataset):
@@ -65,7 +79,6 @@ def extract_features(
     out_path: str | Path,
     name: str,
     spec: dict[str, Any],
-    pool_sizes: list[int],
     *,
     batch_size: int = 32,
     device: str = "cpu",
@@ -78,7 +91,8 @@ def extract_features(
     provenance: Mapping[str, Any] | None = None,
     progress: Callable[[str], None] = log.info,
 ) -> float:
-    """Run every image of ``stimuli.h5`` through the model and write pooled features to HDF5.
+    """Run every image of ``stimuli.h5`` through the model and write each chosen layer's map
+    (and prefix tokens) to HDF5.
 
     ``precision``: the model's compute dtype (autocast; fp32 on CPU is exact), recorded in
     the file; ``storage``: float32 or float16 on disk; ``compression``: None (contiguous,
@@ -86,7 +100,7 @@ def extract_features(
     ``num_workers``: DataLoader processes reading ``stimuli.h5``. Resumes an interrupted
     run with the same settings (see the module docstring); ``provenance``
     (:func:`encscale.provenance.job_provenance`) is recorded. Returns the images per second
-    of the extraction loop (reading, model, pooling and writing; set-up excluded).
+    of the extraction loop (reading, model and writing; set-up excluded).
     """
     if precision not in PRECISIONS:
         raise ValueError(f"precision must be one of {sorted(PRECISIONS)}, got {precision!r}")
@@ -102,7 +116,6 @@ def extract_features(
         n = image_dataset(stim).shape[0]
     settings = dict(
         spec=spec,
-        pool_sizes=list(pool_sizes),
         batch_size=batch_size,
         precision=precision,
         storage=storage,
@@ -113,15 +126,22 @@ def extract_features(
     signature = hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()
     probe = np.zeros((1, ispec.size, ispec.size, 3), np.uint8)
     with torch.inference_mode():
-        layout = _layout(extractor, extractor(preprocess(probe, ispec, device)), pool_sizes)
+        layout = _layout(extractor, extractor(preprocess(probe, ispec, device)))
     partial = out_path.with_name(out_path.name + ".partial")
     state = out_path.with_name(out_path.name + ".progress.json")
     done = _resume_point(partial, state, signature)
     if done is None:
         _check_space(out_path, n, layout, STORAGE[storage])
-        sets = [fs for per_layer in layout for fs in per_layer]
+        maps = [lm for lm, _ in layout]
+        sets = [fs for _, fs in layout if fs is not None]
         create_features(
-            partial, sets, n, STORAGE[storage], compression=compression, chunk_rows=batch_size
+            partial,
+            sets,
+            n,
+            STORAGE[storage],
+            maps=maps,
+            compression=compression,
+            chunk_rows=batch_size,
         )
         _write_progress(state, signature, 0)
         done = 0
@@ -134,20 +154,19 @@ def extract_features(
         pin_memory=torch.device(device).type == "cuda",
     )
     batches = iter(loader)  # workers start before the output is open: they hold no lock on it
-    attrs = _file_attrs(
-        name, spec, model, ispec, precision, storage, pool_sizes, extractor, prefix_tokens
-    )
+    attrs = _file_attrs(name, spec, model, ispec, precision, storage, extractor, prefix_tokens)
+    dtype = TORCH_STORAGE[storage]
     with update_features(partial, attrs, provenance) as out:
-        dsets = [[(out[fs.key], fs.k) for fs in per_layer] for per_layer in layout]
+        dsets = [(out[lm.key], out[fs.key] if fs else None) for lm, fs in layout]
         rate = _Rate(name, n, done, progress)
         for images in batches:
             x = preprocess(images, ispec, device)
             with torch.inference_mode(), autocast(device, precision):
                 outputs = extractor(x)
-            for (fmap, prefix), per_layer in zip(outputs, dsets, strict=True):
-                for dset, k in per_layer:
-                    feats = prefix.flatten(1) if k == 0 else maxpool_tokens(fmap, k)
-                    dset[done : done + len(x)] = feats.float().cpu().numpy().astype(dset.dtype)
+            for (fmap, prefix), (map_dset, prefix_dset) in zip(outputs, dsets, strict=True):
+                map_dset[done : done + len(x)] = _to_storage(fmap, dtype)
+                if prefix_dset is not None:
+                    prefix_dset[done : done + len(x)] = _to_storage(prefix.flatten(1), dtype)
             done += len(x)
             out.flush()
             _write_progress(state, signature, done)
@@ -163,36 +182,43 @@ def _file_identity(path: str | Path) -> list[int]:
     return [stat.st_size, stat.st_mtime_ns]
 
 
-def _layout(
-    extractor: LayerExtractor, outputs: list, pool_sizes: list[int]
-) -> list[list[FeatureSet]]:
-    """Per chosen layer, the feature sets to write, from one probe batch's ``outputs``."""
-    layout = []
+def _to_storage(x: torch.Tensor, dtype: torch.dtype) -> np.ndarray:
+    """``x`` rounded to the storage dtype on its device, then as a C-contiguous array."""
+    return x.to(dtype).contiguous().cpu().numpy()
+
+
+def _layout(extractor: LayerExtractor, outputs: list) -> Layout:
+    """Per chosen layer, its map (B, C, h, w) and prefix set, from one probe batch's
+    ``outputs``."""
+    layout: Layout = []
     for pos, (name, (fmap, prefix)) in enumerate(zip(extractor.names, outputs, strict=True)):
         index = extractor.indices[pos]
-        channels, side = fmap.shape[1], min(fmap.shape[-2], fmap.shape[-1])
         depth = index / max(extractor.n_layers - 1, 1)
-        sets = [
-            FeatureSet(name, k, depth, channels * k * k, index, map_size=side)
-            for k in sorted({min(k, side) for k in pool_sizes})
-        ]
+        channels, height, width = (int(s) for s in fmap.shape[1:])
+        lm = LayerMap(name, depth, index, channels, height, width)
+        fs = None
         if prefix is not None:
-            width = prefix.shape[1] * prefix.shape[2]
-            sets.append(FeatureSet(name, 0, depth, width, index, map_size=0))
-        layout.append(sets)
+            fs = FeatureSet(name, 0, depth, prefix.shape[1] * prefix.shape[2], index, map_size=0)
+        layout.append((lm, fs))
     return layout
 
 
-def _check_space(out_path: Path, n: int, layout: list[list[FeatureSet]], dtype: type) -> None:
+def _bytes_per_image(layout: Layout, dtype: type) -> int:
+    """Values of every map (C·h·w) and prefix set (width), in bytes of ``dtype``."""
+    values = sum(lm.channels * lm.height * lm.width + (fs.width if fs else 0) for lm, fs in layout)
+    return values * np.dtype(dtype).itemsize
+
+
+def _check_space(out_path: Path, n: int, layout: Layout, dtype: type) -> None:
     """Refuse, naming the sizes, when the features would not fit the free disk space."""
-    need = n * sum(fs.width for sets in layout for fs in sets) * np.dtype(dtype).itemsize
+    need = n * _bytes_per_image(layout, dtype)
     out_path.parent.mkdir(parents=True, exist_ok=True)
     free = shutil.disk_usage(out_path.parent).free
     log.info("%s: %.2f GB of features (%s)", out_path, need / 1e9, np.dtype(dtype).name)
     if need > free:
         raise OSError(
             f"{out_path}: the features need {need / 1e9:.2f} GB but {out_path.parent} has "
-            f"{free / 1e9:.2f} GB free; keep fewer pool sizes or layers, or store float16"
+            f"{free / 1e9:.2f} GB free; keep fewer layers, or store float16"
         )
 
 
@@ -248,7 +274,6 @@ def _file_attrs(
     ispec: InputSpec,
     precision: str,
     storage: str,
-    pool_sizes: list[int],
     extractor: LayerExtractor,
     prefix_tokens: str,
 ) -> dict[str, Any]:
@@ -261,7 +286,6 @@ def _file_attrs(
         precision=precision,
         storage=storage,
         input_size=ispec.size,
-        pool_sizes=np.asarray(pool_sizes, dtype=np.int64),
         layers=extractor.names,
         prefix_tokens=prefix_tokens,
         spec=json.dumps(spec, sort_keys=True),

@@ -1,5 +1,5 @@
-# Features of every block of a model, max-pooled to k×k grids, for every stimulus; and a
-# model's weights fetched into a local file (encscale.vision).
+# Features of every block of a model, its spatial map (max-pooled to k×k grids at fit time),
+# for every stimulus; and a model's weights fetched into a local file (encscale.vision).
 
 
 rule extract_features:
@@ -10,7 +10,6 @@ rule extract_features:
         f"{RESULTS}/features/{{model}}.h5",
     params:
         spec=lambda w: config["models"][w.model],
-        pool_sizes=config["features"]["pool_sizes"],
         batch_size=config["features"]["batch_size"],
         device=config["features"]["device"],
         precision=config["features"]["precision"],

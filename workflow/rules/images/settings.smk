@@ -2,8 +2,10 @@
 # cannot express, its wildcard constraints, and the file lists of its rules and targets (what
 # workflow/rules/common.smk asks of a branch).
 import math
+import os
 
 from encscale.data import algonauts, nsd, s3
+from encscale.encoding import plan
 from encscale.encoding.ensemble import ENSEMBLE
 from encscale.scaling.analysis import geometric_sizes
 from encscale.simulate.truth import truth_path
@@ -22,6 +24,13 @@ if isinstance(ENC["sizes"], dict):  # a geometric grid
         raise ValueError(f"config key 'encoding.sizes': {err}") from None
 SIZES = sorted(ENC["sizes"])
 SEEDS = list(range(ENC["n_draws"]))
+FIT_JOB = ENC["job"]
+FIT_SETTINGS = ("n_folds", "alphas", "pool_sizes", "scoring", "subsample", "device", "max_memory_mb")
+# One subject × model job writes every size × draw of the model (all of encoding.sizes: the
+# small sizes add a few percent to the largest ones' work).
+SUBJECT_MODEL_FITS = [
+    f"{RESULTS}/fits/{{subject}}/{{model}}/n{size}_s{seed}.h5" for size in SIZES for seed in SEEDS
+]
 
 
 def check_model_key(key, value, ensemble=False):
@@ -110,6 +119,44 @@ FETCH_NSD = NSD["source"] == "s3" and (
 MANIFEST = s3.read_manifest(NSD["manifest"]) if NSD["manifest"] else {}
 NSD_SOURCE = {k: NSD[k] for k in ("bucket", "endpoint_url", "region", "credentials", "retries")}
 STIMULI_REMOTE = FETCH_NSD and DATASET == "nsd" and NSD["stimuli"] == "seen"
+
+
+def planned_fit_rows(subject):
+    """(stimuli, evaluation stimuli, columns) of a subject to plan with before its responses
+    file exists: the demo's simulated sizes (every voxel of its volume); NSD's images the
+    subject saw in its sessions and nsdgeneral's voxels, about (encscale.data.nsd); Algonauts
+    2023's released images and vertices (encscale.data.algonauts)."""
+    if DATASET == "demo":
+        rows = DEMO["n_unique"] + DEMO["n_shared"]
+        return rows, DEMO["n_shared"], math.prod(DEMO["volume_shape"])
+    if DATASET == "algonauts2023":
+        train, test = algonauts.TRAIN_IMAGES[subject], algonauts.TEST_IMAGES[subject]
+        return train + test, test + algonauts.holdout_count(train, ALGONAUTS["holdout"]), (
+            algonauts.VERTICES[subject]
+        )
+    seen, shared = nsd.planned_images(subject, N_SESSIONS[subject])
+    return seen, shared, nsd.PLANNING_VOXELS
+
+
+def fit_job_shapes(wildcards, input):
+    """A subject × model job's shapes, from its files (before they exist, from
+    planned_fit_rows and every set on the kernel route)."""
+    draws = [size for size in SIZES for _ in SEEDS]
+    if os.path.exists(input.responses) and os.path.exists(input.features):
+        return plan.fit_job_shapes(input.responses, input.features, draws, ENC)
+    rows, n_eval, columns = planned_fit_rows(wildcards.subject)
+    return plan.planned_shapes(rows=rows, n_eval=n_eval, voxels=columns, draws=draws, settings=ENC)
+
+
+def fit_job_mem_mb(wildcards, input, attempt):
+    return plan.mem_mb(fit_job_shapes(wildcards, input), attempt)
+
+
+def fit_job_gpu_mem_mb(wildcards, input, attempt):
+    """Device memory of a job on a GPU: its peak less the interpreter's (0 on the CPU)."""
+    if ENC["device"] == "cpu":
+        return 0
+    return plan.mem_mb(fit_job_shapes(wildcards, input), attempt) - plan.BASE_BYTES // 2**20
 
 
 def weights_input(model):
@@ -221,7 +268,9 @@ def fit_names():
 
 
 def h5_outputs():
-    """Every HDF5 file the study writes (each records its provenance)."""
+    """Every HDF5 file the study writes (each records its provenance); a subject × model
+    job writes every size × draw, needed or not."""
+    needed = set(fit_names())
     raw = [nsd.stimuli_path(RAW), *(truth_path(RAW, s) for s in SUBJECTS)]
     return [
         *(raw if DATASET == "demo" else []),
@@ -229,6 +278,14 @@ def h5_outputs():
         *responses_files().values(),
         *(f"{RESULTS}/features/{model}.h5" for model in MODELS),
         *(f"{RESULTS}/fits/{name}.h5" for name in fit_names()),
+        *(
+            f"{RESULTS}/fits/{subject}/{model}/n{size}_s{seed}.h5"
+            for subject in SUBJECTS
+            for model in (MODELS if FIT_JOB == "subject_model" else [])
+            for size in SIZES
+            for seed in SEEDS
+            if f"{subject}/{model}/n{size}_s{seed}" not in needed
+        ),
     ]
 
 
@@ -238,12 +295,17 @@ def benchmark_files():
         prepare_stimuli=[benchmark_path("prepare_stimuli")],
         prepare_subject=[benchmark_path("prepare_subject", s) for s in SUBJECTS],
         extract_features=[benchmark_path("extract_features", m) for m in MODELS],
-        fit_encoding=[
+    )
+    if FIT_JOB == "subject_model":
+        files["fit_subject_model"] = [
+            benchmark_path("fit_subject_model", f"{s}/{m}") for s in SUBJECTS for m in MODELS
+        ]
+    else:
+        files["fit_encoding"] = [
             benchmark_path("fit_encoding", name)
             for name in fit_names()
             if f"/{ENSEMBLE}/" not in name
-        ],
-    )
+        ]
     if DATASET == "demo":
         files = {"simulate_demo": [benchmark_path("simulate_demo")], **files}
     return files

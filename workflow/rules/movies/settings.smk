@@ -15,6 +15,8 @@ CLIP = config["clips"]
 TOKENIZER_CFG = config["tokenizer"]
 GPT = config["gpt"]
 ENC = dict(config["encoding"], subsample="random")  # every training TR: no subsample
+FIT_JOB = "fit"  # one fit per subject × run already
+FIT_SETTINGS = ("n_folds", "alphas", "scoring", "subsample", "device")
 try:
     RUNS = run_grid(GPT["grid"])
 except ValueError as err:

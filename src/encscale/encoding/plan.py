@@ -1,0 +1,227 @@
+"""What a subject × model fit job costs, from shapes alone: each feature set's route (kernel
+or primal), the job's peak memory, and its floating-point work.
+
+The rates are this project's measurements (``PERF_FACTS``: 2 cores of an AVX-512 CPU):
+float32 matrix products at about 4e11 FLOP/s, float64 at half that, symmetric
+eigendecompositions at about 6e10 FLOP/s. Only their ratios choose a route; the absolute
+values turn FLOPs into an estimate of time for :mod:`encscale.encoding.cost`, where a
+device's own rates replace them.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from encscale.contracts import open_features, response_shapes
+
+GEMM64_RATE = 2e11  # FLOP/s, float64 matrix products
+GEMM32_RATE = 4e11  # FLOP/s, float32 matrix products
+EIGH_RATE = 6e10  # FLOP/s, float64 symmetric eigendecomposition with vectors
+EIGH_FLOPS = 9.0  # × n³ for an n × n eigendecomposition with vectors
+BASE_BYTES = (
+    300 * 2**20
+)  # the interpreter with numpy, torch (its linear algebra loaded), h5py: measured RSS
+CHUNK_BYTES = 512 * 2**20  # one read of a map's channels for every row, float32
+ROUTES = ("kernel", "primal")
+
+
+@dataclass(frozen=True)
+class FitShapes:
+    """The shapes a subject × model fit job meets.
+
+    rows: the distinct stimuli it reads (training draws, test, challenge); n_train: the
+    training pool (samples with responses); n_eval: test + challenge samples; voxels;
+    draws: every (size) of every draw; widths: each feature set's columns; map_values: the
+    largest layer map's values per stimulus (C·h·w; 0 without maps); ks_per_layer: the
+    most pooled sets one layer gives.
+    """
+
+    rows: int
+    n_train: int
+    n_eval: int
+    voxels: int
+    draws: Sequence[int]
+    widths: Sequence[int]
+    n_alphas: int
+    n_folds: int
+    map_values: int = 0
+    ks_per_layer: int = 1
+    routes: Sequence[str] = field(default=())
+
+    def route_of(self, f: int) -> str:
+        return (
+            self.routes[f]
+            if self.routes
+            else choose_route(self.widths[f], self.rows, self.draws, self.n_eval)
+        )
+
+
+def factorisation_seconds(
+    route: str, p: int, rows: int, draws: Sequence[int], n_eval: int
+) -> float:
+    """Estimated seconds to factorise one feature set of p columns for every draw.
+
+    kernel: the kernel over all ``rows`` once (float64), then per draw of n samples an
+    eigendecomposition of its n × n block and the evaluation rows' projection; primal: per
+    draw XᵀX (p × p, float64), its eigendecomposition and U = X V.
+    """
+    if route == "kernel":
+        seconds = 2.0 * rows * rows * p / GEMM64_RATE
+        for n in draws:
+            seconds += EIGH_FLOPS * n**3 / EIGH_RATE + 2.0 * n_eval * n * min(n, p) / GEMM64_RATE
+        return seconds
+    if route != "primal":
+        raise ValueError(f"route must be one of {ROUTES}, got {route!r}")
+    seconds = 0.0
+    for n in draws:
+        r = min(n, p)
+        seconds += (
+            EIGH_FLOPS * p**3 / EIGH_RATE + 2.0 * (n * p * p + (n + n_eval) * p * r) / GEMM64_RATE
+        )
+    return seconds
+
+
+def choose_route(p: int, rows: int, draws: Sequence[int], n_eval: int) -> str:
+    """The cheaper way to factorise a set of p columns (:func:`factorisation_seconds`)."""
+    kernel = factorisation_seconds("kernel", p, rows, draws, n_eval)
+    return (
+        "kernel" if kernel <= factorisation_seconds("primal", p, rows, draws, n_eval) else "primal"
+    )
+
+
+def set_bytes(route: str, p: int, rows: int) -> int:
+    """Memory one formed set holds while its draws are fitted: its kernel over all rows
+    (float64) or its features (float32)."""
+    return 8 * rows * rows if route == "kernel" else 4 * rows * p
+
+
+def draw_work_bytes(n: int, r: int, shapes: FitShapes, voxel_batch: int) -> int:
+    """Peak working memory of one draw of n samples and rank r (factorisation, operators,
+    one voxel batch of the cross-validation, the evaluation rows' predictions)."""
+    n_val = math.ceil(n / shapes.n_folds)
+    n_train = n - n_val
+    well = n - r >= 2 * n_val
+    factor = 8 * n * n * 3 + 8 * n * r + 4 * n * r  # block, eigenvectors + workspace; U
+    if well:
+        ops = 4 * shapes.n_alphas * n_val * (r + 1) + 8 * n_val * n_val * 4
+    else:
+        ops = 4 * shapes.n_alphas * n_val * n_train + 8 * n_val * n * 3
+    batch = 4 * shapes.n_alphas * n_val * voxel_batch * 3 + 4 * n * voxel_batch * 2
+    proj = 4 * r * shapes.voxels + 8 * shapes.n_eval * r
+    return factor + ops + batch + proj
+
+
+def fixed_bytes(shapes: FitShapes) -> int:
+    """Memory held for the whole job: responses, each draw's targets and running best."""
+    responses = 4 * (shapes.n_train + shapes.n_eval) * shapes.voxels
+    targets = 4 * sum(shapes.draws) * shapes.voxels
+    n_sets = max(len(shapes.widths), 1)
+    state = len(shapes.draws) * shapes.voxels * (4 * n_sets + 4 * shapes.n_eval + 8 * 4)
+    return BASE_BYTES + responses + targets + state
+
+
+def peak_bytes(
+    shapes: FitShapes, group_bytes: int | None = None, voxel_batch: int | None = None
+) -> int:
+    """Peak memory of the job: what it holds throughout, the sets of one layer formed at
+    once (``group_bytes``, default: the largest layer's sets all at once), one chunk of a
+    map being read, and the largest draw's work."""
+    voxel_batch = voxel_batch or default_voxel_batch(shapes)
+    if group_bytes is None:
+        per_set = sorted(
+            (set_bytes(shapes.route_of(f), p, shapes.rows) for f, p in enumerate(shapes.widths)),
+            reverse=True,
+        )
+        group_bytes = sum(per_set[: shapes.ks_per_layer])
+    chunk = min(CHUNK_BYTES, 4 * shapes.rows * shapes.map_values) * 2 if shapes.map_values else 0
+    work = max(
+        (
+            draw_work_bytes(n, min(n - 1, max(shapes.widths, default=1)), shapes, voxel_batch)
+            for n in shapes.draws
+        ),
+        default=0,
+    )
+    return fixed_bytes(shapes) + group_bytes + chunk + work
+
+
+def default_voxel_batch(shapes: FitShapes, budget: int | None = None) -> int:
+    """Voxels evaluated together: one (alphas × validation rows × batch) float32 block of at
+    most 256 MB, and smaller where the job's peak would exceed ``budget`` bytes (at least 16
+    voxels)."""
+    n_val = math.ceil(max(shapes.draws, default=1) / shapes.n_folds)
+    per_voxel = 4 * shapes.n_alphas * n_val * 3 + 4 * max(shapes.draws, default=1) * 2
+    batch = max(1, min(shapes.voxels, 256 * 2**20 // (4 * shapes.n_alphas * n_val)))
+    if budget is not None:
+        over = peak_bytes(shapes, voxel_batch=batch) - budget
+        if over > 0:
+            batch = max(16, batch - math.ceil(over / per_voxel))
+    return batch
+
+
+def fit_job_shapes(
+    responses_path: str,
+    features_path: str,
+    draws: Sequence[int],
+    settings: Mapping[str, Any],
+) -> FitShapes:
+    """The shapes a subject × model job will meet, read from its input files' metadata:
+    ``draws`` the size of every (size, seed) it fits, ``settings`` the ``encoding`` config
+    (``pool_sizes``, ``n_folds``, ``alphas.num``). Every training and evaluation row is
+    counted as read (an upper bound on the rows the draws use)."""
+    sizes = response_shapes(responses_path)
+    n_eval = sizes["n_test"] + sizes["n_challenge"]
+    with open_features(features_path) as features:
+        sets = features.fit_sets(settings.get("pool_sizes"))
+        maps = features.maps
+    per_layer: dict[str, int] = {}
+    for fs in sets:
+        per_layer[fs.layer] = per_layer.get(fs.layer, 0) + 1
+    return FitShapes(
+        rows=sizes["n_train"] + n_eval,
+        n_train=sizes["n_train"],
+        n_eval=n_eval,
+        voxels=sizes["columns"],
+        draws=list(draws),
+        widths=[fs.width for fs in sets],
+        n_alphas=int(settings["alphas"]["num"]),
+        n_folds=int(settings["n_folds"]),
+        map_values=max((m.channels * m.height * m.width for m in maps), default=0),
+        ks_per_layer=max(per_layer.values(), default=1),
+    )
+
+
+def mem_mb(shapes: FitShapes, attempt: int = 1) -> int:
+    """A job's memory request in MB: its peak (:func:`peak_bytes`), and half as much again
+    for every retry (Snakemake's ``attempt``)."""
+    return math.ceil(peak_bytes(shapes) * (1 + 0.5 * (attempt - 1)) / 2**20)
+
+
+def planned_shapes(
+    *,
+    rows: int,
+    n_eval: int,
+    voxels: int,
+    draws: Sequence[int],
+    settings: Mapping[str, Any],
+    largest_map_side: int = 16,
+) -> FitShapes:
+    """Shapes to plan with before the input files exist: every set assumed on the kernel
+    route (the most memory), ``pool_sizes`` capped at ``largest_map_side``."""
+    pool = settings.get("pool_sizes") or [1]
+    ks = range(1, largest_map_side + 1) if pool == "all" else pool
+    n_ks = len({min(int(k), largest_map_side) for k in ks})
+    return FitShapes(
+        rows=rows,
+        n_train=rows - n_eval,
+        n_eval=n_eval,
+        voxels=voxels,
+        draws=list(draws),
+        widths=[rows] * n_ks,
+        n_alphas=int(settings["alphas"]["num"]),
+        n_folds=int(settings["n_folds"]),
+        ks_per_layer=n_ks,
+        routes=["kernel"] * n_ks,
+    )

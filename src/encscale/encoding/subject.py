@@ -1,0 +1,405 @@
+"""Every fit of one subject × model in one job, from shared kernels.
+
+The job reads each layer's map for the subject's rows once (every draw's training rows,
+the test and the challenge images), forms each (layer, k) set once on the fit's device and,
+for a wide set, its linear kernel over all those rows once (the kernel route); each
+training size × draw then works on its block of the kernel (exact centring per draw, the
+leave-group-out identity of :func:`encscale.encoding.ridge.lgo_scores` for the folds). A
+narrow set is factorised per draw from its features instead (the primal route), where that
+is cheaper (:func:`encscale.encoding.plan.choose_route`). Per draw only the running best
+(set, penalty, score) of every voxel and the evaluation rows' predictions of the best set
+so far are kept, so nothing per set outlives it. The fit files are those of
+:func:`encscale.encoding.fit.fit_encoding` (layout: :mod:`encscale.contracts`), each
+written whole under its final name.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from encscale.contracts import (
+    FeatureSet,
+    FeaturesFile,
+    Fit,
+    LayerMap,
+    open_features,
+    read_responses,
+    write_fit,
+)
+from encscale.encoding import plan
+from encscale.encoding.fit import config_alphas, subsample
+from encscale.encoding.ridge import (
+    available_memory,
+    best_alpha_index,
+    factorise_features,
+    factorise_kernel,
+    is_better,
+    kernel_projection,
+    kfold_splits,
+    lgo_scores,
+)
+from encscale.metrics import pearson_r
+from encscale.vision.layers import maxpool_tokens
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Draw:
+    """One training size × draw: its rows and targets, and the best choices so far."""
+
+    size: int
+    seed: int
+    train_rows: np.ndarray  # (size,) rows of the responses file's train split
+    positions: torch.Tensor  # (size,) the rows' positions among the job's stimuli
+    folds: list[tuple[np.ndarray, np.ndarray]]
+    y: np.ndarray  # (size, V) float32
+    best_score: np.ndarray  # (V,)
+    best_alpha: np.ndarray  # (V,)
+    best_set: np.ndarray  # (V,) int64
+    set_scores: np.ndarray  # (S, V) float32
+    eval_pred: np.ndarray  # (n_eval, V) float32: test rows, then challenge rows
+
+
+def fit_subject_model(
+    responses_path: str | Path,
+    features_path: str | Path,
+    out_paths: Mapping[tuple[int, int], str | Path],
+    *,
+    n_folds: int,
+    alphas: np.ndarray,
+    pool_sizes: Sequence[int] | str | None,
+    scoring: str = "r",
+    subsample_mode: str = "random",
+    device: str = "cpu",
+    dtype: torch.dtype = torch.float32,
+    max_memory: int | None = None,
+    routes: Mapping[str, str] | None = None,
+    provenance: Mapping[str, Any] | None = None,
+    progress: Callable[[str], None] = log.info,
+) -> dict[str, str]:
+    """Fit every (size, seed) of ``out_paths`` for one subject × model and write each fit file.
+
+    ``max_memory`` (bytes, default: what the machine has available) bounds the sets formed
+    at once and the voxel batches; ``routes`` forces a route per set name (``kernel`` or
+    ``primal``), for tests and benchmarks. Returns each set's route.
+    """
+    alphas = np.asarray(alphas, dtype=np.float64)
+    resp = read_responses(responses_path, ["train", "test"], optional=["challenge"])
+    subject = str(resp.attrs.get("subject", Path(responses_path).stem))
+    n_available = len(resp.train.responses)
+    draw_rows = {}
+    for size, seed in out_paths:
+        try:
+            draw_rows[size, seed] = subsample(n_available, size, seed, subsample_mode)
+        except ValueError as err:
+            raise ValueError(f"{responses_path}: {err}") from err
+    challenge = resp.challenge_stimulus
+    eval_stimuli = np.concatenate(
+        [resp.test.stimulus, challenge if challenge is not None else np.empty(0, np.int64)]
+    )
+    used = np.concatenate([resp.train.stimulus[r] for r in draw_rows.values()] + [eval_stimuli])
+    stimuli = np.unique(used)  # the job's rows of the features file, sorted
+    eval_pos = torch.as_tensor(np.searchsorted(stimuli, eval_stimuli), device=device)
+    voxels = resp.train.responses.shape[1]
+
+    with open_features(features_path) as features:
+        _check_rows(features, stimuli, responses_path)
+        sets = features.fit_sets(pool_sizes)
+        shapes = plan.FitShapes(
+            rows=stimuli.size,
+            n_train=n_available,
+            n_eval=eval_stimuli.size,
+            voxels=voxels,
+            draws=[size for size, _ in out_paths],
+            widths=[fs.width for fs in sets],
+            n_alphas=alphas.size,
+            n_folds=n_folds,
+            map_values=max((m.channels * m.height * m.width for m in features.maps), default=0),
+            ks_per_layer=max(_sets_per_layer(sets).values(), default=1),
+        )
+        route = {
+            fs.name: (routes or {}).get(fs.name)
+            or plan.choose_route(fs.width, shapes.rows, shapes.draws, shapes.n_eval)
+            for fs in sets
+        }
+        budget = max_memory or available_memory()
+        if torch.device(device).type == "cuda":  # the formed sets live in device memory
+            budget = min(budget, torch.cuda.mem_get_info(torch.device(device))[0])
+        voxel_batch = plan.default_voxel_batch(shapes, budget)
+        progress(
+            f"{subject} {features.model}: {len(sets)} feature sets × {len(out_paths)} draws, "
+            f"{stimuli.size} stimuli, {voxels} voxels; peak memory ≈ "
+            f"{plan.peak_bytes(shapes) / 2**30:.2f} GiB (budget {budget / 2**30:.2f} GiB)"
+        )
+        draws = [
+            _new_draw(
+                resp.train.responses,
+                stimuli,
+                resp.train.stimulus,
+                size,
+                seed,
+                rows,
+                n_folds,
+                len(sets),
+                eval_stimuli.size,
+                device,
+            )
+            for (size, seed), rows in draw_rows.items()
+        ]
+        started = time.perf_counter()
+        for f, fs, formed in _formed_sets(
+            features, sets, stimuli, route, budget - plan.fixed_bytes(shapes), device
+        ):
+            for draw in draws:
+                u64, s, a_eval = _factorise(formed, route[fs.name], draw.positions, eval_pos)
+                _update(draw, f, u64, s, a_eval, alphas, scoring, dtype, voxel_batch)
+            del formed
+            progress(
+                f"set {f + 1}/{len(sets)} {fs.name} ({fs.width} features, {route[fs.name]} route) "
+                f"done after {time.perf_counter() - started:.1f} s"
+            )
+        model, n_params = features.model, features.n_params
+
+    n_test = len(resp.test.stimulus)
+    for draw in draws:
+        test_pred = draw.eval_pred[:n_test]
+        fit = Fit(
+            best_set=draw.best_set,
+            feature_sets=np.array([fs.name for fs in sets]),
+            set_depth=np.array([fs.depth for fs in sets]),
+            best_alpha=draw.best_alpha,
+            cv_score=draw.best_score,
+            set_scores=draw.set_scores,
+            train_rows=draw.train_rows,
+            test_pred=test_pred,
+            test_r=pearson_r(resp.test.responses, test_pred).astype(np.float32),
+            challenge_pred=draw.eval_pred[n_test:] if challenge is not None else None,
+            attrs=dict(
+                subject=subject,
+                model=model,
+                n_params=n_params,
+                size=draw.size,
+                seed=draw.seed,
+                n_folds=n_folds,
+                scoring=scoring,
+                alphas=alphas,
+            ),
+        )
+        write_fit(out_paths[draw.size, draw.seed], fit, provenance)
+        progress(f"n={draw.size} seed={draw.seed}: mean test r = {float(fit.test_r.mean()):.4f}")
+    return route
+
+
+def _check_rows(features: FeaturesFile, stimuli: np.ndarray, responses_path: str | Path) -> None:
+    if stimuli.size and stimuli.max() >= features.n_stimuli:
+        raise ValueError(
+            f"{responses_path}: the samples' stimulus rows reach {stimuli.max()}, but "
+            f"{features.path} has {features.n_stimuli} stimuli"
+        )
+
+
+def _sets_per_layer(sets: Sequence[FeatureSet]) -> dict[str, int]:
+    counts: dict[str, int] = {}
+    for fs in sets:
+        counts[fs.layer] = counts.get(fs.layer, 0) + 1
+    return counts
+
+
+def _new_draw(
+    responses: np.ndarray,
+    stimuli: np.ndarray,
+    train_stimulus: np.ndarray,
+    size: int,
+    seed: int,
+    rows: np.ndarray,
+    n_folds: int,
+    n_sets: int,
+    n_eval: int,
+    device: str,
+) -> Draw:
+    voxels = responses.shape[1]
+    return Draw(
+        size=size,
+        seed=seed,
+        train_rows=rows,
+        positions=torch.as_tensor(np.searchsorted(stimuli, train_stimulus[rows]), device=device),
+        folds=kfold_splits(size, n_folds, seed=seed),
+        y=np.ascontiguousarray(responses[rows], dtype=np.float32),
+        best_score=np.full(voxels, -np.inf),
+        best_alpha=np.full(voxels, -np.inf),
+        best_set=np.zeros(voxels, dtype=np.int64),
+        set_scores=np.empty((n_sets, voxels), dtype=np.float32),
+        eval_pred=np.zeros((n_eval, voxels), dtype=np.float32),
+    )
+
+
+def _formed_sets(
+    features: FeaturesFile,
+    sets: Sequence[FeatureSet],
+    stimuli: np.ndarray,
+    route: Mapping[str, str],
+    budget: int,
+    device: str,
+) -> Iterator[tuple[int, FeatureSet, torch.Tensor]]:
+    """(index, set, formed) in set order: formed is the set's float64 kernel over the job's
+    stimuli (kernel route) or its float32 features (primal route), on ``device``.
+
+    A layer's pooled sets are formed together from one read of its map, in channel chunks,
+    as many at once as ``budget`` bytes hold (the rest from further reads).
+    """
+    maps = {m.layer: m for m in features.maps}
+    f = 0
+    while f < len(sets):
+        fs = sets[f]
+        if not fs.from_map:
+            x = torch.as_tensor(features.read_rows(fs, stimuli), device=device)
+            yield f, fs, _form(x, route[fs.name])
+            f += 1
+            continue
+        group = [fs]
+        held = plan.set_bytes(route[fs.name], fs.width, stimuli.size)
+        while f + len(group) < len(sets):
+            nxt = sets[f + len(group)]
+            need = plan.set_bytes(route[nxt.name], nxt.width, stimuli.size)
+            if not nxt.from_map or nxt.layer != fs.layer or held + need > budget:
+                break
+            group.append(nxt)
+            held += need
+        formed = _pool_layer(features, maps[fs.layer], group, stimuli, route, device)
+        for offset, (member, x) in enumerate(zip(group, formed, strict=True)):
+            yield f + offset, member, x
+        f += len(group)
+
+
+def _form(x: torch.Tensor, route: str) -> torch.Tensor:
+    if route == "kernel":
+        x64 = x.to(torch.float64)
+        return x64 @ x64.T
+    return x.to(torch.float32)
+
+
+def _pool_layer(
+    features: FeaturesFile,
+    layer: LayerMap,
+    group: Sequence[FeatureSet],
+    stimuli: np.ndarray,
+    route: Mapping[str, str],
+    device: str,
+) -> list[torch.Tensor]:
+    """The sets of ``group`` (one layer's k × k poolings) formed from one read of its map."""
+    n = stimuli.size
+    formed = []
+    for fs in group:
+        if route[fs.name] == "kernel":
+            formed.append(torch.zeros((n, n), dtype=torch.float64, device=device))
+        else:
+            formed.append(torch.empty((n, fs.width), dtype=torch.float32, device=device))
+    per_channel = 4 * n * layer.height * layer.width
+    step = max(1, plan.CHUNK_BYTES // per_channel)
+    for c0 in range(0, layer.channels, step):
+        c1 = min(layer.channels, c0 + step)
+        chunk = torch.as_tensor(features.read_map(layer, stimuli, slice(c0, c1)), device=device)
+        for fs, x in zip(group, formed, strict=True):
+            pooled = maxpool_tokens(chunk, fs.k)
+            if route[fs.name] == "kernel":
+                p64 = pooled.to(torch.float64)
+                x.addmm_(p64, p64.T)
+            else:
+                k2 = pooled.shape[1] // (c1 - c0)
+                x[:, c0 * k2 : c1 * k2] = pooled
+        del chunk
+    return formed
+
+
+def _factorise(
+    formed: torch.Tensor, route: str, positions: torch.Tensor, eval_pos: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """One draw's U (n, r), s (r,), float64, and its evaluation rows projected, A (m, r)."""
+    if route == "kernel":
+        u64, s, col_mean = factorise_kernel(formed[positions][:, positions])
+        a_eval = kernel_projection(formed[eval_pos][:, positions], col_mean, u64, s)
+        return u64, s, a_eval
+    u64, s, v, mean = factorise_features(formed[positions])
+    return u64, s, (formed[eval_pos].to(torch.float64) - mean) @ v
+
+
+def _update(
+    draw: Draw,
+    f: int,
+    u64: torch.Tensor,
+    s: torch.Tensor,
+    a_eval: torch.Tensor,
+    alphas: np.ndarray,
+    scoring: str,
+    dtype: torch.dtype,
+    voxel_batch: int,
+) -> None:
+    """Cross-validate set f on one draw; where it beats the best so far, take it and its
+    evaluation predictions, mean(y) + A diag(s / (s² + α)) UᵀY."""
+    folds = [(torch.as_tensor(t), torch.as_tensor(v)) for t, v in draw.folds]
+    scores, proj = lgo_scores(draw.y, alphas, folds, scoring, dtype, voxel_batch, u64, s)
+    voxels = np.arange(draw.y.shape[1])
+    idx = best_alpha_index(scores, alphas, scoring)
+    score, alpha = scores[idx, voxels], alphas[idx]
+    draw.set_scores[f] = score
+    better = is_better(score, alpha, draw.best_score, draw.best_alpha, scoring)
+    draw.best_score[better], draw.best_alpha[better], draw.best_set[better] = (
+        score[better],
+        alpha[better],
+        f,
+    )
+    cols = np.flatnonzero(better)
+    if cols.size == 0:
+        return
+    y = draw.y[:, cols]
+    constant = torch.as_tensor((y == y[:1]).all(0), device=proj.device)
+    cols_t = torch.as_tensor(cols, device=proj.device)
+    proj_b = torch.where(constant, 0.0, proj[:, cols_t])
+    s_t = s.to(dtype)
+    alpha_t = torch.as_tensor(alpha[cols], dtype=dtype, device=proj.device)
+    shrink = s_t[:, None] / (s_t[:, None] ** 2 + alpha_t)
+    pred = a_eval.to(dtype) @ (shrink * proj_b)
+    mean_y = torch.as_tensor(y.mean(0, dtype=np.float64), device=proj.device)
+    draw.eval_pred[:, cols] = (pred.double() + mean_y).cpu().numpy()
+
+
+def fit_subject_model_from_config(
+    responses_path: str | Path,
+    features_path: str | Path,
+    out_paths: Sequence[str | Path],
+    *,
+    settings: Mapping[str, Any],
+    declared_mb: int | None = None,
+    provenance: Mapping[str, Any] | None = None,
+) -> dict[str, str]:
+    """:func:`fit_subject_model` as the workflow names its fits: ``out_paths`` the fit files
+    ``…/n{size}_s{seed}.h5``, ``settings`` the study's ``encoding`` config (``n_folds``,
+    ``alphas``, ``pool_sizes``, ``scoring``, ``subsample``, ``device``, ``max_memory_mb``);
+    ``declared_mb``: the job's memory request, the default budget."""
+    by_draw = {}
+    for path in out_paths:
+        size, seed = Path(path).stem.removeprefix("n").split("_s")
+        by_draw[int(size), int(seed)] = path
+    max_memory = settings.get("max_memory_mb") or declared_mb
+    return fit_subject_model(
+        responses_path,
+        features_path,
+        by_draw,
+        n_folds=settings["n_folds"],
+        alphas=config_alphas(settings),
+        pool_sizes=settings.get("pool_sizes"),
+        scoring=settings["scoring"],
+        subsample_mode=settings["subsample"],
+        device=settings["device"],
+        max_memory=None if max_memory is None else int(max_memory) * 2**20,
+        provenance=provenance,
+    )
