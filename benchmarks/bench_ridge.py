@@ -1,6 +1,6 @@
 """Benchmark encscale's ridge CV against himalaya and scikit-learn on the same problems.
 
-    python benchmarks/bench_ridge.py [--shape a|b|c|all] [--quick] [--repeat 3] [--alphas -1:7:9]
+    python benchmarks/bench_ridge.py [--shape a|b|c|all] [--quick] [--repeats 3] [--alphas -1:7:9]
 
 Problems: features X = Z · diag(spectrum) (optionally rotated) with spectrum ∝ k^-decay,
 scaled to a mean feature variance of 1, and targets Y = X W + noise whose signal-to-noise
@@ -26,11 +26,16 @@ same index arrays as ``cv=``) and the same penalties:
                  called per target and penalty in Python); for (c) one fit per set + argmax
                  of ``best_score_``.
 
-Columns: median wall time of ``--repeat`` fits (prediction excluded); peak extra resident
-memory during a fit (RSS sampled every 5 ms by a thread, minus the RSS at the call's start;
-tracemalloc does not see torch's allocations; glibc's malloc_trim runs before each fit so that
-pages freed by an earlier method do not hide a later one's peak); mean test r of the refit
-predictions on the held-out samples; and the share of voxels whose chosen penalty (for (c):
+Every method is warmed up before it is timed: one untimed fit of a small problem of the same
+kind (the shape's regime, p < n or p ≥ n, and number of sets; 300 training samples, 200
+voxels), so that imports, thread pools and first-call set-up stay out of the timings.
+
+Columns: median wall time of ``--repeats`` fits (prediction excluded; 3 by default, quick
+too) and their spread (min/median/max); peak extra resident memory during a fit (RSS
+sampled every 5 ms by a thread, minus the RSS at the call's start; tracemalloc does not see
+torch's allocations; glibc's malloc_trim runs before each fit so that pages freed by an
+earlier method do not hide a later one's peak); mean test r of the refit predictions on the
+held-out samples; and the share of voxels whose chosen penalty (for (c):
 set and penalty) equals himalaya's torch backend's (its numpy backend, where it is the only
 one run; in the kernel regime it picks other penalties for ~15% of voxels, with a lower
 test r, than both its torch backend and encscale). The last line printed is
@@ -72,6 +77,7 @@ QUICK_SHAPES = {
     "c": (1000, 512, 1000, 4),
 }
 BLOCK_BYTES = 512 * 2**20  # himalaya's target batches keep one block under this, like encscale
+WARM_UP_N, WARM_UP_V = 300, 200  # the warm-up problem's training samples and voxels
 
 
 @dataclass
@@ -218,8 +224,10 @@ def run_sampled(fn: Callable[[], object], interval: float = 0.005) -> tuple[obje
     return result, seconds, peak[0] - start_rss
 
 
-def measure(method: Method, repeat: int) -> Outcome:
-    """Time ``repeat`` fits (peak memory: max over them), then read the last fit's choice."""
+def measure(method: Method, warm_up: Method, repeat: int) -> Outcome:
+    """Fit ``warm_up`` once, untimed; then time ``repeat`` fits of ``method`` (peak memory:
+    max over them) and read the last fit's choice."""
+    warm_up.fit()
     seconds, peak, model = [], 0, None
     for _ in range(repeat):
         model = None
@@ -230,6 +238,21 @@ def measure(method: Method, repeat: int) -> Outcome:
         peak = max(peak, extra)
     choice = method.read(model)
     return Outcome(method.name, seconds, peak / 2**20, choice, method.is_himalaya_cpu)
+
+
+def warm_up_problem(n: int, p: int, n_sets: int, args: argparse.Namespace) -> Problem:
+    """A small problem in the same regime as (n, p) (p < n or p ≥ n) with ``n_sets`` sets."""
+    p_small = max(8, round(p * WARM_UP_N / n))
+    return make_problem(
+        WARM_UP_N, 100, p_small, WARM_UP_V, n_sets, args.decay, args.rotate, args.seed + 1
+    )
+
+
+def spread(seconds: list[float]) -> str:
+    """min/median/max of the timed runs (the one value for a single run)."""
+    if len(seconds) == 1:
+        return f"{seconds[0]:.2f}"
+    return f"{min(seconds):.2f}/{statistics.median(seconds):.2f}/{max(seconds):.2f}"
 
 
 # --- methods --------------------------------------------------------------------------------
@@ -389,11 +412,12 @@ def blas_settings() -> str:
 
     config = torch.__config__.show()
     torch_blas = [w for w in config.replace(",", " ").split() if w.startswith("BLAS_INFO=")]
+    env = ("OPENBLAS_CORETYPE", "OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")
     lines = [
-        f"OPENBLAS_CORETYPE={os.environ.get('OPENBLAS_CORETYPE', '(unset)')}, "
+        ", ".join(f"{var}={os.environ.get(var, '(unset)')}" for var in env),
         f"cpus={os.cpu_count()}, numpy {np.__version__}, torch {torch.__version__} "
         f"threads={torch.get_num_threads()} {' '.join(torch_blas)} "
-        f"mkldnn={torch.backends.mkldnn.is_available()} cuda={torch.cuda.is_available()}"
+        f"mkldnn={torch.backends.mkldnn.is_available()} cuda={torch.cuda.is_available()}",
     ]
     ridge_file = encscale.encoding.ridge.__file__
     with open(ridge_file, "rb") as fh:
@@ -420,11 +444,10 @@ def print_table(outcomes: list[Outcome], alphas: np.ndarray, n_sets: int) -> Non
     ref = next((o for o in himalaya if "(torch)" in o.name), himalaya[0] if himalaya else None)
     extra = "  same set&alpha" if n_sets > 1 else ""
     print(
-        f"{'method':58s} {'time_s':>8s} {'runs_s':>22s} {'peak_MB':>8s} {'test_r':>7s}"
+        f"{'method':58s} {'time_s':>8s} {'min/med/max_s':>20s} {'peak_MB':>8s} {'test_r':>7s}"
         f"  same alpha as himalaya{extra}"
     )
     for o in outcomes:
-        runs = ",".join(f"{s:.1f}" for s in o.seconds)
         same = "-"
         if ref is not None:
             alpha_share, pair_share = agreement(o.choice, ref.choice, alphas)
@@ -434,7 +457,7 @@ def print_table(outcomes: list[Outcome], alphas: np.ndarray, n_sets: int) -> Non
             if o is ref:
                 same = "(reference)"
         print(
-            f"{o.name:58s} {statistics.median(o.seconds):8.2f} {runs:>22s} "
+            f"{o.name:58s} {statistics.median(o.seconds):8.2f} {spread(o.seconds):>20s} "
             f"{o.peak_mb:8.0f} {o.choice.test_r:7.4f}  {same}"
         )
 
@@ -474,15 +497,18 @@ def run_shape(name: str, args: argparse.Namespace, alphas: np.ndarray) -> float:
     print(
         f"\n== shape {name}: n={n} (+{n_test} test) p={p} v={v} sets={n_sets} "
         f"folds={args.folds} (contiguous) alphas={alphas.size} "
-        f"[{alphas[0]:.3g}..{alphas[-1]:.3g}], median of {args.repeat} run(s)"
+        f"[{alphas[0]:.3g}..{alphas[-1]:.3g}], median of {args.repeat} run(s), each method "
+        f"warmed up on n={WARM_UP_N} p={max(8, round(p * WARM_UP_N / n))} v={WARM_UP_V}"
     )
+    warm = warm_up_problem(n, p, n_sets, args)
+    warm_folds = kfold_splits(WARM_UP_N, args.folds)
+    warm_ups = all_methods(warm, alphas, warm_folds, args.device, args.methods)
+    methods = all_methods(problem, alphas, folds, args.device, args.methods)
     load_start = os.getloadavg()[0]
     outcomes = []
-    for method in all_methods(problem, alphas, folds, args.device, args.methods):
-        outcomes.append(measure(method, args.repeat))
-        print(
-            f"   done: {method.name} ({statistics.median(outcomes[-1].seconds):.2f} s)", flush=True
-        )
+    for method, warm_up in zip(methods, warm_ups, strict=True):
+        outcomes.append(measure(method, warm_up, args.repeat))
+        print(f"   done: {method.name} ({spread(outcomes[-1].seconds)} s)", flush=True)
     print_table(outcomes, alphas, n_sets)
     print(load_note(load_start))
     print(penalty_spread(outcomes[0], alphas))
@@ -494,8 +520,10 @@ def run_shape(name: str, args: argparse.Namespace, alphas: np.ndarray) -> float:
 def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--shape", choices=["a", "b", "c", "all"], default="a")
-    parser.add_argument("--quick", action="store_true", help="scaled-down shapes, 1 run")
-    parser.add_argument("--repeat", type=int, default=None, help="runs per method (3; quick 1)")
+    parser.add_argument("--quick", action="store_true", help="scaled-down shapes")
+    parser.add_argument(
+        "--repeats", "--repeat", dest="repeat", type=int, default=3, help="timed runs per method"
+    )
     parser.add_argument("--alphas", default="-1:7:9", help="lo:hi:num (log10) or a,b,c")
     parser.add_argument("--folds", type=int, default=5)
     parser.add_argument("--n-test", type=int, default=1000, help="held-out samples")
@@ -513,8 +541,8 @@ def parse_args() -> argparse.Namespace:
     unknown = sorted(set(args.methods) - set(METHODS))
     if unknown:
         parser.error(f"unknown --methods {unknown}; choose from {', '.join(METHODS)}")
-    if args.repeat is None:
-        args.repeat = 1 if args.quick else 3
+    if args.repeat < 1:
+        parser.error("--repeats must be at least 1")
     return args
 
 

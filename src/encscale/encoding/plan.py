@@ -24,7 +24,8 @@ EIGH_FLOPS = 9.0  # × n³ for an n × n eigendecomposition with vectors
 BASE_BYTES = (
     300 * 2**20
 )  # the interpreter with numpy, torch (its linear algebra loaded), h5py: measured RSS
-CHUNK_BYTES = 512 * 2**20  # one read of a map's channels for every row, float32
+CHUNK_BYTES = 256 * 2**20  # one read of a map's channels for every row, float32
+KERNEL_BLOCK = 1024  # columns of a pooled chunk copied to float64 at a time for the kernel
 ROUTES = ("kernel", "primal")
 
 
@@ -136,7 +137,7 @@ def peak_bytes(
             reverse=True,
         )
         group_bytes = sum(per_set[: shapes.ks_per_layer])
-    chunk = min(CHUNK_BYTES, 4 * shapes.rows * shapes.map_values) * 2 if shapes.map_values else 0
+    chunk = chunk_bytes(shapes)
     work = max(
         (
             draw_work_bytes(n, min(n - 1, max(shapes.widths, default=1)), shapes, voxel_batch)
@@ -144,7 +145,18 @@ def peak_bytes(
         ),
         default=0,
     )
-    return fixed_bytes(shapes) + group_bytes + chunk + work
+    return fixed_bytes(shapes) + group_bytes + max(chunk, work)
+
+
+def chunk_bytes(shapes: FitShapes) -> int:
+    """Memory of reading and pooling one chunk of a map's channels for every row: the read
+    (storage dtype, at most float16's half) and its float32 copy, the largest pooled set
+    of the chunk and the one before it, and one float64 block of columns."""
+    if not shapes.map_values:
+        return 0
+    read = min(CHUNK_BYTES, 4 * shapes.rows * shapes.map_values)
+    pooled = read * min(1.0, max(shapes.widths, default=0) / shapes.map_values)
+    return int(1.5 * read + 2 * pooled + 8 * shapes.rows * KERNEL_BLOCK)
 
 
 def default_voxel_batch(shapes: FitShapes, budget: int | None = None) -> int:

@@ -310,12 +310,14 @@ def _pool_layer(
         chunk = torch.as_tensor(features.read_map(layer, stimuli, slice(c0, c1)), device=device)
         for fs, x in zip(group, formed, strict=True):
             pooled = maxpool_tokens(chunk, fs.k)
-            if route[fs.name] == "kernel":
-                p64 = pooled.to(torch.float64)
-                x.addmm_(p64, p64.T)
+            if route[fs.name] == "kernel":  # float64 products, a block of columns at a time
+                for j in range(0, pooled.shape[1], plan.KERNEL_BLOCK):
+                    p64 = pooled[:, j : j + plan.KERNEL_BLOCK].to(torch.float64)
+                    x.addmm_(p64, p64.T)
             else:
                 k2 = pooled.shape[1] // (c1 - c0)
                 x[:, c0 * k2 : c1 * k2] = pooled
+            del pooled
         del chunk
     return formed
 
