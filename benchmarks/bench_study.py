@@ -2,7 +2,7 @@
 
     python benchmarks/bench_study.py [--quick] [--repeats R] [--device cpu] [--himalaya-backend B]
                                      [--methods per-fit,new-job,himalaya] [--subject DIR]
-                                     [--verbose]
+                                     [--sizes 250,500] [--verbose]
 
 The subject (:func:`encscale.simulate.subject.write_synthetic_subject`, float16 maps, in a
 temporary directory or ``--subject``): a ViT-like model's layer maps and voxels that each
@@ -54,6 +54,7 @@ from __future__ import annotations
 import argparse
 import concurrent.futures
 import ctypes
+import dataclasses
 import gc
 import multiprocessing
 import os
@@ -65,7 +66,6 @@ import tempfile
 import time
 import warnings
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 
 import h5py
@@ -86,7 +86,7 @@ THREAD_VARS = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS", "OM
 FIT_PARTS = ["best_set", "best_alpha", "feature_sets", "test_pred", "test_r", "cv_score"]
 
 
-@dataclass(frozen=True)
+@dataclasses.dataclass(frozen=True)
 class Study:
     """A subject's shapes and the fits asked of it: sizes × seeds, folds, penalties, k."""
 
@@ -102,13 +102,13 @@ class Study:
         return [(size, seed) for size in self.sizes for seed in self.seeds]
 
 
-@dataclass(frozen=True)
+@dataclasses.dataclass(frozen=True)
 class Files:
     features: str
     responses: str
 
 
-@dataclass
+@dataclasses.dataclass
 class Choice:
     """One draw's chosen set and penalty (index into the ascending grid) per voxel, and its
     test predictions' r."""
@@ -116,6 +116,7 @@ class Choice:
     best_set: np.ndarray
     alpha_index: np.ndarray
     test_r: np.ndarray
+    sets: tuple[str, ...]  # the feature sets' names, in best_set's order
 
 
 ALPHAS = tuple(float(a) for a in np.logspace(-1, 5, 13))
@@ -331,6 +332,7 @@ def run_himalaya(study: Study, files: Files, out: Path, device: str, backend: st
                 best_set=best_set,
                 alpha_index=best_alpha,
                 test_r=pearson_r(y_test, pred).astype(np.float32),
+                feature_sets=np.array([fs.name for fs in sets]),
             )
     return {}
 
@@ -403,16 +405,20 @@ def read_choices(name: str, study: Study, out: Path) -> dict[tuple[int, int], Ch
     for size, seed in study.draws:
         if name == "himalaya":
             with np.load(fit_path(out, size, seed, ".npz")) as z:
-                choices[size, seed] = Choice(z["best_set"], z["alpha_index"], z["test_r"])
+                sets = tuple(str(name) for name in z["feature_sets"])
+                choices[size, seed] = Choice(z["best_set"], z["alpha_index"], z["test_r"], sets)
             continue
         fit = read_fit(fit_path(out, size, seed), FIT_PARTS)
         choices[size, seed] = Choice(
-            fit.best_set, grid_index(fit.best_alpha, alphas), fit.test_r.astype(np.float64)
+            fit.best_set,
+            grid_index(fit.best_alpha, alphas),
+            fit.test_r.astype(np.float64),
+            tuple(fit.feature_sets),
         )
     return choices
 
 
-@dataclass
+@dataclasses.dataclass
 class Agreement:
     """How two methods' choices agree over every (draw, voxel)."""
 
@@ -426,6 +432,8 @@ class Agreement:
 
 def compare(a: dict[tuple[int, int], Choice], b: dict[tuple[int, int], Choice]) -> Agreement:
     """The agreement of two methods' choices and test r."""
+    if any(a[key].sets != b[key].sets for key in a):
+        raise ValueError("the methods' feature sets differ in names or order")
     same_set = {key: a[key].best_set == b[key].best_set for key in a}
     same = {key: same_set[key] & (a[key].alpha_index == b[key].alpha_index) for key in a}
     dr = {key: np.abs(a[key].test_r - b[key].test_r) for key in a}
@@ -527,6 +535,9 @@ def parse_args() -> argparse.Namespace:
         help=f"comma-separated subset of {','.join(METHODS)} (default: all)",
     )
     parser.add_argument(
+        "--sizes", default=None, help="comma-separated training sizes instead of the shape's"
+    )
+    parser.add_argument(
         "--verbose", action="store_true", help="progress within each method, on stderr"
     )
     parser.add_argument(
@@ -571,6 +582,8 @@ def subject_files(directory: Path, shapes: SubjectShapes) -> Files:
 def main() -> None:
     args = parse_args()
     study = QUICK if args.quick else FULL
+    if args.sizes:
+        study = dataclasses.replace(study, sizes=tuple(int(n) for n in args.sizes.split(",")))
     print(header(study, args), flush=True)
     spawn = multiprocessing.get_context("spawn")
     with tempfile.TemporaryDirectory(prefix="bench_study_") as tmp:
