@@ -23,11 +23,11 @@ and scoring "r", and predicts the test split:
     himalaya   per draw and set, RidgeCV (p < n) or KernelRidgeCV (p ≥ n) with the very same
                folds as ``cv=`` and the same penalties (backend torch, or torch_cuda with a CUDA
                ``--device``; solver parameters as in bench_ridge.py); the penalties are given
-               largest first, so that an exact tie goes to the larger one (himalaya has no
-               tolerance), and per voxel the best set wins, a score within
-               ``ridge.TIE_TOLERANCE`` going to the larger penalty, then to the lower set
-               index; test predictions of the chosen fit. Each layer's map is read once per
-               draw (its training and test rows) and pooled with ``maxpool_tokens`` to every k.
+               largest first, so that a tie goes to the larger one, as in encscale, and per
+               voxel the best set wins as in encscale (``ridge.is_better``: an equal score
+               goes to the larger penalty, then to the lower set index); test predictions of
+               the chosen fit. Each layer's map is read once per draw (its training and
+               test rows) and pooled with ``maxpool_tokens`` to every k.
 
 Each method runs in its own spawned process: one untimed warm-up on a tiny subject, then
 ``--repeats`` timed runs (fit files written, comparisons excluded). Columns: wall time
@@ -75,7 +75,7 @@ import torch
 from encscale.contracts import open_features, read_fit, read_responses
 from encscale.encoding import plan
 from encscale.encoding.fit import fit_encoding, subsample
-from encscale.encoding.ridge import TIE_TOLERANCE, kfold_splits
+from encscale.encoding.ridge import is_better, kfold_splits
 from encscale.encoding.subject import fit_subject_model
 from encscale.metrics import pearson_r
 from encscale.simulate.subject import SubjectShapes, write_synthetic_subject
@@ -315,9 +315,7 @@ def run_himalaya(study: Study, files: Files, out: Path, device: str, backend: st
                 model.fit(x[:size], y)
                 score = np.asarray(be.to_numpy(model.cv_scores_), dtype=np.float64).reshape(-1)
                 alpha = grid_index(be.to_numpy(model.best_alphas_), alphas)
-                better = (score > best_score + TIE_TOLERANCE) | (
-                    (score >= best_score - TIE_TOLERANCE) & (alpha > best_alpha)
-                )
+                better = is_better(score, alpha, best_score, best_alpha)
                 if better.any():
                     best_score[better], best_alpha[better], best_set[better] = (
                         score[better],

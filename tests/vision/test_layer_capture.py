@@ -17,6 +17,18 @@ def test_maxpool_tokens_matches_manual_blocks():
     assert maxpool_tokens(fmap, 1).shape == (2, 3)
 
 
+@pytest.mark.parametrize("k", [1, 3, 5, 7, 13])
+def test_maxpool_tokens_in_blocks_of_images_equals_one_call(k):
+    """Pooling a few images at a time (to bound torch's int64 indices) changes no value,
+    also for k that do not divide the side; a k covering the map returns the map's values."""
+    fmap = torch.randn(23, 4, 13, 13)
+    whole = torch.nn.functional.adaptive_max_pool2d(fmap, k).flatten(1)
+    blocks = maxpool_tokens(fmap, k, index_bytes=8 * 4 * k * k * 5)  # 5 images a block
+    assert torch.equal(blocks, whole)
+    full = maxpool_tokens(fmap, 13)
+    assert full.data_ptr() == fmap.data_ptr() and torch.equal(full, fmap.flatten(1))
+
+
 def test_tokens_to_map_splits_prefix_and_puts_patches_on_their_grid():
     tokens = torch.arange(2 * 5 * 3, dtype=torch.float32).reshape(2, 5, 3)  # 1 + 2×2 tokens
     fmap, prefix = tokens_to_map((tokens, "attention weights"), num_prefix=1)

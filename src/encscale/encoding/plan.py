@@ -25,6 +25,8 @@ BASE_BYTES = (
     300 * 2**20
 )  # the interpreter with numpy, torch (its linear algebra loaded), h5py: measured RSS
 CHUNK_BYTES = 256 * 2**20  # one read of a map's channels for every row, float32
+POOL_INDEX_BYTES = 16 * 2**20  # torch's pooling indices for one block of images (int64)
+SMOOTHER_BLOCK_BYTES = 64 * 2**20  # float64 rows of R, and smoothers, for a block of penalties
 KERNEL_BLOCK = 1024  # columns of a pooled chunk copied to float64 at a time for the kernel
 ROUTES = ("kernel", "primal")
 
@@ -101,18 +103,21 @@ def set_bytes(route: str, p: int, rows: int) -> int:
 
 def draw_work_bytes(n: int, r: int, shapes: FitShapes, voxel_batch: int) -> int:
     """Peak working memory of one draw of n samples and rank r (factorisation, operators,
-    one voxel batch of the cross-validation, the evaluation rows' predictions)."""
+    one voxel batch of the cross-validation, the targets scored again in float64, the
+    evaluation rows' predictions)."""
     n_val = math.ceil(n / shapes.n_folds)
     n_train = n - n_val
     well = n - r >= 2 * n_val
     factor = 8 * n * n * 3 + 8 * n * r + 4 * n * r  # block, eigenvectors + workspace; U
+    # one fold's operators, float64 when near-tying targets are scored again
     if well:
-        ops = 4 * shapes.n_alphas * n_val * (r + 1) + 8 * n_val * n_val * 4
+        ops = 8 * shapes.n_alphas * n_val * (r + 1) + 8 * n_val * n_val * 4
     else:
-        ops = 4 * shapes.n_alphas * n_val * n_train + 8 * n_val * n * 3
+        ops = 8 * shapes.n_alphas * n_val * n_train + 2 * SMOOTHER_BLOCK_BYTES
     batch = 4 * shapes.n_alphas * n_val * voxel_batch * 3 + 4 * n * voxel_batch * 2
+    rescored = 12 * n * shapes.voxels  # the near-tying targets' columns, and as float64
     proj = 4 * r * shapes.voxels + 8 * shapes.n_eval * r
-    return factor + ops + batch + proj
+    return factor + ops + batch + rescored + proj
 
 
 def fixed_bytes(shapes: FitShapes) -> int:
@@ -150,13 +155,17 @@ def peak_bytes(
 
 def chunk_bytes(shapes: FitShapes) -> int:
     """Memory of reading and pooling one chunk of a map's channels for every row: the read
-    (storage dtype, at most float16's half) and its float32 copy, the largest pooled set
-    of the chunk and the one before it, and one float64 block of columns."""
+    (the stored values and their float32 copy, or the copy and its finiteness check: 1.5×
+    the float32 chunk), then the chunk with the largest pooled set that is not the whole map
+    (a whole map is the chunk itself), torch's pooling indices for a block of images and one
+    float64 block of columns."""
     if not shapes.map_values:
         return 0
     read = min(CHUNK_BYTES, 4 * shapes.rows * shapes.map_values)
-    pooled = read * min(1.0, max(shapes.widths, default=0) / shapes.map_values)
-    return int(1.5 * read + 2 * pooled + 8 * shapes.rows * KERNEL_BLOCK)
+    pooled_width = max((p for p in shapes.widths if p < shapes.map_values), default=0)
+    pooled = read * pooled_width / shapes.map_values
+    pooling = read + pooled + POOL_INDEX_BYTES + 8 * shapes.rows * KERNEL_BLOCK
+    return int(max(1.5 * read, pooling))
 
 
 def default_voxel_batch(shapes: FitShapes, budget: int | None = None) -> int:

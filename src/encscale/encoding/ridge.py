@@ -28,10 +28,12 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from encscale.encoding.plan import SMOOTHER_BLOCK_BYTES
+
 log = logging.getLogger(__name__)
 
 SCORINGS = ("r", "mse")
-TIE_TOLERANCE = 1e-5  # scores closer than this (r; relative for mse) tie: the larger penalty wins
+RESCORE_MARGIN = 1e-5  # float32 scores this near the best (r; relative for mse): redone in float64
 _BLOCK_MIN, _BLOCK_MAX = 16 * 2**20, 512 * 2**20  # bounds of one evaluation block, bytes
 
 Fold = tuple[np.ndarray, np.ndarray]
@@ -131,8 +133,10 @@ def fit_ridge_cv(
 
     X: (n, p) features; Y: (n, v) targets; alphas: (a,) positive penalties; folds: (train_idx,
     val_idx) pairs, e.g. from :func:`kfold_splits`. The best penalty of a target maximises its
-    mean validation score; among scores within :data:`TIE_TOLERANCE` of the best (a tie: float32
-    and float64 work then choose alike) the larger penalty wins. A target whose
+    mean validation score, an equal score going to the larger penalty. With float32 work, the
+    targets whose two best scores lie within :data:`RESCORE_MARGIN` (1e-5) of each other
+    are scored again with float64 work, so that float32 and float64 work choose alike (on
+    the plateaus at the ends of a wide grid, scores differ by 1e-9 and less). A target whose
     validation fold is constant scores 0 with ``"r"`` on that fold (as does a constant
     prediction), so a constant column of Y ties over all penalties and gets the largest.
     The refit uses all n samples. ``voxel_batch`` targets are evaluated together (default:
@@ -143,7 +147,7 @@ def fit_ridge_cv(
     X = _check_matrix(X, "X")
     Y, alphas, folds = _check_problem(Y, alphas, folds, scoring, dtype, X.shape[0])
     scores, reuse = _cv_scores(X, Y, alphas, folds, scoring, device, dtype, voxel_batch)
-    best_alpha = alphas[best_alpha_index(scores, alphas, scoring)]
+    best_alpha = alphas[best_alpha_index(scores, alphas)]
     coef, intercept = _refit(X, Y, best_alpha, device, dtype, voxel_batch, **reuse)
     return RidgeCVResult(alphas, scores, best_alpha, coef, intercept)
 
@@ -165,8 +169,8 @@ def fit_ridge_cv_select(
     ``load_X(f)`` returns the (n, p_f) training features of set f; sets are loaded one at a
     time, once for cross-validation and once more for the refit if any target chose them.
     Scores, batching and the constant-target rule are those of :func:`fit_ridge_cv`. The
-    choice maximises the mean validation score over all (set, penalty) pairs; ties go to the
-    larger penalty, then to the lower set index.
+    set with the highest mean validation score wins (an equal score: the larger chosen
+    penalty, then the lower set index), with its penalty chosen as in :func:`fit_ridge_cv`.
     """
     if n_sets < 1:
         raise ValueError(f"n_sets must be at least 1, got {n_sets}")
@@ -182,10 +186,9 @@ def fit_ridge_cv_select(
         widths.append(X.shape[1])
         log.info("feature set %d/%d: %d features, cross-validating", f + 1, n_sets, X.shape[1])
         scores, _ = _cv_scores(X, Y, alphas, folds, scoring, device, dtype, voxel_batch)
-        idx = best_alpha_index(scores, alphas, scoring)
-        score, alpha = scores[idx, np.arange(v)], alphas[idx]
+        score, alpha = scores.max(axis=0), alphas[best_alpha_index(scores, alphas)]
         set_scores[f] = score
-        better = is_better(score, alpha, best_score, best_alpha, scoring)
+        better = is_better(score, alpha, best_score, best_alpha)
         best_score[better], best_alpha[better], best_set[better] = score[better], alpha[better], f
     targets = [np.flatnonzero(best_set == f) for f in range(n_sets)]
     coefs = []
@@ -409,18 +412,41 @@ def _cv_scores(
         scores, proj = lgo_scores(Y, alphas, folds, scoring, dtype, voxel_batch, u64, s)
         factors = (None, s, v.to(dtype), mean)  # the refit needs only V, s, the means and proj
         return scores, {"factors": factors, "proj": proj}
+    gram = None
+    if X.shape[1] >= max(train.numel() for train, _ in folds):  # kernel regime: X Xᵀ once
+        x64 = x.to(torch.float64)
+        gram = x64 @ x64.T
+        del x64
+    scores = _rescore_ambiguous(
+        lambda y, dt: _fold_factor_scores(x, y, alphas, folds, scoring, dt, voxel_batch, gram),
+        _fold_factor_scores(x, Y, alphas, folds, scoring, dtype, voxel_batch, gram),
+        Y,
+        scoring,
+        dtype,
+    )
+    return scores, {"gram": gram}
+
+
+def _fold_factor_scores(
+    x: torch.Tensor,
+    Y: np.ndarray,
+    alphas: np.ndarray,
+    folds: list[tuple[torch.Tensor, torch.Tensor]],
+    scoring: str,
+    dtype: torch.dtype,
+    voxel_batch: int | None,
+    gram: torch.Tensor | None,
+) -> np.ndarray:
+    """Mean validation score over folds (a, v) from one factorisation per fold, the work per
+    target in ``dtype`` (``gram``: X Xᵀ in the kernel regime)."""
+    device = x.device
     y = torch.as_tensor(Y, dtype=dtype)
     alphas_t = torch.as_tensor(alphas, dtype=dtype, device=device)
     n_val = max(val.numel() for _, val in folds)
     n_train = max(train.numel() for train, _ in folds)
-    rows = max(n_val, min(X.shape[1], n_train))
+    rows = max(n_val, min(x.shape[1], n_train))
     batch = _batch_size(voxel_batch, alphas.size, rows, dtype, y.element_size() * y.numel())
     total = torch.zeros((alphas.size, Y.shape[1]), dtype=torch.float64, device=device)
-    gram = None
-    if X.shape[1] >= n_train:  # kernel regime: X Xᵀ once, for every fold and the refit
-        x64 = x.to(torch.float64)
-        gram = x64 @ x64.T
-        del x64
     for (train, val), (u, s, a) in zip(folds, _fold_factors(x, folds, dtype, gram), strict=True):
         train, val = train.to(device), val.to(device)
         if scoring == "r":
@@ -430,7 +456,7 @@ def _cv_scores(
             yb = y[:, start : start + batch].to(device)
             scores = _fold_scores(u, s, a, yb[train], yb[val], alphas_t, scoring)
             total[:, start : start + batch] += scores.to(torch.float64)
-    return (total / len(folds)).cpu().numpy(), {"gram": gram}
+    return (total / len(folds)).cpu().numpy()
 
 
 def _folds_partition(n: int, folds: list[tuple[torch.Tensor, torch.Tensor]]) -> bool:
@@ -477,8 +503,31 @@ def lgo_scores(
 
     Either way the prediction comes without subtracting large numbers (forming
     Y_v − (I − H_vv)⁻¹E_v instead loses float32 precision where the prediction is nearly
-    constant).
+    constant). Targets whose best scores come within :data:`RESCORE_MARGIN` of each other
+    (:func:`_ambiguous`) are scored again with float64 work, operators included.
     """
+    scores, proj = _lgo_pass(Y, alphas, folds, scoring, dtype, voxel_batch, u64, s)
+    scores = _rescore_ambiguous(
+        lambda y, dt: _lgo_pass(y, alphas, folds, scoring, dt, voxel_batch, u64, s)[0],
+        scores,
+        Y,
+        scoring,
+        dtype,
+    )
+    return scores, proj
+
+
+def _lgo_pass(
+    Y: np.ndarray,
+    alphas: np.ndarray,
+    folds: list[tuple[torch.Tensor, torch.Tensor]],
+    scoring: str,
+    dtype: torch.dtype,
+    voxel_batch: int | None,
+    u64: torch.Tensor,
+    s: torch.Tensor,
+) -> tuple[np.ndarray, torch.Tensor]:
+    """:func:`lgo_scores` with all the work per target in ``dtype``."""
     device = u64.device
     n, rank = u64.shape
     y = torch.as_tensor(Y, dtype=dtype)
@@ -584,20 +633,25 @@ def _lgo_smoothers(
     = Z + U diag(α/(s²+α)) Uᵀ, Z = I − J/n − UUᵀ (no cancellation as α → 0), block i is
     S = −R_vv⁻¹ R_vt for α_i, all in float64 (R_vv is positive definite: R's null space is
     the constants), centred over its rows for ``"r"``. S Yc_t predicts the fold's Yc_v.
+    Penalties go in blocks of :data:`SMOOTHER_BLOCK_BYTES`: one matrix product forms R's
+    rows for the whole block, one batched Cholesky solve its smoothers.
     """
-    n_v = val.numel()
-    uv = u[val]
-    z_rows = uv @ u.T  # (n_v, n): −(Z's rows), built below
-    z_rows.neg_().sub_(1.0 / u.shape[0])
-    z_rows[torch.arange(n_v, device=u.device), val] += 1.0
-    ops = torch.empty((alphas.size, n_v, train.numel()), dtype=dtype, device=u.device)
-    for i, alpha in enumerate(alphas):
-        r_rows = torch.addmm(z_rows, uv * (alpha / (s**2 + alpha)), u.T)
-        chol = torch.linalg.cholesky(r_rows[:, val])
-        smoother = torch.cholesky_solve(r_rows[:, train], chol).neg_()
+    n, n_v, n_t = u.shape[0], val.numel(), train.numel()
+    uv, ut = u[val], u[train]
+    z_vv = torch.eye(n_v, dtype=u.dtype, device=u.device) - 1.0 / n - uv @ uv.T
+    z_vt = (uv @ ut.T).neg_().sub_(1.0 / n)
+    ops = torch.empty((alphas.size, n_v, n_t), dtype=dtype, device=u.device)
+    step = max(1, SMOOTHER_BLOCK_BYTES // (8 * n_v * n))
+    s2 = s**2
+    for a0 in range(0, alphas.size, step):
+        block = torch.as_tensor(alphas[a0 : a0 + step], dtype=u.dtype, device=u.device)
+        w = (uv * (block[:, None] / (s2 + block[:, None]))[:, None, :]).reshape(-1, uv.shape[1])
+        r_vv = (w @ uv.T).view(-1, n_v, n_v).add_(z_vv)
+        r_vt = (w @ ut.T).view(-1, n_v, n_t).add_(z_vt)
+        smoother = torch.cholesky_solve(r_vt, torch.linalg.cholesky(r_vv)).neg_()
         if scoring == "r":  # in float64: under large penalties the variation is tiny
-            smoother -= smoother.mean(0, keepdim=True)
-        ops[i] = smoother.to(dtype)
+            smoother -= smoother.mean(1, keepdim=True)
+        ops[a0 : a0 + step] = smoother.to(dtype)
     if scoring == "r":
         _unit_scale(ops)
     return ops.view(alphas.size * n_v, -1)
@@ -615,7 +669,7 @@ def _validation_scores(
     if scoring == "mse":
         return -((yc_val - pred) ** 2).mean(1)
     yv = y_val - y_val.mean(0)
-    den = torch.sqrt(torch.linalg.vector_norm(pred, dim=1) ** 2 * (yv**2).sum(0))
+    den = torch.sqrt(torch.linalg.vecdot(pred, pred, dim=1) * (yv**2).sum(0))
     r = torch.linalg.vecdot(pred, yv, dim=1) / torch.where(den > 0, den, 1.0)
     return torch.where((y_val == y_val[0]).all(0), 0.0, r)
 
@@ -675,10 +729,33 @@ def _kernel_eig(kc: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     return vecs[:, keep], lam[keep].sqrt()
 
 
-def _tie_tolerance(best: np.ndarray, scoring: str) -> np.ndarray:
-    """How close (v,) a score must come to ``best`` to tie with it: 1e-5 in r, 1e-5 of the
-    best mean squared error, above the rounding of float32 work on either route."""
-    return np.full(best.shape, TIE_TOLERANCE) if scoring == "r" else TIE_TOLERANCE * np.abs(best)
+def _ambiguous(scores: np.ndarray, scoring: str) -> np.ndarray:
+    """Mask (v,) of the targets of scores (a, v) whose second-best penalty scores within
+    :data:`RESCORE_MARGIN` of the best (relative to it for mse): float32 rounding, up to
+    about 1e-7 in r, could order them either way."""
+    if scores.shape[0] < 2:
+        return np.zeros(scores.shape[1], dtype=bool)
+    top = np.sort(scores, axis=0)[-2:]
+    margin = RESCORE_MARGIN * (1.0 if scoring == "r" else np.abs(top[1]))
+    return top[1] - top[0] <= margin
+
+
+def _rescore_ambiguous(
+    score: Callable[[np.ndarray, torch.dtype], np.ndarray],
+    scores: np.ndarray,
+    Y: np.ndarray,
+    scoring: str,
+    dtype: torch.dtype,
+) -> np.ndarray:
+    """``scores`` (a, v) with the :func:`_ambiguous` targets' columns replaced by
+    ``score(Y[:, cols], torch.float64)``, where ``dtype`` is not float64 already."""
+    if dtype == torch.float64:
+        return scores
+    cols = np.flatnonzero(_ambiguous(scores, scoring))
+    if cols.size:
+        log.debug("%d of %d targets scored again in float64", cols.size, Y.shape[1])
+        scores[:, cols] = score(Y[:, cols], torch.float64)
+    return scores
 
 
 def factorise_kernel(gram: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -701,29 +778,20 @@ def kernel_projection(
     return (centred @ u) / s
 
 
-def best_alpha_index(scores: np.ndarray, alphas: np.ndarray, scoring: str) -> np.ndarray:
-    """Index (v,) of the best penalty per target in scores (a, v): the largest penalty whose
-    score ties with the best (:func:`_tie_tolerance`)."""
+def best_alpha_index(scores: np.ndarray, alphas: np.ndarray) -> np.ndarray:
+    """Index (v,) of the best penalty per target in scores (a, v): the highest score, an
+    equal score going to the larger penalty."""
     order = np.argsort(-alphas, kind="stable")
-    ordered = scores[order]
-    best = ordered.max(axis=0)
-    return order[np.argmax(ordered >= best - _tie_tolerance(best, scoring), axis=0)]
+    return order[np.argmax(scores[order], axis=0)]
 
 
 def is_better(
-    score: np.ndarray,
-    alpha: np.ndarray,
-    best_score: np.ndarray,
-    best_alpha: np.ndarray,
-    scoring: str,
+    score: np.ndarray, alpha: np.ndarray, best_score: np.ndarray, best_alpha: np.ndarray
 ) -> np.ndarray:
-    """Mask (v,) of the targets where a later set's (score, alpha) beats the best so far.
-
-    A higher score wins, then a tying score (:func:`_tie_tolerance`) with a larger penalty;
-    otherwise the earlier (lower-index) set stays.
-    """
-    tol = _tie_tolerance(np.where(np.isfinite(best_score), best_score, 0.0), scoring)
-    return (score > best_score + tol) | ((score >= best_score - tol) & (alpha > best_alpha))
+    """Mask (v,) of the targets where a later set's best score (and its chosen penalty) beats
+    the best so far: a higher score wins, then an equal score with a larger penalty;
+    otherwise the earlier (lower-index) set stays."""
+    return (score > best_score) | ((score == best_score) & (alpha > best_alpha))
 
 
 def _refit(

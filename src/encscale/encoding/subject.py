@@ -309,7 +309,7 @@ def _pool_layer(
         c1 = min(layer.channels, c0 + step)
         chunk = torch.as_tensor(features.read_map(layer, stimuli, slice(c0, c1)), device=device)
         for fs, x in zip(group, formed, strict=True):
-            pooled = maxpool_tokens(chunk, fs.k)
+            pooled = maxpool_tokens(chunk, fs.k, plan.POOL_INDEX_BYTES)
             if route[fs.name] == "kernel":  # float64 products, a block of columns at a time
                 for j in range(0, pooled.shape[1], plan.KERNEL_BLOCK):
                     p64 = pooled[:, j : j + plan.KERNEL_BLOCK].to(torch.float64)
@@ -349,11 +349,9 @@ def _update(
     evaluation predictions, mean(y) + A diag(s / (s² + α)) UᵀY."""
     folds = [(torch.as_tensor(t), torch.as_tensor(v)) for t, v in draw.folds]
     scores, proj = lgo_scores(draw.y, alphas, folds, scoring, dtype, voxel_batch, u64, s)
-    voxels = np.arange(draw.y.shape[1])
-    idx = best_alpha_index(scores, alphas, scoring)
-    score, alpha = scores[idx, voxels], alphas[idx]
+    score, alpha = scores.max(axis=0), alphas[best_alpha_index(scores, alphas)]
     draw.set_scores[f] = score
-    better = is_better(score, alpha, draw.best_score, draw.best_alpha, scoring)
+    better = is_better(score, alpha, draw.best_score, draw.best_alpha)
     draw.best_score[better], draw.best_alpha[better], draw.best_set[better] = (
         score[better],
         alpha[better],

@@ -20,10 +20,22 @@ import torch.nn.functional as F
 from encscale.vision.registry import InputSpec, input_spec
 
 
-def maxpool_tokens(fmap: torch.Tensor, k: int) -> torch.Tensor:
-    """Adaptive max-pool a (B, C, H, W) map to a k×k grid (k capped at the map) → (B, C·k²)."""
-    k = min(k, fmap.shape[-2], fmap.shape[-1])
-    return F.adaptive_max_pool2d(fmap, k).flatten(1)
+def maxpool_tokens(fmap: torch.Tensor, k: int, index_bytes: int = 16 * 2**20) -> torch.Tensor:
+    """Adaptive max-pool a (B, C, H, W) map to a k×k grid (k capped at the map) → (B, C·k²).
+
+    A k that covers the whole map returns the map itself, flattened (a view where it can).
+    Otherwise the images are pooled in blocks, so that the argmax indices torch computes
+    alongside (8 bytes per pooled value) stay under ``index_bytes``.
+    """
+    b, c, h, w = fmap.shape
+    k = min(k, h, w)
+    if k == h and k == w:
+        return fmap.reshape(b, -1)
+    out = torch.empty((b, c * k * k), dtype=fmap.dtype, device=fmap.device)
+    step = max(1, index_bytes // (8 * c * k * k))
+    for start in range(0, b, step):
+        out[start : start + step] = F.adaptive_max_pool2d(fmap[start : start + step], k).flatten(1)
+    return out
 
 
 def block_maps(model: torch.nn.Module, x: torch.Tensor) -> list[torch.Tensor]:
