@@ -26,6 +26,7 @@ BASE_BYTES = (
 )  # the interpreter with numpy, torch (its linear algebra loaded), h5py: measured RSS
 CHUNK_BYTES = 256 * 2**20  # one read of a map's channels for every row, float32
 POOL_INDEX_BYTES = 16 * 2**20  # torch's pooling indices for one block of images (int64)
+KEEP_OPS_BYTES = 512 * 2**20  # every fold's float64 operators, kept for rescoring if they fit
 SMOOTHER_BLOCK_BYTES = 64 * 2**20  # float64 rows of R, and smoothers, for a block of penalties
 KERNEL_BLOCK = 1024  # columns of a pooled chunk copied to float64 at a time for the kernel
 ROUTES = ("kernel", "primal")
@@ -109,11 +110,12 @@ def draw_work_bytes(n: int, r: int, shapes: FitShapes, voxel_batch: int) -> int:
     n_train = n - n_val
     well = n - r >= 2 * n_val
     factor = 8 * n * n * 3 + 8 * n * r + 4 * n * r  # block, eigenvectors + workspace; U
-    # one fold's operators, float64 when near-tying targets are scored again
-    if well:
-        ops = 8 * shapes.n_alphas * n_val * (r + 1) + 8 * n_val * n_val * 4
-    else:
-        ops = 8 * shapes.n_alphas * n_val * n_train + 2 * SMOOTHER_BLOCK_BYTES
+    # the operators: float64, every fold's where they are kept, and one fold's in float32
+    width = r + 1 if well else n_train
+    kept = 8 * shapes.n_alphas * n * width
+    float64 = kept if kept <= KEEP_OPS_BYTES else 8 * shapes.n_alphas * n_val * width
+    scratch = 8 * n_val * n_val * 4 if well else 2 * SMOOTHER_BLOCK_BYTES
+    ops = float64 + 4 * shapes.n_alphas * n_val * width + scratch
     batch = 4 * shapes.n_alphas * n_val * voxel_batch * 3 + 4 * n * voxel_batch * 2
     rescored = 12 * n * shapes.voxels  # the near-tying targets' columns, and as float64
     proj = 4 * r * shapes.voxels + 8 * shapes.n_eval * r

@@ -28,7 +28,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from encscale.encoding.plan import SMOOTHER_BLOCK_BYTES
+from encscale.encoding.plan import KEEP_OPS_BYTES, SMOOTHER_BLOCK_BYTES
 
 log = logging.getLogger(__name__)
 
@@ -497,18 +497,40 @@ def lgo_scores(
       H_vt Yc_t = U_v diag(f) Pt − 1·(Σ_v Yc)/n where Pt = UᵀYc − U_vᵀYc_v, so the
       prediction is B [Pt; −(Σ_v Yc)/n] with B = (I − H_vv)⁻¹ [U_v diag(f), 1]
       (n_v × (r+1), :func:`_lgo_operators`).
-    - otherwise: the prediction is S Yc_t with S = −R_vv⁻¹ R_vt (n_v × n_t), R = I − H,
-      formed in float64 (:func:`_lgo_smoothers`): I − H_vv may be nearly singular here
-      (p ≥ n and small penalties), and S is not.
+    - otherwise: the prediction is S Yc_t with S = −R_vv⁻¹ R_vt (n_v × n_t), R = I − H
+      (:func:`_lgo_smoothers`): I − H_vv may be nearly singular here (p ≥ n and small
+      penalties), and S is not.
 
     Either way the prediction comes without subtracting large numbers (forming
     Y_v − (I − H_vv)⁻¹E_v instead loses float32 precision where the prediction is nearly
-    constant). Targets whose best scores come within :data:`RESCORE_MARGIN` of each other
-    (:func:`_ambiguous`) are scored again with float64 work, operators included.
+    constant). The operators are formed in float64 and applied in ``dtype``. Targets whose
+    two best scores come within :data:`RESCORE_MARGIN` of each other (:func:`_ambiguous`)
+    are scored again with the float64 operators, kept from the first pass where every
+    fold's fit in :data:`~encscale.encoding.plan.KEEP_OPS_BYTES`, else formed again.
     """
-    scores, proj = _lgo_pass(Y, alphas, folds, scoring, dtype, voxel_batch, u64, s)
+    n, rank = u64.shape
+    n_val = max(val.numel() for _, val in folds)
+    well_conditioned = n - rank >= 2 * n_val
+    width = rank + 1 if well_conditioned else n - n_val
+    keep = dtype != torch.float64 and 8 * alphas.size * n * width <= KEEP_OPS_BYTES
+    kept: dict[int, torch.Tensor] = {}
+
+    def fold_ops(i: int) -> torch.Tensor:
+        """Fold i's operators, float64: built, or kept from the first pass."""
+        if i in kept:
+            return kept[i]
+        train, val = (idx.to(u64.device) for idx in folds[i])
+        if well_conditioned:
+            ops = _lgo_operators(u64[val], s, n, alphas, scoring)
+        else:
+            ops = _lgo_smoothers(u64, s, train, val, alphas, scoring)
+        if keep:
+            kept[i] = ops
+        return ops
+
+    scores, proj = _lgo_pass(Y, alphas, folds, scoring, dtype, voxel_batch, u64, fold_ops)
     scores = _rescore_ambiguous(
-        lambda y, dt: _lgo_pass(y, alphas, folds, scoring, dt, voxel_batch, u64, s)[0],
+        lambda y, dt: _lgo_pass(y, alphas, folds, scoring, dt, voxel_batch, u64, fold_ops)[0],
         scores,
         Y,
         scoring,
@@ -525,9 +547,10 @@ def _lgo_pass(
     dtype: torch.dtype,
     voxel_batch: int | None,
     u64: torch.Tensor,
-    s: torch.Tensor,
+    fold_ops: Callable[[int], torch.Tensor],
 ) -> tuple[np.ndarray, torch.Tensor]:
-    """:func:`lgo_scores` with all the work per target in ``dtype``."""
+    """:func:`lgo_scores` with all the work per target in ``dtype``; ``fold_ops(i)``: fold
+    i's float64 operators."""
     device = u64.device
     n, rank = u64.shape
     y = torch.as_tensor(Y, dtype=dtype)
@@ -540,12 +563,9 @@ def _lgo_pass(
         proj[:, start : start + batch] = u.T @ y[:, start : start + batch].to(device)
     mean_y = y.mean(0).to(device)
     total = torch.zeros((alphas.size, Y.shape[1]), dtype=torch.float64, device=device)
-    for train, val in folds:
+    for i, (train, val) in enumerate(folds):
         train, val = train.to(device), val.to(device)
-        if well_conditioned:
-            ops = _lgo_operators(u64[val], s, n, alphas, scoring, dtype)
-        else:
-            ops = _lgo_smoothers(u64, s, train, val, alphas, scoring, dtype)
+        ops = fold_ops(i).to(dtype)
         for start in range(0, Y.shape[1], batch):
             cols = slice(start, start + batch)
             y_v = y[val.cpu(), cols].to(device)
@@ -562,46 +582,39 @@ def _lgo_pass(
 
 
 def _lgo_operators(
-    uv64: torch.Tensor,
-    s: torch.Tensor,
-    n: int,
-    alphas: np.ndarray,
-    scoring: str,
-    dtype: torch.dtype,
+    uv: torch.Tensor, s: torch.Tensor, n: int, alphas: np.ndarray, scoring: str
 ) -> torch.Tensor:
-    """Stacked leave-group-out operators (a·n_v, r+1), in ``dtype``, for one validation fold.
+    """Stacked leave-group-out operators (a·n_v, r+1), float64, for one validation fold.
 
-    uv64 (n_v, r): the fold's rows of U, float64; s (r,): singular values; n: all samples.
+    uv (n_v, r): the fold's rows of U, float64; s (r,): singular values; n: all samples.
     Row block i is (I − H_vv(α_i))⁻¹ [U_v diag(f_i), 1], centred over its rows for ``"r"``.
     I − H_vv = Z_v + U_v diag(1 − f) U_vᵀ with Z_v = I − J/n − U_vU_vᵀ. Each direction
-    enters through the smaller of its f and 1 − f, so that no float32 product carries a
-    term that cancels: I − H_vv = (Z_v + U_a U_aᵀ) − U_a diag(f_a) U_aᵀ
+    enters through the smaller of its f and 1 − f, so that no product carries a term that
+    cancels: I − H_vv = (Z_v + U_a U_aᵀ) − U_a diag(f_a) U_aᵀ
     + U_b diag(1 − f_b) U_bᵀ, a the directions with f ≤ 1/2 (s² ≤ α). The bracket is
-    float64 and grows by the directions that join a as α rises (one float64 product of the
-    fold's U_v in all); the other two products run in ``dtype``, the Cholesky factorisation
-    and inverse in float64.
+    float64 and grows by the directions that join a as α rises (one product of the fold's
+    U_v in all).
     """
-    n_v, device = uv64.shape[0], uv64.device
-    uv = uv64.to(dtype)
-    base = torch.eye(n_v, dtype=torch.float64, device=device) - 1.0 / n - uv64 @ uv64.T
-    ops = torch.empty((alphas.size, n_v, uv.shape[1] + 1), dtype=dtype, device=device)
+    n_v, device = uv.shape[0], uv.device
+    base = torch.eye(n_v, dtype=torch.float64, device=device) - 1.0 / n - uv @ uv.T
+    ops = torch.empty((alphas.size, n_v, uv.shape[1] + 1), dtype=torch.float64, device=device)
     s2 = s**2
     in_a = torch.zeros_like(s2, dtype=torch.bool)
     for i in np.argsort(alphas, kind="stable"):
         alpha = float(alphas[i])
         joins = (s2 <= alpha) & ~in_a
         if joins.any():
-            base += uv64[:, joins] @ uv64[:, joins].T
+            base += uv[:, joins] @ uv[:, joins].T
             in_a |= joins
         f = s2 / (s2 + alpha)
         ua, ub = uv[:, in_a], uv[:, ~in_a]
-        mat = base - ((ua * f[in_a].to(dtype)) @ ua.T).double()
-        mat += ((ub * (alpha / (s2[~in_a] + alpha)).to(dtype)) @ ub.T).double()
+        mat = base - (ua * f[in_a]) @ ua.T
+        mat += (ub * (alpha / (s2[~in_a] + alpha))) @ ub.T
         m = torch.cholesky_inverse(torch.linalg.cholesky(mat))
         if scoring == "r":  # centring the rows of m centres the rows of m [U_v diag(f), 1]
             m -= m.mean(0, keepdim=True)
-        ops[i, :, :-1] = m.to(dtype) @ (uv * f.to(dtype))
-        ops[i, :, -1] = m.sum(1).to(dtype)  # (I − H_vv)⁻¹ 1, in float64
+        ops[i, :, :-1] = m @ (uv * f)
+        ops[i, :, -1] = m.sum(1)  # (I − H_vv)⁻¹ 1
     if scoring == "r":
         _unit_scale(ops)
     return ops.view(alphas.size * n_v, -1)
@@ -625,9 +638,8 @@ def _lgo_smoothers(
     val: torch.Tensor,
     alphas: np.ndarray,
     scoring: str,
-    dtype: torch.dtype,
 ) -> torch.Tensor:
-    """Stacked leave-group-out smoothers (a·n_v, n_t), in ``dtype``, for one validation fold.
+    """Stacked leave-group-out smoothers (a·n_v, n_t), float64, for one validation fold.
 
     u (n, r) float64, s (r,): thin SVD of the centred features. With R = I − H
     = Z + U diag(α/(s²+α)) Uᵀ, Z = I − J/n − UUᵀ (no cancellation as α → 0), block i is
@@ -640,7 +652,7 @@ def _lgo_smoothers(
     uv, ut = u[val], u[train]
     z_vv = torch.eye(n_v, dtype=u.dtype, device=u.device) - 1.0 / n - uv @ uv.T
     z_vt = (uv @ ut.T).neg_().sub_(1.0 / n)
-    ops = torch.empty((alphas.size, n_v, n_t), dtype=dtype, device=u.device)
+    ops = torch.empty((alphas.size, n_v, n_t), dtype=u.dtype, device=u.device)
     step = max(1, SMOOTHER_BLOCK_BYTES // (8 * n_v * n))
     s2 = s**2
     for a0 in range(0, alphas.size, step):
@@ -651,7 +663,7 @@ def _lgo_smoothers(
         smoother = torch.cholesky_solve(r_vt, torch.linalg.cholesky(r_vv)).neg_()
         if scoring == "r":  # in float64: under large penalties the variation is tiny
             smoother -= smoother.mean(1, keepdim=True)
-        ops[a0 : a0 + step] = smoother.to(dtype)
+        ops[a0 : a0 + step] = smoother
     if scoring == "r":
         _unit_scale(ops)
     return ops.view(alphas.size * n_v, -1)
