@@ -29,12 +29,8 @@ totals. The data's shapes are fixed by the dataset:
 A fit job's rows are every draw's training rows (random draws: their expected union) and
 the evaluation rows (test and challenge).
 
-Work. New design, per subject × model (routes: :func:`encscale.encoding.plan.choose_route`):
-each kernel-route set's kernel over all rows, 2·rows²·p; per draw of n samples a kernel
-set's eigendecomposition 9n³ and the evaluation rows' projection 2·n_eval·n·r, a primal
-set's thin SVD (:func:`thin_svd_flops`: p < n, 2·n·p² + 9p³ + 2·n·p·r) and 2·n_eval·p·r;
-then per draw and set the leave-group-out cross-validation (:func:`lgo_flops`) and the
-evaluation predictions of the voxels it wins (counted for all voxels). Old design, per job:
+Work. New design, per subject × model: :func:`encscale.encoding.plan.fit_job_work` (routes:
+:func:`encscale.encoding.plan.choose_route`). Old design, per job:
 per set its own thin SVD and the same cross-validation; its refit and predictions are not
 counted (a lower bound). r = min(n − 1, p). Peak memory:
 :func:`encscale.encoding.plan.peak_bytes`, a layer's sets formed at once bounded by
@@ -94,33 +90,6 @@ NSD_ALL_IMAGES = 73000  # nsd_stimuli.hdf5
 
 
 @dataclass(frozen=True)
-class Rates:
-    """A device's rates: FLOP/s of each kind of work, storage bytes/s, and its memory
-    (bytes; inf: not bounded here)."""
-
-    gemm64: float
-    gemm32: float
-    eigh: float
-    forward_half: float
-    forward_fp32: float
-    storage: float
-    memory: float
-
-
-RATES = {
-    "cpu": Rates(plan.GEMM64_RATE, plan.GEMM32_RATE, plan.EIGH_RATE, 2e11, 2e11, 1e9, math.inf),
-    "h100": Rates(50e12, 50e12, 1.0e12, 400e12, 25e12, 2e9, 79 * 2**30),
-    "h200": Rates(60e12, 60e12, 1.2e12, 400e12, 25e12, 2e9, 139 * 2**30),
-}
-
-RATES_SOURCE = {
-    "cpu": "this project's CPU measurements (plan); forward and storage assumed",
-    "h100": "assumed, not measured here",
-    "h200": "assumed, not measured here",
-}
-
-
-@dataclass(frozen=True)
 class ModelShape:
     """A timm model's chosen layer maps (C, h, w), prefix set width per layer (0: dropped),
     parameters, forward FLOPs per image and input side (px)."""
@@ -150,27 +119,6 @@ class SubjectShape:
     @property
     def n_eval(self) -> int:
         return self.n_test + self.n_challenge
-
-
-@dataclass
-class Work:
-    """Floating-point work by kind (FLOP)."""
-
-    gemm64: float = 0.0
-    gemm32: float = 0.0
-    eigh: float = 0.0
-
-    @property
-    def total(self) -> float:
-        return self.gemm64 + self.gemm32 + self.eigh
-
-    def seconds(self, rates: Rates) -> float:
-        return self.gemm64 / rates.gemm64 + self.gemm32 / rates.gemm32 + self.eigh / rates.eigh
-
-    def add(self, other: Work, times: float = 1.0) -> None:
-        self.gemm64 += times * other.gemm64
-        self.gemm32 += times * other.gemm32
-        self.eigh += times * other.eigh
 
 
 # --- models --------------------------------------------------------------------------------
@@ -355,44 +303,6 @@ def old_fit_pairs(config: Mapping[str, Any]) -> tuple[list[tuple[str, int]], lis
 # --- fits ----------------------------------------------------------------------------------
 
 
-def lgo_flops(n: int, r: int, n_folds: int, n_alphas: int, voxels: int) -> Work:
-    """Work of :func:`encscale.encoding.ridge.lgo_scores` on n samples of rank r.
-
-    UᵀY once; per fold, with n_v validation and n_t training rows, and per penalty either
-    the well-conditioned operators (n − r ≥ 2·n_v: ≈ 2·n_v²·r·2 + n_v³, and 2·n_v²·r per
-    fold in float64) and the score products 2·a·n_v·(r + 1)·V, or the smoothers
-    (≈ 2·n_v·n·r + n_v³/3 + 2·n_v²·n_t, float64) and 2·a·n_v·n_t·V.
-    """
-    return Work(*_lgo_flops(n, r, n_folds, n_alphas, voxels))
-
-
-@functools.lru_cache(maxsize=4096)
-def _lgo_flops(n: int, r: int, n_folds: int, n_alphas: int, voxels: int) -> tuple[float, ...]:
-    n_v = math.ceil(n / n_folds)
-    n_t = n - n_v
-    if n - r >= 2 * n_v:
-        gemm64 = 2.0 * n_v * n_v * r + n_alphas * float(n_v) ** 3
-        gemm32 = (
-            n_alphas * 4.0 * n_v * n_v * r
-            + 2.0 * n_alphas * n_v * (r + 1) * voxels
-            + 2.0 * r * n_v * voxels
-        )
-    else:
-        gemm64 = 2.0 * n_v * n * r + n_alphas * (
-            2.0 * n_v * n * r + float(n_v) ** 3 / 3 + 2.0 * n_v * n_v * n_t
-        )
-        gemm32 = 2.0 * n_alphas * n_v * n_t * voxels
-    return n_folds * gemm64, 2.0 * r * n * voxels + n_folds * gemm32, 0.0
-
-
-def thin_svd_flops(n: int, p: int) -> Work:
-    """Work of :func:`encscale.encoding.ridge.factorise_features` on n × p features: the
-    smaller Gram matrix (p < n: XᵀX, 2·n·p²; else X Xᵀ, 2·n²·p), its eigendecomposition
-    (9·min(n, p)³) and the other factor (2·n·p·r)."""
-    m = min(n, p)
-    return Work(2.0 * n * p * m + 2.0 * n * p * min(n - 1, p), 0.0, plan.EIGH_FLOPS * float(m) ** 3)
-
-
 def _settings(config: Mapping[str, Any]) -> dict[str, Any]:
     enc = config["encoding"]
     alphas = enc.get("alphas", {"num": 13})
@@ -418,7 +328,7 @@ def new_fit_job(
     pool_sizes: Sequence[int] | str,
     settings: Mapping[str, Any],
     itemsize: int,
-    rates: Rates,
+    rates: plan.Rates,
 ) -> dict[str, float]:
     """One ``fit_subject_model`` job: bytes read and written, peak memory, FLOPs, seconds."""
     draws = [n for n in settings["sizes"] for _ in range(settings["n_draws"])]
@@ -455,22 +365,7 @@ def new_fit_job(
             held += need
         largest_group = max(largest_group, held)
         read += groups * rows * c * h * w * itemsize
-    work = Work()
-    for p, count in Counter(widths).items():  # sets of one width cost alike
-        one = Work()
-        if route[p] == "kernel":
-            one.gemm64 += 2.0 * rows * rows * p
-        for n in draws:
-            r = min(n - 1, p)
-            if route[p] == "kernel":
-                one.eigh += plan.EIGH_FLOPS * float(n) ** 3
-                one.gemm64 += 2.0 * subject.n_eval * n * min(n, p)
-            else:
-                one.add(thin_svd_flops(n, p))
-                one.gemm64 += 2.0 * subject.n_eval * p * min(n, p)
-            one.add(lgo_flops(n, r, settings["n_folds"], settings["n_alphas"], subject.voxels))
-            one.gemm32 += 2.0 * subject.n_eval * r * subject.voxels
-        work.add(one, count)
+    work = plan.fit_job_work(replace(shapes, routes=[route[p] for p in widths]))
     written = sum(
         fit_file_bytes(len(widths), subject.voxels, n, subject.n_test, subject.n_challenge)
         for n in draws
@@ -494,18 +389,18 @@ def old_fit_job(
     pool_sizes: Sequence[int] | str,
     settings: Mapping[str, Any],
     itemsize: int,
-    rates: Rates,
+    rates: plan.Rates,
 ) -> dict[str, float]:
     """One old ``fit_encoding`` job (one size × draw): its rows of every stored set read,
     each set factorised and cross-validated on its own (refit and predictions not counted)."""
     widths = [p for layer in layer_sets(shape, pool_sizes) for p in layer]
     n = size
     read = (n + subject.n_eval) * sum(widths) * itemsize
-    work = Work()
+    work = plan.Work()
     for p, count in Counter(widths).items():
         r = min(n - 1, p)
-        one = thin_svd_flops(n, p)
-        one.add(lgo_flops(n, r, settings["n_folds"], settings["n_alphas"], subject.voxels))
+        one = plan.thin_svd_flops(n, p)
+        one.add(plan.lgo_flops(n, r, settings["n_folds"], settings["n_alphas"], subject.voxels))
         work.add(one, count)
     shapes = plan.FitShapes(
         rows=n + subject.n_eval,
@@ -556,9 +451,9 @@ def study_cost(
     largest job (bytes), declared memory per job (bytes), FLOPs, device-seconds of all its
     jobs, and a note. ``pool_sizes``: the k list (default: ``encoding.pool_sizes``).
     Plugin models have NaN numbers and the note "unknown (plugin)"."""
-    if device not in RATES:
-        raise ValueError(f"device must be one of {sorted(RATES)}, got {device!r}")
-    rates = RATES[device]
+    if device not in plan.RATES:
+        raise ValueError(f"device must be one of {sorted(plan.RATES)}, got {device!r}")
+    rates = plan.RATES[device]
     settings = _settings(config)
     enc, feats = config["encoding"], config.get("features", {})
     pool_sizes = enc.get("pool_sizes", [1, 2, 4, 8]) if pool_sizes is None else pool_sizes
@@ -828,7 +723,7 @@ def report(config: Mapping[str, Any], device: str, pool_sizes: Sequence[int] | s
     out = [
         f"{config['dataset']}: {len(config['subjects'])} subjects, {len(config['models'])} models, "
         f"sizes {sizes_of(config)} × {config['encoding'].get('n_draws', 2)} draws; device "
-        f"{device} (rates: {RATES_SOURCE[device]})"
+        f"{device} (rates: {plan.RATES_SOURCE[device]})"
     ]
     for k in [configured] + ([pool_sizes] if pool_sizes is not None else []):
         frame = study_cost(config, device, k)
@@ -843,7 +738,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         prog="encscale-cost", description="What an image study's config will cost, per rule."
     )
     parser.add_argument("config", help="the study's config YAML")
-    parser.add_argument("--device", choices=sorted(RATES), default="cpu")
+    parser.add_argument("--device", choices=sorted(plan.RATES), default="cpu")
     parser.add_argument(
         "--pool-sizes",
         type=parse_pool_sizes,

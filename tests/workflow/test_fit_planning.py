@@ -46,6 +46,8 @@ def test_nsd_plans_one_fit_job_per_subject_and_model_with_memory_from_shapes(tmp
             settings=settings,
         )
         assert mem_mb == plan.mem_mb(shapes)
+        runtime = int(re.search(r"\bruntime=(\d+)", block).group(1))
+        assert runtime == plan.runtime_min(shapes, enc["device"], 0)
         assert shapes.ks_per_layer == 16
         assert mem_mb > 16 * 8 * rows**2 / 2**20  # the kernels alone
         seen.add(subject)

@@ -23,6 +23,7 @@ if FIT_JOB == "subject_model":
         threads: 2
         resources:
             mem_mb=fit_job_mem_mb,
+            runtime=fit_job_runtime,
             gpu_mem_mb=fit_job_gpu_mem_mb,
             gpu=gpu_resources(ENC["device"]),
         log:

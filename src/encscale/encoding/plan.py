@@ -10,7 +10,9 @@ device's own rates replace them.
 
 from __future__ import annotations
 
+import functools
 import math
+from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -61,6 +63,128 @@ class FitShapes:
             if self.routes
             else choose_route(self.widths[f], self.rows, self.draws, self.n_eval)
         )
+
+
+@dataclass(frozen=True)
+class Rates:
+    """A device's rates: FLOP/s of each kind of work, storage bytes/s, and its memory
+    (bytes; inf: not bounded here)."""
+
+    gemm64: float
+    gemm32: float
+    eigh: float
+    forward_half: float
+    forward_fp32: float
+    storage: float
+    memory: float
+
+
+RATES = {
+    "cpu": Rates(GEMM64_RATE, GEMM32_RATE, EIGH_RATE, 2e11, 2e11, 1e9, math.inf),
+    "h100": Rates(50e12, 50e12, 1.0e12, 400e12, 25e12, 2e9, 79 * 2**30),
+    "h200": Rates(60e12, 60e12, 1.2e12, 400e12, 25e12, 2e9, 139 * 2**30),
+}
+
+RATES_SOURCE = {
+    "cpu": "this project's CPU measurements (plan); forward and storage assumed",
+    "h100": "assumed, not measured here",
+    "h200": "assumed, not measured here",
+}
+
+
+@dataclass
+class Work:
+    """Floating-point work by kind (FLOP)."""
+
+    gemm64: float = 0.0
+    gemm32: float = 0.0
+    eigh: float = 0.0
+
+    @property
+    def total(self) -> float:
+        return self.gemm64 + self.gemm32 + self.eigh
+
+    def seconds(self, rates: Rates) -> float:
+        return self.gemm64 / rates.gemm64 + self.gemm32 / rates.gemm32 + self.eigh / rates.eigh
+
+    def add(self, other: Work, times: float = 1.0) -> None:
+        self.gemm64 += times * other.gemm64
+        self.gemm32 += times * other.gemm32
+        self.eigh += times * other.eigh
+
+
+def lgo_flops(n: int, r: int, n_folds: int, n_alphas: int, voxels: int) -> Work:
+    """Work of :func:`encscale.encoding.ridge.lgo_scores` on n samples of rank r.
+
+    UᵀY once; per fold, with n_v validation and n_t training rows, and per penalty either
+    the well-conditioned operators (n − r ≥ 2·n_v: ≈ 2·n_v²·r·2 + n_v³, and 2·n_v²·r per
+    fold, float64) and the score products 2·a·n_v·(r + 1)·V, or the smoothers
+    (≈ 2·n_v·n·r + n_v³/3 + 2·n_v²·n_t, float64) and 2·a·n_v·n_t·V. The float64 scores of
+    near-tying targets are not counted.
+    """
+    return Work(*_lgo_flops(n, r, n_folds, n_alphas, voxels))
+
+
+@functools.lru_cache(maxsize=4096)
+def _lgo_flops(n: int, r: int, n_folds: int, n_alphas: int, voxels: int) -> tuple[float, ...]:
+    n_v = math.ceil(n / n_folds)
+    n_t = n - n_v
+    if n - r >= 2 * n_v:
+        gemm64 = 2.0 * n_v * n_v * r + n_alphas * (4.0 * n_v * n_v * r + float(n_v) ** 3)
+        gemm32 = 2.0 * n_alphas * n_v * (r + 1) * voxels + 2.0 * r * n_v * voxels
+    else:
+        gemm64 = 2.0 * n_v * n * r + n_alphas * (
+            2.0 * n_v * n * r + float(n_v) ** 3 / 3 + 2.0 * n_v * n_v * n_t
+        )
+        gemm32 = 2.0 * n_alphas * n_v * n_t * voxels
+    return n_folds * gemm64, 2.0 * r * n * voxels + n_folds * gemm32, 0.0
+
+
+def thin_svd_flops(n: int, p: int) -> Work:
+    """Work of :func:`encscale.encoding.ridge.factorise_features` on n × p features: the
+    smaller Gram matrix (p < n: XᵀX, 2·n·p²; else X Xᵀ, 2·n²·p), its eigendecomposition
+    (9·min(n, p)³) and the other factor (2·n·p·r)."""
+    m = min(n, p)
+    return Work(2.0 * n * p * m + 2.0 * n * p * min(n - 1, p), 0.0, EIGH_FLOPS * float(m) ** 3)
+
+
+def fit_job_work(shapes: FitShapes) -> Work:
+    """Floating-point work of a subject × model job (:mod:`encscale.encoding.subject`).
+
+    Per kernel-route set its kernel over all rows, 2·rows²·p; per draw of n samples a kernel
+    set's eigendecomposition 9n³ and the evaluation rows' projection 2·n_eval·n·r, a primal
+    set's thin SVD (:func:`thin_svd_flops`) and 2·n_eval·p·r; then per draw and set the
+    cross-validation (:func:`lgo_flops`) and the evaluation predictions of the voxels it
+    wins (counted for all voxels); r = min(n − 1, p).
+    """
+    work = Work()
+    routes = [shapes.route_of(f) for f in range(len(shapes.widths))]
+    for (p, route), count in Counter(zip(shapes.widths, routes, strict=True)).items():
+        one = Work()  # sets of one width and route cost alike
+        if route == "kernel":
+            one.gemm64 += 2.0 * shapes.rows * shapes.rows * p
+        for n in shapes.draws:
+            r = min(n - 1, p)
+            if route == "kernel":
+                one.eigh += EIGH_FLOPS * float(n) ** 3
+                one.gemm64 += 2.0 * shapes.n_eval * n * min(n, p)
+            else:
+                one.add(thin_svd_flops(n, p))
+                one.gemm64 += 2.0 * shapes.n_eval * p * min(n, p)
+            one.add(lgo_flops(n, r, shapes.n_folds, shapes.n_alphas, shapes.voxels))
+            one.gemm32 += 2.0 * shapes.n_eval * r * shapes.voxels
+        work.add(one, count)
+    return work
+
+
+def runtime_min(shapes: FitShapes, device: str, read_bytes: float, attempt: int = 1) -> int:
+    """A job's time request in minutes: its work at ``device``'s rates (``cpu``, or ``h100``
+    for any CUDA device) and ``read_bytes`` from storage, three times over (the rates are
+    estimates, and the per-penalty work runs below them on small blocks), at least 10
+    minutes, and twice that again for every retry."""
+    rates = RATES["cpu" if device == "cpu" else "h100"]
+    seconds = fit_job_work(shapes).seconds(rates) + read_bytes / rates.storage
+    return math.ceil(max(10.0, 3 * seconds / 60) * 2 ** (attempt - 1))
 
 
 def factorisation_seconds(

@@ -152,6 +152,14 @@ def fit_job_mem_mb(wildcards, input, attempt):
     return plan.mem_mb(fit_job_shapes(wildcards, input), attempt)
 
 
+def fit_job_runtime(wildcards, input, attempt):
+    """Minutes for a subject × model job: its work and reading its features file at the
+    device's rates (encscale.encoding.plan.runtime_min); before the files exist, the planned
+    shapes, which know one layer's sets only."""
+    read = os.path.getsize(input.features) if os.path.exists(input.features) else 0
+    return plan.runtime_min(fit_job_shapes(wildcards, input), ENC["device"], read, attempt)
+
+
 def fit_job_gpu_mem_mb(wildcards, input, attempt):
     """Device memory of a job on a GPU: its peak less the interpreter's (0 on the CPU)."""
     if ENC["device"] == "cpu":
