@@ -242,8 +242,8 @@ def test_ties_prefer_larger_alpha_then_lower_set():
 
 
 def test_near_ties_are_rescored_in_float64():
-    """Targets whose two best penalties score within RESCORE_MARGIN take float64's scores
-    (and so its choice); the others keep float32's."""
+    """Targets whose two best penalties score within RESCORE_MARGIN take float64's scores at
+    the penalties near their best (and so its choice); the others keep float32's."""
     X, Y, _ = make_problem(80, 300, 400, seed=9)
     alphas = np.logspace(-2, 8, 41)  # a fine grid: many flat maxima and plateaus
     folds = kfold_splits(80, 5, seed=1)
@@ -252,7 +252,11 @@ def test_near_ties_are_rescored_in_float64():
     top = np.sort(r64.cv_scores, axis=0)[-2:]
     near = top[1] - top[0] <= RESCORE_MARGIN
     assert 0.05 < near.mean() < 0.95, "the problem must have both kinds of targets"
-    np.testing.assert_allclose(r32.cv_scores[:, near], r64.cv_scores[:, near], rtol=0, atol=1e-12)
+    s32, s64 = r32.cv_scores[:, near], r64.cv_scores[:, near]
+    close = s64 >= s64.max(0) - RESCORE_MARGIN / 2  # rescored whatever float32's rounding
+    assert close.sum() > 2 * near.sum()
+    np.testing.assert_allclose(s32[close], s64[close], rtol=0, atol=1e-12)
+    assert np.abs(s32[~close] - s64[~close]).max() > 1e-10  # the rest: float32 work
     assert np.array_equal(r32.best_alpha, r64.best_alpha)
     far = np.abs(r32.cv_scores[:, ~near] - r64.cv_scores[:, ~near])
     assert 1e-10 < far.max() < 1e-6  # float32 work

@@ -238,10 +238,13 @@ def draw_work_bytes(n: int, r: int, shapes: FitShapes, voxel_batch: int) -> int:
     width = r + 1 if well else n_train
     kept = 8 * shapes.n_alphas * n * width
     float64 = kept if kept <= KEEP_OPS_BYTES else 8 * shapes.n_alphas * n_val * width
-    scratch = 8 * n_val * n_val * 4 if well else 2 * SMOOTHER_BLOCK_BYTES
+    block = 8 * shapes.n_alphas * n_val * (n_val + r) if well else SMOOTHER_BLOCK_BYTES
+    scratch = 2 * min(block, SMOOTHER_BLOCK_BYTES)  # one block of penalties' products
     ops = float64 + 4 * shapes.n_alphas * n_val * width + scratch
     batch = 4 * shapes.n_alphas * n_val * voxel_batch * 3 + 4 * n * voxel_batch * 2
-    rescored = 12 * n * shapes.voxels  # the near-tying targets' columns, and as float64
+    # near-tying targets scored again in float64, half a batch at a time: their columns (the
+    # copy and its float64 cast); their float64 work fits in the float32 batch's
+    rescored = 12 * n * min(shapes.voxels, max(1, voxel_batch // 2))
     proj = 4 * r * shapes.voxels + 8 * shapes.n_eval * r
     return factor + ops + batch + rescored + proj
 
