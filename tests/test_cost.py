@@ -126,9 +126,11 @@ def test_meta_models_have_the_study_shapes(offline):
     assert eva_l.maps == ((1024, 16, 16),) * 24 and 290e6 < eva_l.params < 320e6
     tokens = 16 * 16 + 1  # 2·params·tokens, within the attention's few percent
     assert 1.0 < eva_l.forward_flops / (2 * eva_l.params * tokens) < 1.1
-    convnext = cost.model_shape({"timm": "convnext_xxlarge.clip_laion2b_soup"})
+    convnext = cost.model_shape({"timm": "convnext_xxlarge.clip_laion2b_soup_ft_in1k"})
     assert convnext.maps == ((384, 64, 64), (768, 32, 32), (1536, 16, 16), (3072, 8, 8))
-    eva_e = cost.model_shape({"timm": "eva02_enormous_patch14_clip_224.laion2b", "layers": [-1]})
+    eva_e = cost.model_shape(
+        {"timm": "eva02_enormous_patch14_clip_224.laion2b_plus", "layers": [-1]}
+    )
     assert eva_e.maps == ((1792, 16, 16),) and eva_e.params > 4e9
     assert cost.model_shape({"factory": "some_plugin:build"}) is None
 

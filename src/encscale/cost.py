@@ -79,7 +79,7 @@ from encscale.encoding import plan
 from encscale.encoding.ensemble import ENSEMBLE
 from encscale.scaling.analysis import geometric_sizes
 from encscale.simulate.nsd import brain_atlases
-from encscale.vision.layers import select_layers
+from encscale.vision.layers import LayerExtractor
 from encscale.vision.registry import input_spec
 
 OLD_FIT_MEM_MB = 4000  # what each old fit_encoding job declared
@@ -129,11 +129,9 @@ def model_shape(spec: Mapping[str, Any], prefix_tokens: str = "drop") -> ModelSh
     allocated, nothing downloaded); None for a plugin model."""
     if "factory" in spec or "timm" not in spec:
         return None
-    keys = ("timm", "kwargs", "input_size", "mean", "std")
+    keys = ("timm", "kwargs", "input_size", "mean", "std", "layers")
     built = json.dumps({k: spec[k] for k in keys if k in spec}, sort_keys=True, default=str)
-    maps, n_prefix, params, flops, side = _timm_shapes(built)
-    chosen = select_layers(spec.get("layers", "all"), len(maps))
-    shapes = tuple(maps[i] for i in chosen)
+    shapes, n_prefix, params, flops, side = _timm_shapes(built)
     kept = n_prefix if prefix_tokens == "keep" else 0
     return ModelShape(
         maps=shapes,
@@ -146,8 +144,9 @@ def model_shape(spec: Mapping[str, Any], prefix_tokens: str = "drop") -> ModelSh
 
 @functools.lru_cache(maxsize=64)
 def _timm_shapes(spec_json: str) -> tuple[tuple[tuple[int, int, int], ...], int, int, float, int]:
-    """Every block's map (C, h, w), prefix tokens, parameters, forward FLOPs per image and
-    input side of a timm model, from one image's forward on the meta device."""
+    """The chosen layers' maps (C, h, w), prefix tokens, parameters, forward FLOPs per image
+    and input side of a timm model, from one image's forward on the meta device, through
+    the extraction's own :class:`~encscale.vision.layers.LayerExtractor`."""
     from torch.utils.flop_counter import FlopCounterMode
 
     from encscale.torchtools import import_timm
@@ -160,11 +159,11 @@ def _timm_shapes(spec_json: str) -> tuple[tuple[tuple[int, int, int], ...], int,
         ).eval()
     side = input_spec(model, spec).size
     x = torch.zeros(1, 3, side, side, device="meta")
+    extractor = LayerExtractor(model, spec, keep_prefix=False)
     counter = FlopCounterMode(display=False)
     with torch.inference_mode(), counter:
-        maps = model.forward_intermediates(
-            x, indices=None, output_fmt="NCHW", intermediates_only=True
-        )
+        maps = [fmap for fmap, _ in extractor(x)]
+    extractor.close()
     return (
         tuple(tuple(int(s) for s in m.shape[1:]) for m in maps),
         int(getattr(model, "num_prefix_tokens", 0)),

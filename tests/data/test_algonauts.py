@@ -11,6 +11,7 @@ import h5py
 import nibabel as nib
 import numpy as np
 import pytest
+import scipy.io
 from algonauts_download import PARAMS, download_from_simulation
 from PIL import Image
 
@@ -48,15 +49,17 @@ def prepared(source) -> dict:
     """The download read into stimuli and responses files."""
     out = source["base"] / "out"
     algonauts.prepare_stimuli(source["root"], [SUBJECT], out / "stimuli.h5")
-    algonauts.prepare_subject(
-        source["root"],
-        SUBJECT,
-        out / "stimuli.h5",
-        out / "responses.h5",
-        holdout=HOLDOUT,
-        seed=SEED,
-        ncsnr=source["ncsnr_paths"],
-    )
+    with pytest.warns(UserWarning, match="assumed to average 3 trials"):
+        algonauts.prepare_subject(
+            source["root"],
+            SUBJECT,
+            out / "stimuli.h5",
+            out / "responses.h5",
+            holdout=HOLDOUT,
+            seed=SEED,
+            ncsnr=source["ncsnr_paths"],
+            n_repeats=PARAMS["n_repeats"],  # the simulated design's sessions are not NSD's
+        )
     return {"stimuli": out / "stimuli.h5", "responses": out / "responses.h5"}
 
 
@@ -191,6 +194,95 @@ def test_holdout_is_seeded():
         algonauts.holdout_rows(1, 0.5, 0)
 
 
+def write_design(path: Path, subject: str, ids: dict[str, np.ndarray], seed: int = 0) -> Path:
+    """An NSD-shaped design file (30,000 trials, 8 × 10,000 ``subjectim``) in which
+    ``subject``'s images ``ids["<t>_<w>"]`` (0-based NSD ids) have t trials in its released
+    sessions (all completed but the last three) and w in the withheld ones; other images
+    fill the rest of the sessions, about 3 trials each."""
+    rng = np.random.default_rng(seed)
+    released = algonauts.TRIALS_PER_SESSION * (nsd.SESSIONS[subject] - 3)
+    planned = {key: (int(key[0]), int(key[2])) for key in ids}
+    chosen = np.concatenate(list(ids.values()))
+    others = iter(np.setdiff1d(np.arange(73000), chosen))
+    before = [i for k, (t, _) in planned.items() for i in ids[k] for _ in range(t)]
+    after = [i for k, (_, w) in planned.items() for i in ids[k] for _ in range(w)]
+    for trials, n_trials in ((before, released), (after, 30000 - released)):
+        while len(trials) < n_trials:  # a filler image, 3 trials (the last one up to 5)
+            image = next(others)
+            trials += [image] * (n_trials - len(trials) if n_trials - len(trials) < 6 else 3)
+    images = list(dict.fromkeys([*chosen, *before, *after]))
+    row = np.array(images + [next(others) for _ in range(10000 - len(images))])
+    position = {image: i + 1 for i, image in enumerate(row)}  # 1-based, as NSD stores them
+    order = [position[i] for i in rng.permutation(before)]
+    order += [position[i] for i in rng.permutation(after)]
+    subjectim = np.tile(np.arange(1, 10001), (8, 1))
+    subjectim[nsd.subject_index(subject)] = row + 1
+    scipy.io.savemat(
+        path,
+        {
+            "masterordering": np.array(order)[None, :],
+            "subjectim": subjectim,
+            "sharedix": np.arange(1, 1001),
+        },
+    )
+    return path
+
+
+def test_trial_counts_of_the_released_sessions_from_the_design(tmp_path):
+    """subj04 completed 30 sessions: the challenge's rows average the trials of the first 27."""
+    ids = {"3_0": np.arange(100, 110), "2_1": np.arange(200, 230), "1_2": np.arange(300, 320)}
+    ids["0_3"] = np.arange(400, 405)  # shown in the withheld sessions only: a test image
+    path = write_design(tmp_path / "nsd_expdesign.mat", "subj04", ids)
+    design = nsd.read_expdesign(path)
+    images = np.r_[ids["1_2"], ids["3_0"], ids["2_1"]]
+    counts = algonauts.training_trial_counts(design, "subj04", images)
+    np.testing.assert_array_equal(counts, np.repeat([1, 3, 2], [20, 10, 30]))
+    assert noise_ceiling_k(counts) == pytest.approx((20 / 1 + 10 / 3 + 30 / 2) / 60)
+    missing = r"nsd-00400 has no trial in sessions 1–27 .*\(5 such images\)"
+    with pytest.raises(ValueError, match=missing):
+        algonauts.training_trial_counts(design, "subj04", np.r_[images, ids["0_3"]])
+    with pytest.raises(ValueError, match="subj01's 37 training sessions need 27750"):
+        short = {k: v[None, :22000] if k == "masterordering" else v for k, v in design.items()}
+        algonauts.training_trial_counts({**design, **short}, "subj01", images)
+
+
+def test_held_out_ceiling_uses_the_counted_trials(source, prepared, tmp_path):
+    """prepare_subject with the design: each row's n_repeats is its count, and the ceiling's
+    k is mean(1/n) over the held-out rows (not 1/3)."""
+    train_ids = source["train_ids"]
+    thirds = np.array_split(train_ids, 3)
+    ids = {"1_2": thirds[0], "2_1": thirds[1], "3_0": thirds[2]}
+    design = write_design(tmp_path / "nsd_expdesign.mat", SUBJECT, ids)
+    out = tmp_path / "responses.h5"
+    algonauts.prepare_subject(
+        source["root"],
+        SUBJECT,
+        prepared["stimuli"],
+        out,
+        holdout=HOLDOUT,
+        seed=SEED,
+        ncsnr=source["ncsnr_paths"],
+        design=design,
+    )
+    r, attrs = read_all(out)
+    with h5py.File(prepared["stimuli"], "r") as h5:
+        stimulus_ids = h5["ids"][()]
+    expected = {int(i): n for n, part in enumerate(thirds, start=1) for i in part}
+    for split in ("train", "test"):
+        split_ids = stimulus_ids[r[f"{split}/stimulus"]]
+        assert r[f"{split}/n_repeats"].tolist() == [expected[int(i)] for i in split_ids]
+    held_out = r["test/n_repeats"]
+    assert len(set(held_out.tolist())) > 1
+    assert attrs["noise_ceiling_k"] == pytest.approx(np.mean(1.0 / held_out))
+    np.testing.assert_allclose(
+        r["noise_ceiling"], algonauts_noise_ceiling(source["ncsnr"], held_out), rtol=1e-6
+    )
+    with pytest.raises(ValueError, match="needs each held-out image's trial count"):
+        algonauts.prepare_subject(
+            source["root"], SUBJECT, prepared["stimuli"], out, ncsnr=source["ncsnr_paths"]
+        )
+
+
 def test_without_ncsnr_the_ceiling_is_nan(source, prepared, tmp_path, caplog):
     out = tmp_path / "responses.h5"
     with caplog.at_level(logging.WARNING, logger="encscale"):
@@ -310,7 +402,7 @@ def test_fsaverage_mask_count_differs(source, download, prepared):
     mask[np.flatnonzero(mask == 0)[0]] = 1
     np.save(path, mask)
     with pytest.raises(ValueError, match=r"all-vertices_fsaverage_space\.npy.*lh_training_fmri"):
-        prepare_copy(download, prepared, ncsnr=source["ncsnr_paths"])
+        prepare_copy(download, prepared, ncsnr=source["ncsnr_paths"], n_repeats=3)
 
 
 def test_ncsnr_surface_length_differs(source, download, prepared):
@@ -318,7 +410,7 @@ def test_ncsnr_surface_length_differs(source, download, prepared):
     ncsnr = download.parent / "lh.ncsnr.mgh"
     nib.save(nib.MGHImage(np.ones((n_surface + 1, 1, 1), np.float32), np.eye(4)), ncsnr)
     with pytest.raises(ValueError, match=r"lh\.ncsnr\.mgh.*vertices"):
-        prepare_copy(download, prepared, ncsnr=(ncsnr, source["ncsnr_paths"][1]))
+        prepare_copy(download, prepared, ncsnr=(ncsnr, source["ncsnr_paths"][1]), n_repeats=3)
 
 
 def test_stimuli_of_two_subjects_must_agree(download, tmp_path):

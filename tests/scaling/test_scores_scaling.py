@@ -51,6 +51,30 @@ def test_score_fit_exact_rows(tmp_path):
     )
 
 
+def test_r_norm_leaves_out_voxels_below_the_ceiling_threshold(tmp_path):
+    """A voxel with ncsnr 0 (NC 0) used to enter r_norm as r·10⁷ and dominate its ROI."""
+    r = np.array([0.1, 0.2, 0.05, 0.3], dtype=np.float32)
+    nc = np.array([25.0, 16.0, 0.0, 0.5], dtype=np.float32)
+    fit, resp = tmp_path / "fit.h5", tmp_path / "resp.h5"
+    with h5py.File(fit, "w") as f:
+        f["test_r"] = r
+        f.attrs.update(subject="subj01", model="m", n_params=10, size=100, seed=1)
+    with h5py.File(resp, "w") as f:
+        f["noise_ceiling"] = nc
+        f["rois/streams/early"] = np.array([1, 1, 1, 0], dtype=bool)
+        f["rois/streams/low"] = np.array([0, 0, 1, 1], dtype=bool)
+    df = score_fit(fit, resp).set_index("roi")  # default threshold: 1 % of variance
+    np.testing.assert_allclose(df.loc["early", "r_norm"], (0.1 / 0.5 + 0.2 / 0.4) / 2, rtol=1e-6)
+    assert df.loc["early", "n_below_ceiling"] == 1 and df.loc["early", "n_voxels"] == 3
+    assert df.loc["all", "n_below_ceiling"] == 2
+    assert np.isnan(df.loc["low", "r_norm"])  # every voxel below: no ratio
+    np.testing.assert_allclose(df.loc["early", "r"], (0.1 + 0.2 + 0.05) / 3, rtol=1e-6)
+    np.testing.assert_allclose(df.loc["early", "nn_r2"], (4.0 + 25.0 + 100.0) / 3, rtol=1e-5)
+    low = score_fit(fit, resp, min_noise_ceiling=0.25).set_index("roi")
+    np.testing.assert_allclose(low.loc["low", "r_norm"], 0.3 / np.sqrt(0.005), rtol=1e-6)
+    assert low.loc["low", "n_below_ceiling"] == 1
+
+
 def test_subsample_is_seeded_sorted_and_checked():
     a, b, c = subsample(100, 30, 0), subsample(100, 30, 0), subsample(100, 30, 1)
     assert np.array_equal(a, b) and not np.array_equal(a, c)

@@ -57,3 +57,40 @@ def test_select_layers():
     assert select_layers({"stride": 4}, 12) == [3, 7, 11]
     with pytest.raises(ValueError, match="out of range"):
         select_layers([12], 12)
+
+
+def test_timm_convnext_blocks_by_name_equal_the_blocks_outputs():
+    """ConvNeXt's stem and every block (the first study's layers), named as submodules of a
+    timm model: each map is that block's output, where forward_intermediates gives stages."""
+    from encscale.cost import model_shape
+    from encscale.torchtools import import_timm
+    from encscale.vision.layers import LayerExtractor
+
+    torch.manual_seed(0)
+    model = import_timm().create_model("convnext_atto", pretrained=False, num_classes=0).eval()
+    spec = {"timm": "convnext_atto", "layers": ["stem", "stages.*.blocks.*"]}
+    extractor = LayerExtractor(model, spec, keep_prefix=False)
+    depths = [len(stage.blocks) for stage in model.stages]
+    assert extractor.n_layers == 1 + sum(depths) == 13
+    assert extractor.names[:3] == ["stem", "stages.0.blocks.0", "stages.0.blocks.1"]
+    x = torch.randn(2, 3, 64, 64)
+    with torch.inference_mode():
+        got = extractor(x)
+        h = model.stem(x)
+        expected = [h]
+        for stage in model.stages:
+            h = stage.downsample(h)
+            for block in stage.blocks:
+                h = block(h)
+                expected.append(h)
+        stages = model.forward_intermediates(x, output_fmt="NCHW", intermediates_only=True)
+    assert len(got) == len(expected)
+    for (fmap, prefix), want in zip(got, expected, strict=True):
+        assert prefix is None and torch.equal(fmap, want)
+    ends = [sum(depths[: i + 1]) for i in range(len(depths))]  # each stage's last block
+    for i, end in enumerate(ends):
+        torch.testing.assert_close(got[end][0], stages[i])
+    extractor.close()
+    assert not model.stem._forward_hooks
+    shape = model_shape({**spec, "input_size": 64})
+    assert [m for m in shape.maps] == [tuple(f.shape[1:]) for f, _ in got]

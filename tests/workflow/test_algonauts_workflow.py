@@ -33,7 +33,8 @@ def study(tmp_path_factory):
     config = load_demo_config()
     config.update(dataset="algonauts2023", subjects=[SUBJECT])
     del config["demo"], config["models"]["convnext_l"]
-    config["algonauts"] = {"holdout": 0.15, "ncsnr": "nsd"}
+    # the simulated design's sessions are not NSD's 750 trials: assume the simulated 3
+    config["algonauts"] = {"holdout": 0.15, "ncsnr": "nsd", "n_repeats": PARAMS["n_repeats"]}
     config["encoding"].update(sizes=[30, 60], n_draws=1, n_folds=3)
     config["scaling"].update(data_model="convnext_m", param_size=60)
     config["final"] = {"model": "convnext_m", "atlases": ["prf-visualrois", "floc-faces"]}

@@ -1,6 +1,7 @@
 """The config is validated before anything runs; errors name the offending key."""
 
 import copy
+import re
 from pathlib import Path
 
 import pytest
@@ -95,7 +96,13 @@ def test_shared_schema_defaults_are_filled_through_refs():
     images = validated({"models": {"m": {"timm": "convnext_atto"}}}, "config.schema.yaml")
     movies = validated(copy.deepcopy(MINIMAL_MOVIES), "movies.schema.yaml")
     alphas = {"log10_min": -1, "log10_max": 5, "num": 13}
-    shared = {"n_folds": 5, "alphas": alphas, "scoring": "r", "device": "cpu"}
+    shared = {
+        "n_folds": 5,
+        "alphas": alphas,
+        "scoring": "r",
+        "min_noise_ceiling": 1.0,
+        "device": "cpu",
+    }
     # the study's own keys first, then the shared ones: the order the config had before
     assert list(images["encoding"].items()) == [
         ("sizes", [100, 200, 350, 700]),
@@ -123,6 +130,11 @@ def test_shared_schema_defaults_are_filled_through_refs():
         ("config.schema.yaml", lambda c: c["models"]["m"].update(resources={"gpus": 1}), "gpus"),
         ("config.schema.yaml", lambda c: c.update(subjects=["sub-01"]), "sub-01"),
         ("config.schema.yaml", lambda c: c.update(features={"device": "gpu"}), "gpu"),
+        (  # NSD has no such folder: b1, b2, b3 are the three it has
+            "config.schema.yaml",
+            lambda c: c.update(prepare={"beta_version": "betas_fithrf_GLMsingle"}),
+            "betas_fithrf_GLMsingle",
+        ),
         ("movies.schema.yaml", lambda c: c.update(encoding={"n_draws": 2}), "n_draws"),
         ("movies.schema.yaml", lambda c: c.update(encoding={"pool_sizes": "all"}), "pool_sizes"),
         ("movies.schema.yaml", lambda c: c.update(tokenizer={"resources": {"gpus": 1}}), "gpus"),
@@ -189,10 +201,12 @@ def test_nsd_config_plans_the_whole_study_and_its_fetch_offline(tmp_path):
     assert counts["prepare_subject"] == 8 and counts["extract_features"] == 6
     assert "simulate_demo" not in counts
     assert (
-        "resources/nsd/nsddata_betas/ppdata/subj04/func1pt8mm/betas_fithrf_GLMsingle/"
+        "resources/nsd/nsddata_betas/ppdata/subj04/func1pt8mm/betas_fithrf_GLMdenoise_RR/"
         "betas_session30.nii.gz" in text
     )
-    assert "subj04/func1pt8mm/betas_fithrf_GLMsingle/betas_session31" not in text
+    assert "subj04/func1pt8mm/betas_fithrf_GLMdenoise_RR/betas_session31" not in text
+    betas = re.findall(r"func1pt8mm/(betas_[A-Za-z_]+)/", text)
+    assert betas and set(betas) == {"betas_fithrf_GLMdenoise_RR"}  # b3 only
     fetches = [block for block in text.split("rule ")[1:] if block.startswith("fetch_nsd:")]
     assert len(fetches) == counts["fetch_nsd"] and all("download_slots=1" in b for b in fetches)
     jobs = [block for block in text.split("rule ")[1:] if block.startswith("extract_features:")]
@@ -265,10 +279,31 @@ def test_algonauts_config_plans_fits_submissions_and_ncsnr_fetch(tmp_path):
     config["subjects"] = ["subj04"]
     root = tmp_path / config["algonauts"]["root"]
     placeholder_algonauts(root, "subj04", 8779, config["algonauts"]["rois"])
-    counts = job_counts(nsd_study_dry_run(tmp_path, config))
-    assert counts["fetch_nsd"] == 2  # the subject's lh and rh fsaverage ncsnr
+    text = nsd_study_dry_run(tmp_path, config)
+    counts = job_counts(text)
+    assert counts["fetch_nsd"] == 3  # the subject's lh and rh fsaverage ncsnr, the design
+    assert "resources/nsd/nsddata/experiments/nsd/nsd_expdesign.mat" in text
     assert counts["prepare_subject"] == 1 and counts["extract_features"] == 6
     assert counts["submission_zip"] == 7 and counts["submission_subject"] == 7
     # 7500 of 8779 images fit once 10% are held out; 8000 do not
     config["encoding"]["sizes"].append(8000)
     assert "encoding.sizes" in dry_run_error(tmp_path, config)
+
+
+STUDY_CHECKPOINTS = {  # the first study's own checkpoints, as timm 1.0 tags them
+    "eva02_base": "eva02_base_patch16_clip_224.merged2b",
+    "eva02_large": "eva02_large_patch14_clip_224.merged2b",
+    "eva01_giant": "eva_giant_patch14_clip_224.merged2b",
+    "convnext_xxlarge": "convnext_xxlarge.clip_laion2b_soup_ft_in1k",
+    "eva02_enormous": "eva02_enormous_patch14_clip_224.laion2b_plus",
+}
+
+
+@pytest.mark.parametrize("name", ["nsd.yaml", "algonauts2023.yaml"])
+def test_study_configs_use_the_study_checkpoints(name):
+    from encscale.torchtools import import_timm
+
+    config = yaml.safe_load((REPO / "config" / name).read_text())
+    tags = {key: entry["timm"] for key, entry in config["models"].items() if "timm" in entry}
+    assert tags == STUDY_CHECKPOINTS
+    assert set(tags.values()) <= set(import_timm().list_pretrained())

@@ -68,6 +68,8 @@ rule score_fit:
         responses=f"{RESULTS}/responses/{{subject}}.h5",
     output:
         f"{RESULTS}/scores/{{subject}}/{{model}}/n{{size}}_s{{seed}}.tsv",
+    params:
+        min_noise_ceiling=ENC["min_noise_ceiling"],
     log:
         f"logs/{DATASET}/score_fit/{{subject}}/{{model}}/n{{size}}_s{{seed}}.log",
     conda:

@@ -15,6 +15,7 @@ with job_context(sm) as provenance:
         holdout=cfg["holdout"],
         seed=cfg["seed"],
         ncsnr=sm.input.get("ncsnr"),  # (lh, rh) where the study has NSD's ncsnr
+        design=sm.input.get("design"),  # NSD's design file, for each image's trial count
         n_repeats=cfg["n_repeats"],
         provenance=provenance,
     )

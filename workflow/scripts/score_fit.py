@@ -6,4 +6,5 @@ from encscale.jobs import job_context
 
 sm = snakemake  # noqa: F821
 with job_context(sm):
-    write_tsv(score_fit(sm.input.fit, sm.input.responses), sm.output[0])
+    scores = score_fit(sm.input.fit, sm.input.responses, sm.params.min_noise_ceiling)
+    write_tsv(scores, sm.output[0])

@@ -27,15 +27,18 @@ How it maps to the pipeline's files (layouts: :mod:`encscale.contracts`):
   is the challenge's (:func:`encscale.metrics.algonauts_noise_ceiling`) for the held-out
   images.
 
-The download does not say how many trials each training row averages; every image is
-assumed to average ``n_repeats`` (3, NSD's design; a few images have fewer, so the ceiling
-is then slightly optimistic).
+The download does not say how many trials each training row averages. The challenge's
+preparation code averaged each image's trials in the subject's completed sessions but the
+last three (the withheld test sessions); :func:`training_trial_counts` counts them in NSD's
+design file (``nsd_expdesign.mat``), and the noise ceiling's k = mean(1/n) over the held-out
+images uses those counts (2.3–2.8 trials on average for subjects 3, 4, 6 and 8, not 3).
 """
 
 from __future__ import annotations
 
 import logging
 import re
+import warnings
 import zipfile
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -53,6 +56,7 @@ from encscale.contracts import (
     read_responses,
     write_responses,
 )
+from encscale.data import nsd
 from encscale.data.prepare import STIMULI_BATCH, stimulus_rows
 from encscale.io import PathLike, atomic_path, check_finite, require_file
 from encscale.metrics import algonauts_noise_ceiling, noise_ceiling_k
@@ -61,6 +65,8 @@ log = logging.getLogger(__name__)
 
 DATASET = "algonauts2023"
 HEMIS = ("lh", "rh")
+TRIALS_PER_SESSION = 750  # NSD's trials per scan session
+WITHHELD_SESSIONS = 3  # each subject's last completed sessions: the challenge's test data
 ROI_ATLASES = (
     "prf-visualrois",
     "floc-bodies",
@@ -362,13 +368,17 @@ def prepare_subject(
     holdout: float = 0.1,
     seed: int = 0,
     ncsnr: Sequence[PathLike] | None = None,
-    n_repeats: int = 3,
+    design: PathLike | None = None,
+    n_repeats: int | None = None,
     provenance: Mapping[str, Any] | None = None,
 ) -> None:
     """Write one subject's responses file (layout in the module doc).
 
     ``ncsnr``: NSD's (lh, rh) fsaverage ``ncsnr.mgh`` files, or None for NaN ncsnr and
-    noise ceiling. ``n_repeats``: trials assumed averaged per training image.
+    noise ceiling. The trials each training row averages (``n_repeats`` of the splits, and
+    the ceiling's k) are counted in NSD's ``design`` file (:func:`training_trial_counts`);
+    ``n_repeats`` instead assumes that many for every image, with a warning. With ncsnr one
+    of the two is required; without, the counts are 0 (unknown) where neither is given.
     """
     train_images = image_files(root, subject, "train")
     challenge_images = image_files(root, subject, "test")
@@ -381,7 +391,7 @@ def prepare_subject(
     stimulus = stimulus_rows(stimuli_path, np.array([i for _, i, _ in train_images]))
     challenge = stimulus_rows(stimuli_path, np.array([i for _, i, _ in challenge_images]))
     is_test = holdout_rows(len(train_images), holdout, seed)
-    repeats = np.full(len(train_images), n_repeats, dtype=np.int32)
+    repeats = _trial_counts(subject, [i for _, i, _ in train_images], design, n_repeats, ncsnr)
     masks = roi_datasets(root, subject, rois, n_columns)
     if ncsnr is None:
         log.warning(
@@ -389,9 +399,11 @@ def prepare_subject(
             subject,
         )
         snr = np.full(responses.shape[1], np.nan, dtype=np.float32)
+        ceiling, k = np.full_like(snr, np.nan), float("nan")
     else:
         snr = read_ncsnr(root, subject, ncsnr, n_columns)
-    k = noise_ceiling_k(repeats[is_test])
+        ceiling = algonauts_noise_ceiling(snr, repeats[is_test])
+        k = noise_ceiling_k(repeats[is_test])
 
     splits = {}
     for split, rows in (("train", ~is_test), ("test", is_test)):
@@ -413,7 +425,7 @@ def prepare_subject(
             **splits,
             challenge_stimulus=challenge,
             ncsnr=snr,
-            noise_ceiling=algonauts_noise_ceiling(snr, repeats[is_test]),
+            noise_ceiling=ceiling,
             hemisphere=np.repeat(np.arange(len(HEMIS)), n_columns),
             vertex=np.concatenate([np.arange(n) for n in n_columns]),
             rois=masks,
@@ -430,6 +442,66 @@ def prepare_subject(
         int(is_test.sum()),
         challenge.size,
     )
+
+
+def training_trial_counts(
+    design: Mapping[str, np.ndarray], subject: str, nsd_ids: Sequence[int] | np.ndarray
+) -> np.ndarray:
+    """Trials each training image of the challenge averages, (n,) int32, for its 0-based NSD
+    ids: its trials in the subject's completed sessions (:data:`encscale.data.nsd.SESSIONS`)
+    but the last :data:`WITHHELD_SESSIONS`, as the challenge's preparation code averaged
+    them. ``design``: :func:`encscale.data.nsd.read_expdesign`."""
+    sessions = nsd.SESSIONS[subject] - WITHHELD_SESSIONS
+    n_trials = sessions * TRIALS_PER_SESSION
+    trials = nsd.trial_image_ids(design, subject)
+    if trials.size < n_trials:
+        raise ValueError(
+            f"the NSD design has {trials.size} trials; {subject}'s {sessions} training "
+            f"sessions need {n_trials}: not NSD's design"
+        )
+    ids, counts = np.unique(trials[:n_trials], return_counts=True)
+    nsd_ids = np.asarray(nsd_ids, dtype=np.int64)
+    pos = np.minimum(np.searchsorted(ids, nsd_ids), ids.size - 1)
+    missing = ids[pos] != nsd_ids
+    if missing.any():
+        raise ValueError(
+            f"{subject}'s training image nsd-{nsd_ids[missing][0]:05d} has no trial in sessions "
+            f"1–{sessions} of the NSD design ({int(missing.sum())} such images): not the "
+            "challenge's download of this subject"
+        )
+    return counts[pos].astype(np.int32)
+
+
+def _trial_counts(
+    subject: str,
+    nsd_ids: Sequence[int],
+    design: PathLike | None,
+    n_repeats: int | None,
+    ncsnr: Sequence[PathLike] | None,
+) -> np.ndarray:
+    """The training rows' trial counts for :func:`prepare_subject`."""
+    if design is not None and n_repeats is not None:
+        raise ValueError(f"{subject}: give NSD's design file or n_repeats, not both")
+    if design is not None:
+        try:
+            return training_trial_counts(nsd.read_expdesign(design), subject, nsd_ids)
+        except ValueError as err:
+            raise ValueError(f"{design}: {err}") from err
+    if n_repeats is not None:
+        message = (
+            f"{subject}: no NSD design file: every training image is assumed to average "
+            f"{n_repeats} trials (the challenge's average 2.3–2.8 for subjects 3, 4, 6, 8), "
+            "so noise ceilings are too high and noise-normalised scores too low"
+        )
+        log.warning(message)
+        warnings.warn(message, stacklevel=3)
+        return np.full(len(nsd_ids), n_repeats, dtype=np.int32)
+    if ncsnr is not None:
+        raise ValueError(
+            f"{subject}: the noise ceiling needs each held-out image's trial count: give NSD's "
+            "design file (nsddata/experiments/nsd/nsd_expdesign.mat), or n_repeats to assume one"
+        )
+    return np.zeros(len(nsd_ids), dtype=np.int32)  # unknown, and no ceiling to compute
 
 
 # --- submission ----------------------------------------------------------------------------

@@ -3,8 +3,10 @@
 Noise normalisation follows the Algonauts 2023 challenge: ``nn_r2`` is the mean over an
 ROI's voxels of :func:`encscale.metrics.algonauts_score` (percent of explainable variance
 explained, each voxel capped at 100), and ``r_norm`` the mean of ``r / √(NC/100)``, the
-correlation relative to its ceiling. Both are NaN where the responses file's noise ceiling
-is NaN (a dataset without ncsnr).
+correlation relative to its ceiling, over the ROI's voxels whose ceiling reaches
+``min_noise_ceiling`` percent (the others, counted in ``n_below_ceiling``, would divide by
+nearly 0: ncsnr 0 gives NC 0). Both are NaN where the responses file's noise ceiling is NaN
+(a dataset without ncsnr).
 """
 
 from __future__ import annotations
@@ -31,7 +33,9 @@ SCORE_COLUMNS = [
     "r_norm",
     "nn_r2",
     "ceiling_r",
+    "n_below_ceiling",
 ]
+MIN_NOISE_CEILING = 1.0  # percent of variance: the default of encoding.min_noise_ceiling
 
 
 def roi_masks(
@@ -42,8 +46,11 @@ def roi_masks(
     return {("all", "all"): np.ones(n_voxels, dtype=bool), **rois}
 
 
-def score_fit(fit_path: str | Path, responses_path: str | Path) -> pd.DataFrame:
-    """One row per ROI (every atlas in the responses file, and ``all``) for one fit file."""
+def score_fit(
+    fit_path: str | Path, responses_path: str | Path, min_noise_ceiling: float = MIN_NOISE_CEILING
+) -> pd.DataFrame:
+    """One row per ROI (every atlas in the responses file, and ``all``) for one fit file;
+    ``min_noise_ceiling`` (percent): voxels below it are left out of ``r_norm``."""
     fit = read_fit(fit_path, ["test_r"])
     r = fit.test_r.astype(np.float64)
     meta = {k: fit.attrs[k] for k in ("subject", "model", "n_params", "size", "seed")}
@@ -52,7 +59,8 @@ def score_fit(fit_path: str | Path, responses_path: str | Path) -> pd.DataFrame:
     masks = roi_masks(resp.rois, nc.shape[0])
     if nc.shape != r.shape:
         raise ValueError(f"{fit_path}: {r.shape[0]} voxels, but {responses_path} has {nc.shape[0]}")
-    r_norm = r / np.sqrt(np.maximum(nc / 100.0, 1e-14))
+    below = nc < min_noise_ceiling  # False where NC is NaN: r_norm stays NaN there
+    r_norm = np.where(below, np.nan, r / np.sqrt(np.where(below, 1.0, nc) / 100.0))
     nn = algonauts_score(r, nc)
     rows = []
     for (atlas, roi), mask in masks.items():
@@ -65,15 +73,22 @@ def score_fit(fit_path: str | Path, responses_path: str | Path) -> pd.DataFrame:
                 roi=roi,
                 n_voxels=int(mask.sum()),
                 r=r[mask].mean(),
-                r_norm=r_norm[mask].mean(),
+                r_norm=_mean_kept(r_norm[mask], below[mask]),
                 nn_r2=nn[mask].mean(),
                 ceiling_r=ceiling_r(nc[mask]).mean(),
+                n_below_ceiling=int(below[mask].sum()),
             )
         )
     df = pd.DataFrame(rows, columns=SCORE_COLUMNS)
     df["subject"] = df["subject"].astype(str)
     df["model"] = df["model"].astype(str)
     return df
+
+
+def _mean_kept(values: np.ndarray, left_out: np.ndarray) -> float:
+    """Mean of ``values`` where not ``left_out``; NaN if every value is left out."""
+    kept = values[~left_out]
+    return float(kept.mean()) if kept.size else float("nan")
 
 
 def collect_scores(paths: list[str | Path]) -> pd.DataFrame:

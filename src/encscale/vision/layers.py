@@ -1,9 +1,11 @@
 """Layer capture: every chosen layer's spatial map (and prefix tokens) of an image model.
 
 Layers are a timm model's blocks/stages (``forward_intermediates``, which puts a
-transformer's patch tokens back on their grid and splits off its prefix tokens) or, for a
-plugin model, the outputs of named submodules (forward hooks, removed after use). A map is
-max-pooled to a k×k grid (:func:`maxpool_tokens`) to form a feature set.
+transformer's patch tokens back on their grid and splits off its prefix tokens) or the
+outputs of named submodules (forward hooks, removed after use): a plugin model's always,
+a timm model's where its ``layers`` are names (e.g. ConvNeXt's stem and every block,
+``[stem, "stages.*.blocks.*"]``, where ``forward_intermediates`` gives only its 4 stages).
+A map is max-pooled to a k×k grid (:func:`maxpool_tokens`) to form a feature set.
 """
 
 from __future__ import annotations
@@ -73,33 +75,36 @@ def tokens_to_map(
 class LayerExtractor:
     """Calls a model and returns, per chosen layer, its map and (optionally) prefix tokens.
 
-    timm models: ``forward_intermediates`` at the chosen block indices. Plugin models
-    (registry entries with ``factory``): forward hooks on the named submodules, removed by
-    :meth:`close`.
+    timm models with block indices: ``forward_intermediates`` at those blocks. Plugin
+    models (registry entries with ``factory``) and timm models whose ``layers`` are
+    submodule names (patterns as :func:`match_modules`): forward hooks on those submodules,
+    in the model's module order per pattern, removed by :meth:`close`; a timm model's
+    prefix tokens are its ``num_prefix_tokens``, a plugin's the entry's.
     """
 
     def __init__(self, model: torch.nn.Module, spec: dict[str, Any], keep_prefix: bool) -> None:
         self.model, self.spec, self.keep_prefix = model, spec, keep_prefix
         self._hooks: list = []
         self._outputs: dict[str, Any] = {}
-        if "factory" in spec:
-            names = spec.get("layers")
-            if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
-                raise ValueError(
-                    f"model '{spec['factory']}': a plugin model needs layers: [submodule names]"
-                )
+        layers = spec.get("layers", "all")
+        named = isinstance(layers, list) and all(isinstance(n, str) for n in layers)
+        if "factory" in spec or named:
+            label = spec.get("factory") or spec.get("timm")
+            if not named:
+                raise ValueError(f"model '{label}': a plugin model needs layers: [submodule names]")
             modules = dict(model.named_modules())
-            missing = [n for n in names if not match_modules(n, modules)]
+            missing = [n for n in layers if not match_modules(n, modules)]
             if missing:
-                raise KeyError(f"model '{spec['factory']}': no submodule named {missing}")
-            names = list(dict.fromkeys(m for n in names for m in match_modules(n, modules)))
+                raise KeyError(f"model '{label}': no submodule named {missing}")
+            names = list(dict.fromkeys(m for n in layers for m in match_modules(n, modules)))
             for layer in names:
                 hook = modules[layer].register_forward_hook(self._keep(layer))
                 self._hooks.append(hook)
-            self.names, self.indices, self.n_layers = (
-                list(names),
-                list(range(len(names))),
-                len(names),
+            self.names, self.indices, self.n_layers = names, list(range(len(names))), len(names)
+            self.n_prefix = int(
+                spec.get("num_prefix_tokens", 0)
+                if "factory" in spec
+                else getattr(model, "num_prefix_tokens", 0)
             )
         else:
             side = input_spec(model, spec).size
@@ -120,9 +125,8 @@ class LayerExtractor:
         if self._hooks:
             self._outputs.clear()
             self.model(x)
-            n_prefix = int(self.spec.get("num_prefix_tokens", 0))
             layout = self.spec.get("token_layout", "BNC")
-            out = [tokens_to_map(self._outputs[n], n_prefix, layout) for n in self.names]
+            out = [tokens_to_map(self._outputs[n], self.n_prefix, layout) for n in self.names]
             return [(fmap, prefix if self.keep_prefix else None) for fmap, prefix in out]
         prefix = self.keep_prefix and getattr(self.model, "num_prefix_tokens", 0) > 0
         kwargs = {"return_prefix_tokens": True} if prefix else {}

@@ -201,6 +201,8 @@ def algonauts_subject_files(subject):
         files["ncsnr"] = [
             nsd.fsaverage_ncsnr_path(NSD["root"], subject, hemi, BETAS) for hemi in ("lh", "rh")
         ]
+        if ALGONAUTS["n_repeats"] is None:  # each held-out image's trials, counted
+            files["design"] = nsd.expdesign_path(NSD["root"])
         files["fsaverage_masks"] = [
             algonauts.fsaverage_mask_path(root, subject, hemi) for hemi in ("lh", "rh")
         ]
