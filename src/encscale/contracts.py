@@ -72,8 +72,10 @@ And for the whole file:
   ``prefix``) and, image models, ``map_size`` (the map's side; 0 for ``prefix``);
 - file attributes ``model``, ``n_params``, ``layers`` (names in depth order), ``precision``
   and ``spec`` (the model's registry entry or architecture, as JSON); image models also
-  ``source``, ``weights``, ``storage``, ``input_size`` and ``prefix_tokens`` (older image
-  files also ``pool_sizes``).
+  ``source``, ``weights``, ``storage``, ``input_size``, ``prefix_tokens`` and
+  ``n_params_counted`` (the instantiated model's count; ``n_params`` is the entry's
+  ``n_params`` where it gives one) (older image files also ``pool_sizes``, and no
+  ``n_params_counted``).
 
 **Fits**, ``results/{dataset}/fits/{subject}/{model}/n{size}_s{seed}.h5`` (:func:`write_fit`,
 :func:`read_fit`):

@@ -194,6 +194,23 @@ def test_plugin_route_hooks_tokens_and_removes_hooks(stimuli, tmp_path, monkeypa
         LayerExtractor(model, dict(PLUGIN, layers=["stem", "nope"]), keep_prefix=False)
 
 
+def test_entry_n_params_overrides_the_count_and_both_are_recorded(stimuli, tmp_path, monkeypatch):
+    """A plugin wrapper counts every modality's parameters; the entry's n_params (what a
+    study reports) is the one the laws use, the counted one is kept beside it."""
+    monkeypatch.syspath_prepend(str(HERE))
+    counted = count_parameters(build_model(PLUGIN))
+    out = tmp_path / "plugin.h5"
+    extract_features(stimuli, out, "tiny", dict(PLUGIN, n_params=123), batch_size=5)
+    with h5py.File(out) as h5:
+        assert h5.attrs["n_params"] == 123 and h5.attrs["n_params_counted"] == counted
+    with open_features(out) as features:
+        assert features.n_params == 123
+    plain = tmp_path / "plain.h5"
+    extract_features(stimuli, plain, "tiny", PLUGIN, batch_size=5)
+    with h5py.File(plain) as h5:
+        assert h5.attrs["n_params"] == h5.attrs["n_params_counted"] == counted != 123
+
+
 def test_float16_storage_and_layer_choice(stimuli, tmp_path):
     spec = dict(CONVNEXT, layers=[1, -1])
     out16, out32 = tmp_path / "f16.h5", tmp_path / "f32.h5"

@@ -277,11 +277,15 @@ def _file_attrs(
     extractor: LayerExtractor,
     prefix_tokens: str,
 ) -> dict[str, Any]:
-    """The features file's attributes."""
+    """The features file's attributes: ``n_params`` is the entry's ``n_params`` where it
+    gives one (the count a study reports, e.g. a vision branch inside a multimodal
+    wrapper), else the instantiated model's count, which ``n_params_counted`` always holds."""
+    counted = count_parameters(model)
     return dict(
         model=name,
         source=spec.get("timm") or spec.get("factory"),
-        n_params=count_parameters(model),
+        n_params=int(spec.get("n_params") or counted),
+        n_params_counted=counted,
         weights=weights_source(spec),
         precision=precision,
         storage=storage,
