@@ -72,7 +72,8 @@ And for the whole file:
   ``prefix``) and, image models, ``map_size`` (the map's side; 0 for ``prefix``);
 - file attributes ``model``, ``n_params``, ``layers`` (names in depth order), ``precision``
   and ``spec`` (the model's registry entry or architecture, as JSON); image models also
-  ``source``, ``weights``, ``storage``, ``input_size``, ``prefix_tokens`` and
+  ``source``, ``weights``, ``storage``, ``input_size``, ``mean`` and ``std`` (the pixel
+  normalisation applied), ``prefix_tokens`` and
   ``n_params_counted`` (the instantiated model's count; ``n_params`` is the entry's
   ``n_params`` where it gives one) (older image files also ``pool_sizes``, and no
   ``n_params_counted``).

@@ -211,6 +211,25 @@ def test_entry_n_params_overrides_the_count_and_both_are_recorded(stimuli, tmp_p
         assert h5.attrs["n_params"] == h5.attrs["n_params_counted"] == counted != 123
 
 
+def test_unnormalised_pixels_as_the_first_study_fed_its_models(stimuli, tmp_path):
+    """pixel_norm="none" feeds [0, 1] pixels: the same maps as an entry whose mean is 0 and
+    std 1, and other maps than the model's own normalisation; the file records which."""
+    unit = dict(CONVNEXT, mean=[0.0, 0.0, 0.0], std=[1.0, 1.0, 1.0])
+    paths = {key: tmp_path / f"{key}.h5" for key in ("none", "unit", "model")}
+    extract_features(stimuli, paths["none"], "c", CONVNEXT, pixel_norm="none")
+    extract_features(stimuli, paths["unit"], "c", unit)
+    extract_features(stimuli, paths["model"], "c", CONVNEXT)
+    maps = {key: read_all(path)["layers/block03/map"] for key, path in paths.items()}
+    assert np.array_equal(maps["none"], maps["unit"])
+    assert not np.allclose(maps["none"], maps["model"])
+    with h5py.File(paths["none"]) as h5:
+        assert list(h5.attrs["mean"]) == [0, 0, 0] and list(h5.attrs["std"]) == [1, 1, 1]
+    with h5py.File(paths["model"]) as h5:
+        assert list(h5.attrs["std"]) != [1, 1, 1]
+    with pytest.raises(ValueError, match="pixel_norm must be one of"):
+        extract_features(stimuli, tmp_path / "x.h5", "c", CONVNEXT, pixel_norm="clip")
+
+
 def test_float16_storage_and_layer_choice(stimuli, tmp_path):
     spec = dict(CONVNEXT, layers=[1, -1])
     out16, out32 = tmp_path / "f16.h5", tmp_path / "f32.h5"

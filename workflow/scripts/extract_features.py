@@ -17,6 +17,7 @@ with job_context(sm, torch_threads=max(1, sm.threads - sm.params.num_workers)) a
         storage=sm.params.storage,
         compression=sm.params.compression,
         prefix_tokens=sm.params.prefix_tokens,
+        pixel_norm=sm.params.pixel_norm,
         num_workers=sm.params.num_workers,
         offline=sm.params.offline,
         provenance=provenance,

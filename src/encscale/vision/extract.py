@@ -17,6 +17,7 @@ a killed job cannot leave half-written HDF5 metadata behind.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import logging
@@ -47,6 +48,7 @@ from encscale.vision.registry import InputSpec, build_model, input_spec, weights
 log = logging.getLogger(__name__)
 
 STORAGE = {"float32": np.float32, "float16": np.float16}
+PIXEL_NORMS = ("model", "none")  # the model's mean/std, or [0, 1] pixels (the first study)
 TORCH_STORAGE = {"float32": torch.float32, "float16": torch.float16}
 # Per chosen layer: its map and, when prefix tokens are kept, their set.
 Layout = list[tuple[LayerMap, FeatureSet | None]]
@@ -86,6 +88,7 @@ def extract_features(
     storage: str = "float32",
     compression: str | None = None,
     prefix_tokens: str = "drop",
+    pixel_norm: str = "model",
     num_workers: int = 0,
     offline: bool = False,
     provenance: Mapping[str, Any] | None = None,
@@ -97,7 +100,9 @@ def extract_features(
     ``precision``: the model's compute dtype (autocast; fp32 on CPU is exact), recorded in
     the file; ``storage``: float32 or float16 on disk; ``compression``: None (contiguous,
     fastest) or an h5py filter ("gzip", "lzf"); ``prefix_tokens``: "drop" or "keep";
-    ``num_workers``: DataLoader processes reading ``stimuli.h5``. Resumes an interrupted
+    ``pixel_norm``: "model" (pixels normalised with the model's mean and std) or "none"
+    ([0, 1] pixels, as the first study's code fed its models); ``num_workers``: DataLoader
+    processes reading ``stimuli.h5``. Resumes an interrupted
     run with the same settings (see the module docstring); ``provenance``
     (:func:`encscale.provenance.job_provenance`) is recorded. Returns the images per second
     of the extraction loop (reading, model and writing; set-up excluded).
@@ -108,9 +113,13 @@ def extract_features(
         raise ValueError(f"storage must be one of {sorted(STORAGE)}, got {storage!r}")
     if prefix_tokens not in ("drop", "keep"):
         raise ValueError(f"prefix_tokens must be 'drop' or 'keep', got {prefix_tokens!r}")
+    if pixel_norm not in PIXEL_NORMS:
+        raise ValueError(f"pixel_norm must be one of {PIXEL_NORMS}, got {pixel_norm!r}")
     out_path = Path(out_path)
     model = build_model(spec, name, offline=offline).to(device)
     ispec = input_spec(model, spec)
+    if pixel_norm == "none":
+        ispec = dataclasses.replace(ispec, mean=(0.0, 0.0, 0.0), std=(1.0, 1.0, 1.0))
     extractor = LayerExtractor(model, spec, keep_prefix=prefix_tokens == "keep")
     with open_h5(stimuli_path, "stimuli") as stim:
         n = image_dataset(stim).shape[0]
@@ -121,6 +130,7 @@ def extract_features(
         storage=storage,
         compression=compression,
         prefix_tokens=prefix_tokens,
+        pixel_norm=pixel_norm,
         stimuli=_file_identity(stimuli_path),
     )
     signature = hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()
@@ -290,6 +300,8 @@ def _file_attrs(
         precision=precision,
         storage=storage,
         input_size=ispec.size,
+        mean=list(ispec.mean),
+        std=list(ispec.std),
         layers=extractor.names,
         prefix_tokens=prefix_tokens,
         spec=json.dumps(spec, sort_keys=True),

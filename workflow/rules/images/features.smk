@@ -16,6 +16,7 @@ rule extract_features:
         storage=config["features"]["storage"],
         compression=config["features"]["compression"],
         prefix_tokens=config["features"]["prefix_tokens"],
+        pixel_norm=config["features"]["pixel_norm"],
         num_workers=config["features"]["num_workers"],
         offline=config["features"]["offline"],
     threads: config["features"]["num_workers"] + 1
