@@ -149,3 +149,32 @@ def test_killed_job_leaves_no_partial_file_and_reruns_equal(subject, per_draw, t
         got, ref = read_fit(paths[key], PARTS), read_fit(uninterrupted[key], PARTS)
         for part in PARTS:
             np.testing.assert_array_equal(getattr(got, part), getattr(ref, part))
+
+
+def test_training_pool_all_fits_every_image_like_a_train_split_holding_them(subject, tmp_path):
+    """A submission's refit (training_pool="all") fits the train split, then the test split,
+    exactly as a fit whose train split held both, and records its pool."""
+    import shutil
+
+    import h5py
+
+    _, features, responses, _ = subject
+    merged = tmp_path / "merged.h5"
+    shutil.copy(responses, merged)
+    with h5py.File(merged, "a") as h5:
+        for name in ("responses", "stimulus", "n_repeats"):
+            both = np.concatenate([h5[f"train/{name}"][()], h5[f"test/{name}"][()]])
+            del h5[f"train/{name}"]
+            h5[f"train/{name}"] = both
+    n_all = SHAPES.n_images
+    kwargs = dict(n_folds=5, alphas=ALPHAS, pool_sizes=[1, 3])
+    pooled, reference = tmp_path / "all.h5", tmp_path / "merged_fit.h5"
+    fit_subject_model(responses, features, {(n_all, 0): pooled}, training_pool="all", **kwargs)
+    fit_subject_model(merged, features, {(n_all, 0): reference}, **kwargs)
+    got, ref = read_fit(pooled, PARTS), read_fit(reference, PARTS)
+    np.testing.assert_array_equal(got.train_rows, np.arange(n_all))
+    for part in ("best_set", "best_alpha", "cv_score", "test_pred"):
+        np.testing.assert_array_equal(getattr(got, part), getattr(ref, part), err_msg=part)
+    assert got.attrs["training_pool"] == "all" and ref.attrs["training_pool"] == "train"
+    with pytest.raises(ValueError, match="training_pool must be 'train' or 'all'"):
+        fit_subject_model(responses, features, {(n_all, 0): pooled}, training_pool="x", **kwargs)

@@ -76,6 +76,7 @@ def fit_row(analysis: str, roi: str, law: str, A: float, alpha: float, r_inf: fl
     """A row of ``scaling/*_scaling.tsv`` (the columns the figures read)."""
     return dict(
         analysis=analysis,
+        family=kw.get("family", "toy"),
         scope=kw.get("scope", "pooled"),
         roi=roi,
         law=law,
@@ -299,7 +300,10 @@ def test_param_scaling_draws_each_model_law_and_ensemble(tmp_path):
     ]
     pd.DataFrame(rows).to_csv(fits, sep="\t", index=False)
     png, svg = tmp_path / "param_scaling.png", tmp_path / "param_scaling.svg"
-    fig = images.figure_param_scaling(paths["scores"], fits, "streams", 1000, png, svg)
+    families = {"small": "toy", "large": "toy"}
+    fig = images.figure_param_scaling(
+        paths["scores"], fits, "streams", 1000, png, svg, families=families
+    )
     assert_saved(png, svg)
     (ax,) = fig.axes
     assert ax.get_xscale() == "log" and ax.get_xlabel() == "model parameters"
@@ -335,6 +339,51 @@ def test_param_scaling_draws_each_model_law_and_ensemble(tmp_path):
     assert all(same_color(line.get_markeredgecolor(), "black") for line in stars)
     legend = [t.get_text() for t in ax.get_legend().get_texts()]
     assert legend == [v1_label, "FFA", "large", "small", "ensemble (Σ parameters)"]
+
+
+def test_param_scaling_laws_and_lines_stay_within_families(tmp_path):
+    """Two families and a model of none: each family's law over its own models only, and
+    no line through the lone model, which is a point."""
+    models = {"s": (1e6, 0.0, "eva"), "l": (1e8, 0.06, "eva"), "c1": (1e7, 0.02, "cnn")}
+    models |= {"c2": (1e9, 0.03, "cnn"), "lone": (3e8, 0.1, None)}
+    rows = []
+    for model, (n_params, gain, _) in models.items():
+        for subject, offset in SUBJECT_OFFSETS.items():
+            for roi in STREAMS:
+                r = ROIS[roi][1] + gain + offset
+                rows.append(
+                    dict(
+                        subject=subject,
+                        model=model,
+                        n_params=n_params,
+                        size=1000,
+                        seed=0,
+                        atlas="streams",
+                        roi=roi,
+                        r=r,
+                    )
+                )
+    scores = pd.DataFrame(rows)
+    fits = pd.DataFrame(
+        [
+            fit_row("param", "V1", "power", 0.2, 0.15, 0.55, family="eva", x_min=1e6, x_max=1e8),
+            fit_row("param", "V1", "power", 0.1, 0.1, 0.45, family="cnn", x_min=1e7, x_max=1e9),
+        ]
+    )
+    families = {m: f for m, (_, _, f) in models.items() if f}
+    fig = images.plot_param_scaling(scores, fits, scores.iloc[:0], 1000, families=families)
+    (ax,) = fig.axes
+    lines = labelled(ax)
+    eva = lines["V1, eva: r∞=0.55 [0.50, 0.60], α=0.15 [0.05, 0.25]"]
+    cnn = lines["V1, cnn: r∞=0.45 [0.40, 0.50], α=0.10 [0.00, 0.20]"]
+    np.testing.assert_allclose(eva.get_xdata()[[0, -1]], [1e6, 1e8])
+    np.testing.assert_allclose(cnn.get_xdata()[[0, -1]], [1e7, 1e9])
+    # FFA has no law: a line through each family's own points
+    np.testing.assert_array_equal(lines["FFA, eva"].get_xdata(), [1e6, 1e8])
+    np.testing.assert_array_equal(lines["FFA, cnn"].get_xdata(), [1e7, 1e9])
+    drawn = [line for line in ax.get_lines() if len(line.get_xdata()) > 1]
+    assert not any(3e8 in line.get_xdata() for line in drawn)  # the lone model: points only
+    assert sum(3e8 in floats(p.get_xdata()) for p, _ in errorbars(ax)) == len(STREAMS)
 
 
 # ROI scores (Fig. 3) ---------------------------------------------------------------------

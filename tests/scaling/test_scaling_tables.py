@@ -76,8 +76,10 @@ def test_write_scaling_tables(tmp_path):
         out["data"],
         out["param"],
         out["extra"],
+        families={"small": "toy", "base": "toy", "large": "toy"},
     )
     data, param, extra = (read_table(out[name]) for name in ("data", "param", "extra"))
+    assert set(data["family"]) == set(param["family"]) == set(extra["family"]) == {"toy"}
     assert list(data.columns) == FIT_COLUMNS and list(extra.columns) == EXTRAPOLATION_COLUMNS
     for table, analysis, xs, lines in (
         (data, "data", SIZES, DATA_LINES),
@@ -101,9 +103,51 @@ def test_write_scaling_tables(tmp_path):
     # extrapolations: the data analysis's, then the parameters', per fraction of the ceiling
     assert extra["analysis"].tolist() == sorted(extra["analysis"], key=["data", "param"].index)
     assert set(extra["analysis"]) == {"data", "param"}
+    assert set(extra["analysis"]) == {"data", "param"}
     assert set(extra["fraction"]) == {0.5, 0.9}
     row = extra.query("analysis == 'data' and scope == 'pooled' and roi == 'early'")
     row = row.query("law == 'loglinear' and fraction == 0.5").iloc[0]
     a, b = DATA_LINES["early"]
     assert row["target_r"] == pytest.approx(0.4, rel=1e-5)
     assert row["x"] == pytest.approx(10 ** ((0.4 - a) / b), rel=1e-3)  # where the line is 0.4
+
+
+def test_parameter_laws_are_fitted_within_each_family(tmp_path):
+    """A family of two models or more gets its own law; a model of no family, or alone in
+    its family, is no part of any law (the study: log-linear within a series only)."""
+    lines = {"toy": {"early": (-0.1, 0.05), "late": (0.0, 0.02)}}
+    lines["other"] = {"early": (0.3, -0.02), "late": (0.2, 0.01)}
+    models = {"small": "toy", "large": "toy", "base": "other", "xl": "other", "lone": None}
+    n_params = {**N_PARAMS, "xl": 10**9, "lone": 10**5}
+    data_fits, param_fits, responses = [], [], []
+    for subject in SUBJECTS:
+        responses.append(write_responses(tmp_path / f"{subject}.h5", subject))
+        for size in SIZES:
+            path = tmp_path / "fits" / subject / "small" / f"n{size}_s0.h5"
+            data_fits.append(write_fit(path, subject, "small", size, 0, voxel_r(DATA_LINES, size)))
+        for model, family in models.items():
+            r = voxel_r(lines[family or "toy"], n_params[model])
+            path = write_fit(
+                tmp_path / "p" / subject / model / "n1000_s0.h5", subject, "small", 1000, 0, r
+            )
+            with h5py.File(path, "a") as f:
+                f.attrs.update(model=model, n_params=n_params[model])
+            param_fits.append(path)
+    out = {name: tmp_path / f"{name}.tsv" for name in ("data", "param", "extra")}
+    families = {m: f for m, f in models.items() if f}
+    write_scaling_tables(
+        data_fits, param_fits, SUBJECTS, responses, SETTINGS, *out.values(), families=families
+    )
+    param = read_table(out["param"])
+    assert set(param["family"]) == {"toy", "other"}
+    loglinear = param[(param["law"] == "loglinear") & (param["scope"] == "pooled")]
+    for family, xs in (("toy", [10**6, 10**8]), ("other", [10**7, 10**9])):
+        rows = loglinear[loglinear["family"] == family].set_index("roi")
+        assert (rows.loc["early", "x_min"], rows.loc["early", "x_max"]) == tuple(xs)
+        for roi, (a, b) in lines[family].items():
+            assert (rows.loc[roi, "a"], rows.loc[roi, "b"]) == pytest.approx((a, b), abs=1e-5)
+    assert set(read_table(out["data"])["family"]) == {"toy"}  # the data model's family
+    # no family of two: no law, and the table keeps its columns
+    write_scaling_tables(data_fits, param_fits, SUBJECTS, responses, SETTINGS, *out.values())
+    alone = read_table(out["param"])
+    assert alone.empty and list(alone.columns) == FIT_COLUMNS

@@ -61,6 +61,15 @@ def test_submissions_have_the_challenge_layout(study):
         assert lh.shape == (N_CHALLENGE, download["n_lh"])
         assert rh.shape == (N_CHALLENGE, download["n_rh"])
         assert np.isfinite(lh).all() and np.isfinite(rh).all()
+    # each model's files are its refit on every training image (train and held-out split)
+    for model in config["models"]:
+        refit = work / f"results/algonauts2023/submission/fits/{SUBJECT}/{model}.h5"
+        with h5py.File(refit) as h5:
+            assert h5.attrs["training_pool"] == "all"
+            assert h5["train_rows"].size == download["train_responses"].shape[0]
+            pred = h5["challenge_pred"][()]
+        lh = subs[model][f"{SUBJECT}/lh_pred_test.npy"]
+        np.testing.assert_array_equal(lh, pred[:, : download["n_lh"]])
     # the ensemble is the mean of the models' predictions
     for hemi in ("lh", "rh"):
         key = f"{SUBJECT}/{hemi}_pred_test.npy"

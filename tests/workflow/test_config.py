@@ -285,6 +285,8 @@ def test_algonauts_config_plans_fits_submissions_and_ncsnr_fetch(tmp_path):
     assert "resources/nsd/nsddata/experiments/nsd/nsd_expdesign.mat" in text
     assert counts["prepare_subject"] == 1 and counts["extract_features"] == 6
     assert counts["submission_zip"] == 7 and counts["submission_subject"] == 7
+    assert counts["fit_submission"] == 6  # each model refitted on every training image
+    assert "results/algonauts2023/submission/fits/subj04/eva02_large.h5" in text
     # 7500 of 8779 images fit once 10% are held out; 8000 do not
     config["encoding"]["sizes"].append(8000)
     assert "encoding.sizes" in dry_run_error(tmp_path, config)

@@ -12,4 +12,5 @@ with job_context(sm):
         sm.params.size,
         sm.output.png,
         sm.output.svg,
+        families=sm.params.families,
     )

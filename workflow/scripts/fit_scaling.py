@@ -14,4 +14,5 @@ with job_context(sm):
         sm.output.data,
         sm.output.param,
         sm.output.extrapolation,
+        families=sm.params.families,
     )

@@ -32,6 +32,7 @@ from encscale.contracts import (
     LayerMap,
     open_features,
     read_responses,
+    response_shapes,
     write_fit,
 )
 from encscale.encoding import plan
@@ -83,6 +84,7 @@ def fit_subject_model(
     dtype: torch.dtype = torch.float32,
     max_memory: int | None = None,
     routes: Mapping[str, str] | None = None,
+    training_pool: str = "train",
     provenance: Mapping[str, Any] | None = None,
     progress: Callable[[str], None] = log.info,
 ) -> dict[str, str]:
@@ -90,12 +92,16 @@ def fit_subject_model(
 
     ``max_memory`` (bytes, default: what the machine has available) bounds the sets formed
     at once and the voxel batches; ``routes`` forces a route per set name (``kernel`` or
-    ``primal``), for tests and benchmarks. Returns each set's route.
+    ``primal``), for tests and benchmarks. ``training_pool``: the rows the draws come from,
+    ``train`` (the train split) or ``all`` (the train split, then the test split: a
+    submission's refit on every image; its test predictions are then in-sample, and the
+    fit files say so in their ``training_pool`` attribute). Returns each set's route.
     """
     alphas = np.asarray(alphas, dtype=np.float64)
     resp = read_responses(responses_path, ["train", "test"], optional=["challenge"])
     subject = str(resp.attrs.get("subject", Path(responses_path).stem))
-    n_available = len(resp.train.responses)
+    pool_y, pool_stimulus = _training_pool(resp, training_pool)
+    n_available = len(pool_y)
     draw_rows = {}
     for size, seed in out_paths:
         try:
@@ -106,10 +112,10 @@ def fit_subject_model(
     eval_stimuli = np.concatenate(
         [resp.test.stimulus, challenge if challenge is not None else np.empty(0, np.int64)]
     )
-    used = np.concatenate([resp.train.stimulus[r] for r in draw_rows.values()] + [eval_stimuli])
+    used = np.concatenate([pool_stimulus[r] for r in draw_rows.values()] + [eval_stimuli])
     stimuli = np.unique(used)  # the job's rows of the features file, sorted
     eval_pos = torch.as_tensor(np.searchsorted(stimuli, eval_stimuli), device=device)
-    voxels = resp.train.responses.shape[1]
+    voxels = pool_y.shape[1]
 
     with open_features(features_path) as features:
         _check_rows(features, stimuli, responses_path)
@@ -142,9 +148,9 @@ def fit_subject_model(
         )
         draws = [
             _new_draw(
-                resp.train.responses,
+                pool_y,
                 stimuli,
-                resp.train.stimulus,
+                pool_stimulus,
                 size,
                 seed,
                 rows,
@@ -192,11 +198,24 @@ def fit_subject_model(
                 n_folds=n_folds,
                 scoring=scoring,
                 alphas=alphas,
+                training_pool=training_pool,
             ),
         )
         write_fit(out_paths[draw.size, draw.seed], fit, provenance)
         progress(f"n={draw.size} seed={draw.seed}: mean test r = {float(fit.test_r.mean()):.4f}")
     return route
+
+
+def _training_pool(resp: Any, pool: str) -> tuple[np.ndarray, np.ndarray]:
+    """Responses (n, V) and stimulus rows (n,) the draws come from (see ``training_pool``)."""
+    if pool == "train":
+        return resp.train.responses, resp.train.stimulus
+    if pool == "all":
+        return (
+            np.concatenate([resp.train.responses, resp.test.responses]),
+            np.concatenate([resp.train.stimulus, resp.test.stimulus]),
+        )
+    raise ValueError(f"training_pool must be 'train' or 'all', got {pool!r}")
 
 
 def _check_rows(features: FeaturesFile, stimuli: np.ndarray, responses_path: str | Path) -> None:
@@ -372,6 +391,31 @@ def _update(
     draw.eval_pred[:, cols] = (pred.double() + mean_y).cpu().numpy()
 
 
+def fit_submission_from_config(
+    responses_path: str | Path,
+    features_path: str | Path,
+    out_path: str | Path,
+    *,
+    settings: Mapping[str, Any],
+    declared_mb: int | None = None,
+    provenance: Mapping[str, Any] | None = None,
+) -> dict[str, str]:
+    """A submission's fit of one subject × model on every training image of the download
+    (the train and the held-out test split, as the first study refit before submitting):
+    its (set, penalty) per voxel chosen by the same cross-validation as the other fits.
+    ``settings``, ``declared_mb``: as :func:`fit_subject_model_from_config`."""
+    sizes = response_shapes(responses_path)
+    n_all = sizes["n_train"] + sizes["n_test"]
+    return fit_subject_model(
+        responses_path,
+        features_path,
+        {(n_all, 0): out_path},
+        training_pool="all",
+        **_fit_options(settings, declared_mb),
+        provenance=provenance,
+    )
+
+
 def fit_subject_model_from_config(
     responses_path: str | Path,
     features_path: str | Path,
@@ -389,11 +433,19 @@ def fit_subject_model_from_config(
     for path in out_paths:
         size, seed = Path(path).stem.removeprefix("n").split("_s")
         by_draw[int(size), int(seed)] = path
-    max_memory = settings.get("max_memory_mb") or declared_mb
     return fit_subject_model(
         responses_path,
         features_path,
         by_draw,
+        **_fit_options(settings, declared_mb),
+        provenance=provenance,
+    )
+
+
+def _fit_options(settings: Mapping[str, Any], declared_mb: int | None) -> dict[str, Any]:
+    """:func:`fit_subject_model`'s options from the study's ``encoding`` config."""
+    max_memory = settings.get("max_memory_mb") or declared_mb
+    return dict(
         n_folds=settings["n_folds"],
         alphas=config_alphas(settings),
         pool_sizes=settings.get("pool_sizes"),
@@ -401,5 +453,4 @@ def fit_subject_model_from_config(
         subsample_mode=settings["subsample"],
         device=settings["device"],
         max_memory=None if max_memory is None else int(max_memory) * 2**20,
-        provenance=provenance,
     )

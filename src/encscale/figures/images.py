@@ -8,7 +8,7 @@ shows and plots them.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -120,22 +120,39 @@ def plot_data_scaling(
 
 
 def plot_param_scaling(
-    scores: pd.DataFrame, fits: pd.DataFrame, ensemble: pd.DataFrame, size: int, *out: str | Path
+    scores: pd.DataFrame,
+    fits: pd.DataFrame,
+    ensemble: pd.DataFrame,
+    size: int,
+    *out: str | Path,
+    families: Mapping[str, str] | None = None,
 ) -> plt.Figure:
     """Study 1, Fig. 2 with the laws: test r against parameter count per ROI; markers name
-    the models; each ROI's power law (pooled; dashed beyond the largest model); the
-    ensemble (★) at the sum of its members' parameters, not part of the fit."""
+    the models. Within each family of two models or more (``families``: {model: family};
+    a model without one is its own), each ROI's power law of that family (pooled; dashed
+    beyond its largest model to 4× its parameters), or a line through the family's points
+    where the law failed; models of no such family are points only: no line crosses
+    families. The ensemble (★) sits at the sum of its members' parameters, in no law."""
     fig, ax = plt.subplots(figsize=(7.5, 5.0))
     colors = plt.cm.tab10(np.linspace(0, 1, 10))
     markers = dict(zip(sorted(scores["model"].unique()), "osD^vP*X", strict=False))
-    laws = _pooled_power(fits)
-    x_end = 4 * float(scores["n_params"].max())
+    family_of = {m: (families or {}).get(m, m) for m in markers}
+    members: dict[str, list[str]] = {}
+    for model, family in family_of.items():
+        members.setdefault(family, []).append(model)
+    series = {f: models for f, models in members.items() if len(models) >= 2}
+    laws = fits[(fits["scope"] == "pooled") & (fits["law"] == "power")]
     for i, (roi, g) in enumerate(scores.groupby("roi", sort=False)):
-        if roi in laws.index and np.isfinite(laws.loc[roi].r_inf):
-            _plot_law(ax, laws.loc[roi], x_end, colors[i % 10], _law_label(roi, laws.loc[roi]))
-        else:
-            c = mean_curve(g, "n_params").sort_values("n_params")
-            ax.plot(c["n_params"], c["r"], color=colors[i % 10], lw=1.2, label=roi)
+        for family, models in series.items():
+            rows = g[g["model"].isin(models)]
+            law = laws[(laws["roi"] == roi) & (laws["family"].astype(str) == family)]
+            name = roi if len(series) == 1 else f"{roi}, {family}"
+            if len(law) and np.isfinite(law.iloc[0].r_inf):
+                x_end = 4 * float(rows["n_params"].max())
+                _plot_law(ax, law.iloc[0], x_end, colors[i % 10], _law_label(name, law.iloc[0]))
+            else:
+                c = mean_curve(rows, "n_params").sort_values("n_params")
+                ax.plot(c["n_params"], c["r"], color=colors[i % 10], lw=1.2, label=name)
         for model, gm in g.groupby("model"):
             cm = mean_curve(gm, "n_params")
             ax.errorbar(
@@ -223,10 +240,15 @@ def figure_data_scaling(
 
 
 def figure_param_scaling(
-    scores_path: str | Path, fits_path: str | Path, atlas: str, size: int, *out: str | Path
+    scores_path: str | Path,
+    fits_path: str | Path,
+    atlas: str,
+    size: int,
+    *out: str | Path,
+    families: Mapping[str, str] | None = None,
 ) -> plt.Figure:
     """:func:`plot_param_scaling` of every model's scores at ``size`` over the ROIs of
-    ``atlas``, with the parameter scaling laws and the ensemble at that size."""
+    ``atlas``, with each family's parameter scaling laws and the ensemble at that size."""
     scores = read_scores(scores_path)
     return plot_param_scaling(
         scaling_rows(scores, atlas, size=size),
@@ -234,6 +256,7 @@ def figure_param_scaling(
         ensemble_rows(scores, atlas, size=size),
         size,
         *out,
+        families=families,
     )
 
 

@@ -7,6 +7,11 @@ mean over subjects; the ROI ``mean`` is the mean over the atlas's ROIs. The ceil
 curve is the same mean of the voxels' noise ceilings in r units (√(NC/100); 1 where the
 dataset has none). Both laws of :mod:`encscale.scaling.laws` are fitted to each curve.
 
+Parameter laws are fitted within a *family* of models (the models' ``family`` in the
+config, e.g. EVA-02-CLIP B/L/E), one per family of two models or more: the first study found
+accuracy log-linear in parameters within a series, not across architectures. Other models
+are points in the figure only.
+
 Uncertainty: each bootstrap resample draws, per subject and x, the draws with replacement,
 and per subject and ROI the voxels with replacement (one multiset of voxels for every x and
 draw, so the curve stays paired), and refits. Intervals are percentiles of the resamples.
@@ -14,6 +19,7 @@ draw, so the curve stays paired), and refits. Intervals are percentiles of the r
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,9 +36,12 @@ from encscale.metrics import ceiling_r
 from encscale.scaling import laws
 from encscale.seeds import named_seed
 
+log = logging.getLogger(__name__)
+
 POWER_FIELDS = ("r_inf", "A", "alpha", "gap", "loss")
 FIT_COLUMNS = [
     "analysis",
+    "family",
     "scope",
     "roi",
     "law",
@@ -47,6 +56,7 @@ FIT_COLUMNS = [
 ]
 EXTRAPOLATION_COLUMNS = [
     "analysis",
+    "family",
     "scope",
     "roi",
     "law",
@@ -251,20 +261,23 @@ def scaling_tables(
     seed: int,
     fractions: Sequence[float],
     level: float = 0.95,
+    family: str = "",
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Fits and extrapolations of every ROI × scope (each subject, and pooled).
 
-    Each ROI's bootstrap is seeded from ``seed`` and the ROI's name, so adding an ROI or a
-    subject leaves the others' resamples unchanged. Extrapolations need known ceilings.
+    Each ROI's bootstrap is seeded from ``seed``, the ROI's name and the ``family`` (a
+    parameter law's), so adding an ROI, a subject or a family leaves the others' resamples
+    unchanged. Extrapolations need known ceilings.
     """
     fit_rows, extrapolation_rows = [], []
     for roi, parts_by_subject in curves.items():
-        scopes = bootstrap_curves(parts_by_subject, n_boot, named_seed(seed, analysis, roi))
+        names = (analysis, roi) if not family else (analysis, family, roi)
+        scopes = bootstrap_curves(parts_by_subject, n_boot, named_seed(seed, *names))
         for scope, (y, ceiling) in scopes.items():
             fits, extrapolations = fit_laws(
                 xs, y, ceiling, fractions if ceiling_known else (), level
             )
-            key = dict(analysis=analysis, scope=scope, roi=roi)
+            key = dict(analysis=analysis, family=family, scope=scope, roi=roi)
             fit_rows += [{**key, **row} for row in fits]
             extrapolation_rows += [{**key, **row} for row in extrapolations]
     return (
@@ -282,20 +295,31 @@ def write_scaling_tables(
     data_out: str | Path,
     param_out: str | Path,
     extrapolation_out: str | Path,
+    families: Mapping[str, str] | None = None,
 ) -> None:
     """Write the data-scaling (x: the fits' ``size``) and parameter-scaling (x: ``n_params``)
     tables of every ROI × scope (:func:`scaling_tables`) and their extrapolations, data then
     parameters, in one table.
 
     ``responses_paths``: the responses file of each of ``subjects``; ``settings``: the
-    study's ``scaling`` config (``atlas``, ``n_bootstrap``, ``seed``, ``ceiling_fractions``).
+    study's ``scaling`` config (``atlas``, ``n_bootstrap``, ``seed``, ``ceiling_fractions``);
+    ``families``: {model: family}; the parameter laws are fitted per family of two models or
+    more (:func:`family_fits`), the rows' ``family`` column names it.
     """
+    families = families or {}
     responses = dict(zip(subjects, responses_paths, strict=True))
+    data_model = str(read_fit(data_fits[0]).attrs["model"]) if data_fits else ""
+    groups = [("data", families.get(data_model, ""), "size", data_fits)]
+    param_groups = family_fits(param_fits, families)
+    if not param_groups:
+        log.warning(
+            "no parameter scaling law: no family of two models or more (set each model's "
+            "family in the config: models.<name>.family); the models are points only"
+        )
+    groups += [("param", f, "n_params", paths) for f, paths in param_groups]
+    tables: dict[str, list[pd.DataFrame]] = {"data": [], "param": []}
     extrapolations = []
-    for fits, x_attr, analysis, out in (
-        (data_fits, "size", "data", data_out),
-        (param_fits, "n_params", "param", param_out),
-    ):
+    for analysis, family, x_attr, fits in groups:
         xs, curves, known = load_curves(fits, responses, x_attr, settings["atlas"])
         table, extrapolation = scaling_tables(
             analysis,
@@ -305,10 +329,31 @@ def write_scaling_tables(
             n_boot=settings["n_bootstrap"],
             seed=settings["seed"],
             fractions=settings["ceiling_fractions"],
+            family=family,
         )
-        write_tsv(table, out)
+        tables[analysis].append(table)
         extrapolations.append(extrapolation)
-    write_tsv(pd.concat(extrapolations, ignore_index=True), extrapolation_out)
+    for analysis, out in (("data", data_out), ("param", param_out)):
+        frames = tables[analysis] or [pd.DataFrame(columns=FIT_COLUMNS)]
+        write_tsv(pd.concat(frames, ignore_index=True), out)
+    frames = extrapolations or [pd.DataFrame(columns=EXTRAPOLATION_COLUMNS)]
+    write_tsv(pd.concat(frames, ignore_index=True), extrapolation_out)
+
+
+def family_fits(
+    fit_paths: Iterable[str | Path], families: Mapping[str, str]
+) -> list[tuple[str, list[str | Path]]]:
+    """[(family, its models' fit files)] of every family with two models or more among the
+    fits, in order of first appearance; a model without a family is a family of its own."""
+    by_family: dict[str, dict[str, list[str | Path]]] = {}
+    for path in fit_paths:
+        model = str(read_fit(path).attrs["model"])
+        by_family.setdefault(families.get(model, model), {}).setdefault(model, []).append(path)
+    return [
+        (family, [p for paths in models.values() for p in paths])
+        for family, models in by_family.items()
+        if len(models) >= 2
+    ]
 
 
 def read_scores(path: str | Path) -> pd.DataFrame:

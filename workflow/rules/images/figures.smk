@@ -46,6 +46,7 @@ rule figure_param_scaling:
     params:
         atlas=config["scaling"]["atlas"],
         size=config["scaling"]["param_size"],
+        families=MODEL_FAMILIES,
     log:
         f"logs/{DATASET}/figure_param_scaling.log",
     conda:

@@ -18,6 +18,7 @@ rule fit_scaling:
     params:
         scaling=config["scaling"],
         subjects=SUBJECTS,
+        families=MODEL_FAMILIES,
     threads: 1
     resources:
         mem_mb=8000 if DATASET != "demo" else 2000,

@@ -4,6 +4,7 @@
 import math
 import os
 
+from encscale.contracts import response_shapes
 from encscale.data import algonauts, nsd, s3
 from encscale.encoding import plan
 from encscale.encoding.ensemble import ENSEMBLE
@@ -15,6 +16,8 @@ RAW = NSD["root"] if DATASET == "nsd" else f"resources/{DATASET}"
 ALGONAUTS = config["algonauts"]
 ATLASES = ALGONAUTS["rois"] if DATASET == "algonauts2023" else config["prepare"]["atlases"]
 MODELS = list(config["models"])
+# {model: family} of the models given one: parameter laws are fitted within each family
+MODEL_FAMILIES = {m: e["family"] for m, e in config["models"].items() if "family" in e}
 ENC = config["encoding"]
 if isinstance(ENC["sizes"], dict):  # a geometric grid
     grid = ENC["sizes"]
@@ -161,10 +164,14 @@ def fit_job_runtime(wildcards, input, attempt):
 
 
 def fit_job_gpu_mem_mb(wildcards, input, attempt):
-    """Device memory of a job on a GPU: its peak less the interpreter's (0 on the CPU)."""
+    return gpu_mem_mb(fit_job_shapes(wildcards, input), attempt)
+
+
+def gpu_mem_mb(shapes, attempt):
+    """Device memory of a fit job on a GPU: its peak less the interpreter's (0 on the CPU)."""
     if ENC["device"] == "cpu":
         return 0
-    return plan.mem_mb(fit_job_shapes(wildcards, input), attempt) - plan.BASE_BYTES // 2**20
+    return plan.mem_mb(shapes, attempt) - plan.BASE_BYTES // 2**20
 
 
 def weights_input(model):
@@ -262,9 +269,39 @@ def param_scaling_fits():
 
 
 def submission_fits(name, subject):
-    """Fits whose challenge predictions make submission ``name``: a model, or the ensemble."""
+    """Fits whose challenge predictions make submission ``name``: a model, or the ensemble;
+    the refits on every training image (submission.refit all), or the fits at
+    submission.size."""
     models = SUBMISSION["models"] if name == "ensemble" else [name]
+    if SUBMISSION["refit"] == "all":
+        return [f"{RESULTS}/submission/fits/{subject}/{m}.h5" for m in models]
     return [f"{RESULTS}/fits/{subject}/{m}/n{SUBMISSION['size']}_s0.h5" for m in models]
+
+
+def submission_fit_mem_mb(wildcards, input, attempt):
+    """Memory of a refit on every training image: a subject × model job of one draw."""
+    return plan.mem_mb(submission_fit_shapes(wildcards, input), attempt)
+
+
+def submission_fit_gpu_mem_mb(wildcards, input, attempt):
+    return gpu_mem_mb(submission_fit_shapes(wildcards, input), attempt)
+
+
+def submission_fit_runtime(wildcards, input, attempt):
+    read = os.path.getsize(input.features) if os.path.exists(input.features) else 0
+    return plan.runtime_min(submission_fit_shapes(wildcards, input), ENC["device"], read, attempt)
+
+
+def submission_fit_shapes(wildcards, input):
+    """The refit's shapes: one draw of every training image (train and test splits)."""
+    if os.path.exists(input.responses) and os.path.exists(input.features):
+        sizes = response_shapes(input.responses)
+        draws = [sizes["n_train"] + sizes["n_test"]]
+        return plan.fit_job_shapes(input.responses, input.features, draws, ENC)
+    rows, n_eval, columns = planned_fit_rows(wildcards.subject)
+    return plan.planned_shapes(
+        rows=rows, n_eval=n_eval, voxels=columns, draws=[rows - n_eval], settings=ENC
+    )
 
 
 def fit_names():

@@ -5,6 +5,33 @@ if DATASET == "algonauts2023":
     localrules:
         submission_zip,
 
+    # A model refitted on every training image of the download (submission.refit: all),
+    # its (set, penalty) per vertex chosen by cross-validation as in the other fits.
+    rule fit_submission:
+        input:
+            responses=f"{RESULTS}/responses/{{subject}}.h5",
+            features=f"{RESULTS}/features/{{model}}.h5",
+        output:
+            f"{RESULTS}/submission/fits/{{subject}}/{{model}}.h5",
+        wildcard_constraints:
+            model="|".join(MODELS),
+        params:
+            settings={key: ENC[key] for key in FIT_SETTINGS},
+        threads: 2
+        resources:
+            mem_mb=submission_fit_mem_mb,
+            runtime=submission_fit_runtime,
+            gpu_mem_mb=submission_fit_gpu_mem_mb,
+            gpu=gpu_resources(ENC["device"]),
+        log:
+            f"logs/{DATASET}/fit_submission/{{subject}}/{{model}}.log",
+        benchmark:
+            benchmark_path("fit_submission", "{subject}/{model}")
+        conda:
+            "../../../envs/encoding.yaml"
+        script:
+            "../../scripts/fit_submission.py"
+
     # The challenge's submission files of one subject: a model's predictions for the test
     # images, or the mean of several models' (the ensemble).
     rule submission_subject:
