@@ -448,14 +448,14 @@ def study_cost(
 ) -> pd.DataFrame:
     """Per rule, design and model: jobs, disk written (bytes), bytes read, peak memory of the
     largest job (bytes), declared memory per job (bytes), FLOPs, device-seconds of all its
-    jobs, and a note. ``pool_sizes``: the k list (default: ``encoding.pool_sizes``).
-    Plugin models have NaN numbers and the note "unknown (plugin)"."""
+    jobs, and a note. ``pool_sizes``: the k list of every model (default: each model's
+    ``pool_sizes``, else ``encoding.pool_sizes``). Plugin models have NaN numbers and the
+    note "unknown (plugin)"."""
     if device not in plan.RATES:
         raise ValueError(f"device must be one of {sorted(plan.RATES)}, got {device!r}")
     rates = plan.RATES[device]
     settings = _settings(config)
-    enc, feats = config["encoding"], config.get("features", {})
-    pool_sizes = enc.get("pool_sizes", [1, 2, 4, 8]) if pool_sizes is None else pool_sizes
+    feats = config.get("features", {})
     storage = feats.get("storage", "float32")
     itemsize = np.dtype(storage).itemsize
     forward_rate = (
@@ -466,6 +466,7 @@ def study_cost(
     rows = []
     for name, spec in config["models"].items():
         shape = model_shape(spec, feats.get("prefix_tokens", "drop"))
+        pools = model_pool_sizes(config, name, pool_sizes)
         n_old = len(subjects) * settings["n_draws"] * sum(1 for m, _ in pairs if m == name)
         counts = (
             ("extract_features", "new", 1),
@@ -486,7 +487,7 @@ def study_cost(
         peak = 4 * shape.params + batch * shape.map_values * 4
         for design, values in (
             ("new", shape.map_values),
-            ("old", pooled_values(shape, pool_sizes)),
+            ("old", pooled_values(shape, pools)),
         ):
             disk = n_stimuli * values * itemsize
             rows.append(
@@ -509,7 +510,7 @@ def study_cost(
                     ),
                 )
             )
-        new = [new_fit_job(s, shape, pool_sizes, settings, itemsize, rates) for s in subjects]
+        new = [new_fit_job(s, shape, pools, settings, itemsize, rates) for s in subjects]
         rows.append(
             _fit_row(
                 "fit_subject_model",
@@ -520,7 +521,7 @@ def study_cost(
             )
         )
         old = [
-            old_fit_job(s, shape, size, pool_sizes, settings, itemsize, rates)
+            old_fit_job(s, shape, size, pools, settings, itemsize, rates)
             for s in subjects
             for m, size in pairs
             if m == name
@@ -553,13 +554,23 @@ def _fit_row(
     )
 
 
+def model_pool_sizes(
+    config: Mapping[str, Any], model: str, override: Sequence[int] | str | None = None
+) -> Sequence[int] | str:
+    """A model's k list: ``override`` if given, else the model's ``pool_sizes``, else
+    ``encoding.pool_sizes``."""
+    if override is not None:
+        return override
+    default = config["encoding"].get("pool_sizes", [1, 2, 4, 8])
+    return config["models"][model].get("pool_sizes", default)
+
+
 def scratch_need(config: Mapping[str, Any], pool_sizes: Sequence[int] | str | None = None) -> dict:
     """Bytes the new design's study holds at its end: raw inputs (uncompressed, an upper
     bound), ``stimuli.h5``, the responses, the features (known models), every fit file and
     the ensemble's."""
     settings = _settings(config)
-    enc, feats = config["encoding"], config.get("features", {})
-    pool_sizes = enc.get("pool_sizes", [1, 2, 4, 8]) if pool_sizes is None else pool_sizes
+    feats = config.get("features", {})
     itemsize = np.dtype(feats.get("storage", "float32")).itemsize
     subjects, n_stimuli, side, raw = study_data(config)
     shapes = {
@@ -570,13 +581,16 @@ def scratch_need(config: Mapping[str, Any], pool_sizes: Sequence[int] | str | No
     n_fits = len(settings["sizes"]) * settings["n_draws"]
     fits = sum(
         fit_file_bytes(
-            sum(len(layer) for layer in layer_sets(shape, pool_sizes)),
+            sum(
+                len(layer)
+                for layer in layer_sets(shape, model_pool_sizes(config, name, pool_sizes))
+            ),
             s.voxels,
             n,
             s.n_test,
             s.n_challenge,
         )
-        for shape in known.values()
+        for name, shape in known.items()
         for s in subjects
         for n in settings["sizes"]
         for _ in range(settings["n_draws"])
@@ -724,10 +738,12 @@ def report(config: Mapping[str, Any], device: str, pool_sizes: Sequence[int] | s
         f"sizes {sizes_of(config)} × {config['encoding'].get('n_draws', 2)} draws; device "
         f"{device} (rates: {plan.RATES_SOURCE[device]})"
     ]
-    for k in [configured] + ([pool_sizes] if pool_sizes is not None else []):
+    own = {m: s["pool_sizes"] for m, s in config["models"].items() if "pool_sizes" in s}
+    for k in [None] + ([pool_sizes] if pool_sizes is not None else []):
         frame = study_cost(config, device, k)
-        label = "as configured" if k is configured else "asked for"
-        out += ["", f"k = {k} ({label}); {frame.attrs['n_stimuli']} stimuli", format_cost(frame)]
+        label = f"{configured} (as configured{f'; per model: {own}' if own else ''})"
+        label = label if k is None else f"{k} (asked for, every model)"
+        out += ["", f"k = {label}; {frame.attrs['n_stimuli']} stimuli", format_cost(frame)]
         out.append(format_scratch(scratch_need(config, k)))
     return "\n".join(out)
 

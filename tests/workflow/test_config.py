@@ -309,3 +309,31 @@ def test_study_configs_use_the_study_checkpoints(name):
     tags = {key: entry["timm"] for key, entry in config["models"].items() if "timm" in entry}
     assert tags == STUDY_CHECKPOINTS
     assert set(tags.values()) <= set(import_timm().list_pretrained())
+
+
+def fit_job_mem_mb(text: str) -> dict[str, int]:
+    """{model: mem_mb} of the fit_subject_model jobs of subj01 in a dry run's output."""
+    out = {}
+    for block in text.split("rule fit_subject_model:")[1:]:
+        model = re.search(r"model=(\w+)", block).group(1)
+        if "subject=subj01" in block:
+            out[model] = int(re.search(r"(?<![a-z_])mem_mb=(\d+)", block).group(1))
+    return out
+
+
+def test_a_model_may_set_its_own_pool_sizes(tmp_path, demo_config):
+    """A model's pool_sizes replace encoding.pool_sizes for its fits: its job plans fewer,
+    narrower sets (less memory), the other models' jobs are unchanged; the cost printout
+    counts its sets alike."""
+    from encscale import cost
+
+    config = copy.deepcopy(demo_config)
+    config["encoding"]["pool_sizes"] = [1, 2, 4, 8]
+    base = fit_job_mem_mb(run_snakemake(tmp_path / "a", config, "-n").stdout)
+    config["models"]["convnext_l"]["pool_sizes"] = [1]
+    own = fit_job_mem_mb(run_snakemake(tmp_path / "b", config, "-n").stdout)
+    assert own["convnext_l"] < base["convnext_l"]
+    assert own["convnext_s"] == base["convnext_s"] and own["convnext_m"] == base["convnext_m"]
+    assert cost.model_pool_sizes(config, "convnext_l") == [1]
+    assert cost.model_pool_sizes(config, "convnext_s") == [1, 2, 4, 8]
+    assert cost.model_pool_sizes(config, "convnext_l", "all") == "all"

@@ -6,8 +6,9 @@
 #   MODELS              the names of the study's models (its GPT-2 runs); fit_encoding's
 #                       {model}
 #   ENC                 the encoding settings: n_folds, alphas, scoring, subsample, device
-#   FIT_JOB, FIT_SETTINGS  "subject_model" (then also SUBJECT_MODEL_FITS, the output
-#                       patterns, and fit_job_mem_mb) or "fit"; the ENC keys a fit reads
+#   FIT_JOB             "subject_model" (then also SUBJECT_MODEL_FITS, the output
+#                       patterns, and fit_job_mem_mb) or "fit"
+#   fit_settings(model) the encoding settings one model's fits read
 #   fit_names()         "{subject}/{model}/n{size}_s{seed}" of every fit its outputs need
 #   h5_outputs()        every HDF5 file it writes (the software table reads their provenance)
 #   benchmark_files()   {rule: benchmark files} of its heavy jobs (the runtime table)

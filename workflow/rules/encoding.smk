@@ -19,7 +19,7 @@ if FIT_JOB == "subject_model":
         wildcard_constraints:
             model="|".join(MODELS),
         params:
-            settings={key: ENC[key] for key in FIT_SETTINGS},
+            settings=lambda w: fit_settings(w.model),
         threads: 2
         resources:
             mem_mb=fit_job_mem_mb,
@@ -47,7 +47,7 @@ else:
         wildcard_constraints:
             model="|".join(MODELS),
         params:
-            settings={key: ENC[key] for key in FIT_SETTINGS},
+            settings=lambda w: fit_settings(w.model),
         threads: 2
         resources:
             mem_mb=4000,

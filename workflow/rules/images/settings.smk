@@ -29,6 +29,14 @@ SIZES = sorted(ENC["sizes"])
 SEEDS = list(range(ENC["n_draws"]))
 FIT_JOB = ENC["job"]
 FIT_SETTINGS = ("n_folds", "alphas", "pool_sizes", "scoring", "subsample", "device", "max_memory_mb")
+
+
+def fit_settings(model):
+    """The encoding settings of one model's fits: the study's, with the model's own
+    pool_sizes where its entry gives them."""
+    settings = {key: ENC[key] for key in FIT_SETTINGS}
+    settings["pool_sizes"] = config["models"][model].get("pool_sizes", ENC["pool_sizes"])
+    return settings
 # One subject × model job writes every size × draw of the model (all of encoding.sizes: the
 # small sizes add a few percent to the largest ones' work).
 SUBJECT_MODEL_FITS = [
@@ -145,10 +153,13 @@ def fit_job_shapes(wildcards, input):
     """A subject × model job's shapes, from its files (before they exist, from
     planned_fit_rows and every set on the kernel route)."""
     draws = [size for size in SIZES for _ in SEEDS]
+    settings = fit_settings(wildcards.model)
     if os.path.exists(input.responses) and os.path.exists(input.features):
-        return plan.fit_job_shapes(input.responses, input.features, draws, ENC)
+        return plan.fit_job_shapes(input.responses, input.features, draws, settings)
     rows, n_eval, columns = planned_fit_rows(wildcards.subject)
-    return plan.planned_shapes(rows=rows, n_eval=n_eval, voxels=columns, draws=draws, settings=ENC)
+    return plan.planned_shapes(
+        rows=rows, n_eval=n_eval, voxels=columns, draws=draws, settings=settings
+    )
 
 
 def fit_job_mem_mb(wildcards, input, attempt):
@@ -294,13 +305,14 @@ def submission_fit_runtime(wildcards, input, attempt):
 
 def submission_fit_shapes(wildcards, input):
     """The refit's shapes: one draw of every training image (train and test splits)."""
+    settings = fit_settings(wildcards.model)
     if os.path.exists(input.responses) and os.path.exists(input.features):
         sizes = response_shapes(input.responses)
         draws = [sizes["n_train"] + sizes["n_test"]]
-        return plan.fit_job_shapes(input.responses, input.features, draws, ENC)
+        return plan.fit_job_shapes(input.responses, input.features, draws, settings)
     rows, n_eval, columns = planned_fit_rows(wildcards.subject)
     return plan.planned_shapes(
-        rows=rows, n_eval=n_eval, voxels=columns, draws=[rows - n_eval], settings=ENC
+        rows=rows, n_eval=n_eval, voxels=columns, draws=[rows - n_eval], settings=settings
     )
 
 

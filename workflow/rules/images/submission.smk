@@ -16,7 +16,7 @@ if DATASET == "algonauts2023":
         wildcard_constraints:
             model="|".join(MODELS),
         params:
-            settings={key: ENC[key] for key in FIT_SETTINGS},
+            settings=lambda w: fit_settings(w.model),
         threads: 2
         resources:
             mem_mb=submission_fit_mem_mb,

@@ -17,6 +17,12 @@ GPT = config["gpt"]
 ENC = dict(config["encoding"], subsample="random")  # every training TR: no subsample
 FIT_JOB = "fit"  # one fit per subject × run already
 FIT_SETTINGS = ("n_folds", "alphas", "scoring", "subsample", "device")
+
+
+def fit_settings(model):
+    """The encoding settings of a run's fits (the same for every run)."""
+    return {key: ENC[key] for key in FIT_SETTINGS}
+
 try:
     RUNS = run_grid(GPT["grid"])
 except ValueError as err:
