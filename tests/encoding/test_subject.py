@@ -178,3 +178,30 @@ def test_training_pool_all_fits_every_image_like_a_train_split_holding_them(subj
     assert got.attrs["training_pool"] == "all" and ref.attrs["training_pool"] == "train"
     with pytest.raises(ValueError, match="training_pool must be 'train' or 'all'"):
         fit_subject_model(responses, features, {(n_all, 0): pooled}, training_pool="x", **kwargs)
+
+
+def test_fixed_feature_set_fits_one_layer_at_one_k(subject, tmp_path):
+    """layers: only that layer's pooled sets (no other layer, no prefix set); equal to the
+    same layer's set in a fit over every set, where both choose it and its penalty."""
+    from encscale.contracts import open_features
+
+    _, features, responses, _ = subject
+    with open_features(features) as f:
+        layer = f.maps[1].layer
+    kwargs = dict(n_folds=5, alphas=ALPHAS, pool_sizes=[3])
+    one = tmp_path / "one.h5"
+    fit_subject_model(responses, features, {(120, 0): one}, layers=[layer], **kwargs)
+    fit = read_fit(one, [*PARTS, "feature_sets"])
+    assert fit.feature_sets.astype(str).tolist() == [f"{layer}/k3"]
+    assert (fit.best_set == 0).all()
+    every = tmp_path / "every.h5"
+    fit_subject_model(responses, features, {(120, 0): every}, **kwargs)
+    ref = read_fit(every, [*PARTS, "feature_sets"])
+    row = ref.feature_sets.astype(str).tolist().index(f"{layer}/k3")
+    np.testing.assert_array_equal(fit.set_scores[0], ref.set_scores[row])
+    chose = ref.best_set == row
+    assert chose.any()
+    np.testing.assert_array_equal(fit.best_alpha[chose], ref.best_alpha[chose])
+    np.testing.assert_allclose(fit.test_pred[:, chose], ref.test_pred[:, chose], rtol=1e-6)
+    with pytest.raises(ValueError, match=r"no layer \['nope'\]; its layers are"):
+        fit_subject_model(responses, features, {(120, 0): one}, layers=["nope"], **kwargs)

@@ -64,6 +64,12 @@ def test_geometric_size_grid_and_ensemble_as_final_model(tmp_path, demo_config):
         (lambda c: c["ensemble"].update(models=["convnext_s", "vit"]), "ensemble.models"),
         (lambda c: c["scaling"].update(n_bootstrap=200), "n_bootstrap"),
         (lambda c: c["scaling"].update(ceiling_fractions=[0.5, 1.2]), "ceiling_fractions"),
+        (
+            lambda c: c["scaling"].update(fixed_set={"model": "vit", "layer": "b", "k": 1}),
+            "scaling.fixed_set.model",
+        ),
+        (lambda c: c["scaling"].update(fixed_set={"model": "convnext_s", "k": 1}), "layer"),
+        (lambda c: c["models"]["convnext_s"].update(pool_sizes=[0]), "pool_sizes"),
     ],
 )
 def test_bad_config_stops_with_the_key_named(tmp_path, demo_config, edit, key):
@@ -199,6 +205,7 @@ def test_nsd_config_plans_the_whole_study_and_its_fetch_offline(tmp_path):
     per_subject = 2 + 2 * 7  # ncsnr, brain mask, ROI volumes and label tables
     assert counts["fetch_nsd"] == 2 + sum(nsd.SESSIONS.values()) + 8 * per_subject
     assert counts["prepare_subject"] == 8 and counts["extract_features"] == 6
+    assert counts["fit_fixed_set"] == 8  # EVA-02-CLIP-E's block30 unpooled, per subject
     assert "simulate_demo" not in counts
     assert (
         "resources/nsd/nsddata_betas/ppdata/subj04/func1pt8mm/betas_fithrf_GLMdenoise_RR/"

@@ -13,4 +13,5 @@ with job_context(sm):
         sm.params.model,
         sm.output.png,
         sm.output.svg,
+        label=sm.params.get("label"),
     )

@@ -11,5 +11,6 @@ with job_context(sm, torch_threads=sm.threads) as provenance:
         list(sm.output),
         settings=sm.params.settings,
         declared_mb=sm.resources.mem_mb,
+        layers=sm.params.get("layers"),  # a fixed feature set's layer
         provenance=provenance,
     )

@@ -85,6 +85,7 @@ def fit_subject_model(
     max_memory: int | None = None,
     routes: Mapping[str, str] | None = None,
     training_pool: str = "train",
+    layers: Sequence[str] | None = None,
     provenance: Mapping[str, Any] | None = None,
     progress: Callable[[str], None] = log.info,
 ) -> dict[str, str]:
@@ -95,7 +96,9 @@ def fit_subject_model(
     ``primal``), for tests and benchmarks. ``training_pool``: the rows the draws come from,
     ``train`` (the train split) or ``all`` (the train split, then the test split: a
     submission's refit on every image; its test predictions are then in-sample, and the
-    fit files say so in their ``training_pool`` attribute). Returns each set's route.
+    fit files say so in their ``training_pool`` attribute). ``layers``: fit only these
+    layers' pooled sets (e.g. one layer and one k: a fixed feature set). Returns each set's
+    route.
     """
     alphas = np.asarray(alphas, dtype=np.float64)
     resp = read_responses(responses_path, ["train", "test"], optional=["challenge"])
@@ -120,6 +123,8 @@ def fit_subject_model(
     with open_features(features_path) as features:
         _check_rows(features, stimuli, responses_path)
         sets = features.fit_sets(pool_sizes)
+        if layers is not None:
+            sets = _layer_sets(features, sets, layers)
         shapes = plan.FitShapes(
             rows=stimuli.size,
             n_train=n_available,
@@ -204,6 +209,17 @@ def fit_subject_model(
         write_fit(out_paths[draw.size, draw.seed], fit, provenance)
         progress(f"n={draw.size} seed={draw.seed}: mean test r = {float(fit.test_r.mean()):.4f}")
     return route
+
+
+def _layer_sets(
+    features: FeaturesFile, sets: Sequence[FeatureSet], layers: Sequence[str]
+) -> list[FeatureSet]:
+    """The pooled sets (no prefix set) of ``layers``; a ValueError naming a missing one."""
+    names = list(dict.fromkeys(fs.layer for fs in sets))
+    missing = [layer for layer in layers if layer not in names]
+    if missing:
+        raise ValueError(f"{features.path}: no layer {missing}; its layers are {names}")
+    return [fs for fs in sets if fs.layer in layers and fs.k > 0]
 
 
 def _training_pool(resp: Any, pool: str) -> tuple[np.ndarray, np.ndarray]:
@@ -423,12 +439,14 @@ def fit_subject_model_from_config(
     *,
     settings: Mapping[str, Any],
     declared_mb: int | None = None,
+    layers: Sequence[str] | None = None,
     provenance: Mapping[str, Any] | None = None,
 ) -> dict[str, str]:
     """:func:`fit_subject_model` as the workflow names its fits: ``out_paths`` the fit files
     ``…/n{size}_s{seed}.h5``, ``settings`` the study's ``encoding`` config (``n_folds``,
     ``alphas``, ``pool_sizes``, ``scoring``, ``subsample``, ``device``, ``max_memory_mb``);
-    ``declared_mb``: the job's memory request, the default budget."""
+    ``declared_mb``: the job's memory request, the default budget; ``layers``: only
+    these layers' sets."""
     by_draw = {}
     for path in out_paths:
         size, seed = Path(path).stem.removeprefix("n").split("_s")
@@ -438,6 +456,7 @@ def fit_subject_model_from_config(
         features_path,
         by_draw,
         **_fit_options(settings, declared_mb),
+        layers=layers,
         provenance=provenance,
     )
 

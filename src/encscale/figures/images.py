@@ -223,18 +223,20 @@ def figure_data_scaling(
     atlas: str,
     model: str,
     *out: str | Path,
+    label: str | None = None,
 ) -> plt.Figure:
     """:func:`plot_data_scaling` of ``model``'s scores over the ROIs of ``atlas``, its data
-    scaling laws and their extrapolations; the ensemble's stars unless ``model`` is it."""
+    scaling laws and their extrapolations; the ensemble's stars unless ``model`` is it.
+    ``label``: what the title names (default the model)."""
     scores = read_scores(scores_path)
     ensemble = ensemble_rows(scores, atlas) if model != ENSEMBLE else scores.iloc[:0]
-    extrapolation = read_table(extrapolation_path)
+    fits, extrapolation = read_table(fits_path), read_table(extrapolation_path)
     return plot_data_scaling(
         scaling_rows(scores, atlas, model=model),
-        read_table(fits_path),
-        extrapolation[extrapolation["analysis"] == "data"],
+        fits,
+        extrapolation[extrapolation["analysis"].isin(set(fits["analysis"]))],
         ensemble,
-        model,
+        label or model,
         *out,
     )
 

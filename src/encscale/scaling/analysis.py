@@ -320,17 +320,7 @@ def write_scaling_tables(
     tables: dict[str, list[pd.DataFrame]] = {"data": [], "param": []}
     extrapolations = []
     for analysis, family, x_attr, fits in groups:
-        xs, curves, known = load_curves(fits, responses, x_attr, settings["atlas"])
-        table, extrapolation = scaling_tables(
-            analysis,
-            xs,
-            curves,
-            ceiling_known=known,
-            n_boot=settings["n_bootstrap"],
-            seed=settings["seed"],
-            fractions=settings["ceiling_fractions"],
-            family=family,
-        )
+        table, extrapolation = _analysis_tables(fits, responses, settings, analysis, x_attr, family)
         tables[analysis].append(table)
         extrapolations.append(extrapolation)
     for analysis, out in (("data", data_out), ("param", param_out)):
@@ -338,6 +328,46 @@ def write_scaling_tables(
         write_tsv(pd.concat(frames, ignore_index=True), out)
     frames = extrapolations or [pd.DataFrame(columns=EXTRAPOLATION_COLUMNS)]
     write_tsv(pd.concat(frames, ignore_index=True), extrapolation_out)
+
+
+def write_data_scaling_table(
+    fits: Sequence[str | Path],
+    subjects: Sequence[str],
+    responses_paths: Sequence[str | Path],
+    settings: Mapping[str, Any],
+    analysis: str,
+    out: str | Path,
+    extrapolation_out: str | Path,
+) -> None:
+    """One data-scaling table (x: the fits' ``size``) and its extrapolations, as
+    :func:`write_scaling_tables` writes them, for another set of fits under the name
+    ``analysis`` (e.g. ``data_fixed``: one fixed feature set at every size)."""
+    responses = dict(zip(subjects, responses_paths, strict=True))
+    table, extrapolation = _analysis_tables(fits, responses, settings, analysis, "size")
+    write_tsv(table, out)
+    write_tsv(extrapolation, extrapolation_out)
+
+
+def _analysis_tables(
+    fits: Sequence[str | Path],
+    responses: Mapping[str, str | Path],
+    settings: Mapping[str, Any],
+    analysis: str,
+    x_attr: str,
+    family: str = "",
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """:func:`scaling_tables` of the fits' curves against their ``x_attr``."""
+    xs, curves, known = load_curves(fits, responses, x_attr, settings["atlas"])
+    return scaling_tables(
+        analysis,
+        xs,
+        curves,
+        ceiling_known=known,
+        n_boot=settings["n_bootstrap"],
+        seed=settings["seed"],
+        fractions=settings["ceiling_fractions"],
+        family=family,
+    )
 
 
 def family_fits(

@@ -64,6 +64,17 @@ for model in ENSEMBLE_MODELS:
     check_model_key("ensemble.models", model)
 check_model_key("scaling.data_model", config["scaling"]["data_model"], ensemble=True)
 check_model_key("final.model", config["final"]["model"], ensemble=True)
+# One fixed feature set (model, layer, k) fitted at every size: its own data-scaling curve.
+FIXED_SET = config["scaling"].get("fixed_set")
+if FIXED_SET:
+    check_model_key("scaling.fixed_set.model", FIXED_SET["model"])
+FIXED_FITS = f"{RESULTS}/fixed_set/fits/{{subject}}/n{{size}}_s{{seed}}.h5"
+
+
+def fixed_set_fits(subject="{subject}"):
+    """The fixed set's fit files of one subject (default: its wildcard), every size × draw."""
+    return [FIXED_FITS.format(subject=subject, size=n, seed=s) for n in SIZES for s in SEEDS]
+
 if ENC["subsample"] == "prefix" and ENC["n_draws"] > 1:
     config_error(
         "encoding.n_draws",
@@ -149,11 +160,12 @@ def planned_fit_rows(subject):
     return seen, shared, nsd.PLANNING_VOXELS
 
 
-def fit_job_shapes(wildcards, input):
+def fit_job_shapes(wildcards, input, settings=None):
     """A subject × model job's shapes, from its files (before they exist, from
-    planned_fit_rows and every set on the kernel route)."""
+    planned_fit_rows and every set on the kernel route); ``settings``: the job's encoding
+    settings (default its model's)."""
     draws = [size for size in SIZES for _ in SEEDS]
-    settings = fit_settings(wildcards.model)
+    settings = settings or fit_settings(wildcards.model)
     if os.path.exists(input.responses) and os.path.exists(input.features):
         return plan.fit_job_shapes(input.responses, input.features, draws, settings)
     rows, n_eval, columns = planned_fit_rows(wildcards.subject)
@@ -172,6 +184,25 @@ def fit_job_runtime(wildcards, input, attempt):
     shapes, which know one layer's sets only."""
     read = os.path.getsize(input.features) if os.path.exists(input.features) else 0
     return plan.runtime_min(fit_job_shapes(wildcards, input), ENC["device"], read, attempt)
+
+
+def fixed_set_settings():
+    """The fixed set's fits: its model's settings, pooled to its k only."""
+    return {**fit_settings(FIXED_SET["model"]), "pool_sizes": [FIXED_SET["k"]]}
+
+
+def fixed_set_mem_mb(wildcards, input, attempt):
+    return plan.mem_mb(fit_job_shapes(wildcards, input, fixed_set_settings()), attempt)
+
+
+def fixed_set_runtime(wildcards, input, attempt):
+    shapes = fit_job_shapes(wildcards, input, fixed_set_settings())
+    read = os.path.getsize(input.features) if os.path.exists(input.features) else 0
+    return plan.runtime_min(shapes, ENC["device"], read, attempt)
+
+
+def fixed_set_gpu_mem_mb(wildcards, input, attempt):
+    return gpu_mem_mb(fit_job_shapes(wildcards, input, fixed_set_settings()), attempt)
 
 
 def fit_job_gpu_mem_mb(wildcards, input, attempt):
@@ -429,6 +460,8 @@ def final_targets():
         *(f"{RESULTS}/scaling/{name}.tsv" for name in ("data_scaling", "param_scaling", "extrapolation")),
         *(f"{RESULTS}/provenance/{name}" for name in ("config.yaml", "software.tsv", "runtimes.tsv")),
     ]
+    if FIXED_SET:
+        targets += [f"{RESULTS}/figures/data_scaling_fixed_set.{ext}" for ext in ("png", "svg")]
     if DATASET == "algonauts2023":
         names = [*SUBMISSION["models"], *(["ensemble"] if len(SUBMISSION["models"]) > 1 else [])]
         targets += [f"{RESULTS}/submission/{name}.zip" for name in names]
