@@ -381,6 +381,9 @@ def test_param_scaling_laws_and_lines_stay_within_families(tmp_path):
     # FFA has no law: a line through each family's own points
     np.testing.assert_array_equal(lines["FFA, eva"].get_xdata(), [1e6, 1e8])
     np.testing.assert_array_equal(lines["FFA, cnn"].get_xdata(), [1e7, 1e9])
+    # V1's laws: each family's points joined (dotted) beside its law
+    dotted = [line for line in ax.get_lines() if line.get_linestyle() == ":"]
+    assert sorted(tuple(floats(line.get_xdata())) for line in dotted) == [(1e6, 1e8), (1e7, 1e9)]
     drawn = [line for line in ax.get_lines() if len(line.get_xdata()) > 1]
     assert not any(3e8 in line.get_xdata() for line in drawn)  # the lone model: points only
     assert sum(3e8 in floats(p.get_xdata()) for p, _ in errorbars(ax)) == len(STREAMS)

@@ -129,10 +129,11 @@ def plot_param_scaling(
 ) -> plt.Figure:
     """Study 1, Fig. 2 with the laws: test r against parameter count per ROI; markers name
     the models. Within each family of two models or more (``families``: {model: family};
-    a model without one is its own), each ROI's power law of that family (pooled; dashed
-    beyond its largest model to 4× its parameters), or a line through the family's points
-    where the law failed; models of no such family are points only: no line crosses
-    families. The ensemble (★) sits at the sum of its members' parameters, in no law."""
+    a model without one is its own), the family's points are joined (dotted) and each
+    ROI's power law of that family drawn (pooled; dashed beyond its largest model to 4×
+    its parameters), or a solid line joins the points where the law failed; models of no
+    such family are points only: no line crosses families. The ensemble (★) sits at the
+    sum of its members' parameters, in no law."""
     fig, ax = plt.subplots(figsize=(7.5, 5.0))
     colors = plt.cm.tab10(np.linspace(0, 1, 10))
     markers = dict(zip(sorted(scores["model"].unique()), "osD^vP*X", strict=False))
@@ -147,11 +148,12 @@ def plot_param_scaling(
             rows = g[g["model"].isin(models)]
             law = laws[(laws["roi"] == roi) & (laws["family"].astype(str) == family)]
             name = roi if len(series) == 1 else f"{roi}, {family}"
+            c = mean_curve(rows, "n_params").sort_values("n_params")
             if len(law) and np.isfinite(law.iloc[0].r_inf):
                 x_end = 4 * float(rows["n_params"].max())
                 _plot_law(ax, law.iloc[0], x_end, colors[i % 10], _law_label(name, law.iloc[0]))
+                ax.plot(c["n_params"], c["r"], color=colors[i % 10], lw=0.8, ls=":")
             else:
-                c = mean_curve(rows, "n_params").sort_values("n_params")
                 ax.plot(c["n_params"], c["r"], color=colors[i % 10], lw=1.2, label=name)
         for model, gm in g.groupby("model"):
             cm = mean_curve(gm, "n_params")
