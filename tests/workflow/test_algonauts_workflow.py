@@ -37,6 +37,7 @@ def study(tmp_path_factory):
     config["algonauts"] = {"holdout": 0.15, "ncsnr": "nsd", "n_repeats": PARAMS["n_repeats"]}
     config["encoding"].update(sizes=[30, 60], n_draws=1, n_folds=3)
     config["scaling"].update(data_model="convnext_m", param_size=60)
+    config["scaling"]["fixed_set"] = {"model": "convnext_m", "layer": "block02", "k": 2}
     config["final"] = {"model": "convnext_m", "atlases": ["prf-visualrois", "floc-faces"]}
     run_snakemake(work, config)
     return work, config, download

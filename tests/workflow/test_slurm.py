@@ -146,7 +146,7 @@ def test_nsd_dry_run_through_the_slurm_profile_tags_only_gpu_rules(tmp_path):
     text = proc.stdout + proc.stderr
     counts = job_counts(text)
     assert counts["extract_features"] == 6 and counts["fetch_nsd"] > 40
-    gpu_rules = {"extract_features", "fit_subject_model"}  # nsd.yaml: features, fits on cuda
+    gpu_rules = {"extract_features", "fit_subject_model", "fit_fixed_set"}  # nsd.yaml: on cuda
     seen = set()
     for block in text.split("\nrule ")[1:]:
         rule = block.split(":")[0]
