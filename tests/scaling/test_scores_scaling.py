@@ -29,18 +29,23 @@ def test_algonauts_score_in_percent():
     np.testing.assert_allclose(algonauts_score(r, nc), [50.0, 0.0, 100.0, 100.0])
 
 
-def test_score_fit_exact_rows(tmp_path):
-    r = np.array([0.1, 0.2, 0.3, 0.4], dtype=np.float32)
-    nc = np.array([25.0, 16.0, 36.0, 64.0], dtype=np.float32)
+def write_score_inputs(tmp_path, r: list, nc: list, rois: dict) -> tuple:
+    """A fit file with test r ``r`` and a responses file with ceilings ``nc`` (percent) and
+    the streams atlas's ``rois`` {name: mask}; → (fit path, responses path)."""
     fit, resp = tmp_path / "fit.h5", tmp_path / "resp.h5"
     with h5py.File(fit, "w") as f:
-        f["test_r"] = r
+        f["test_r"] = np.array(r, dtype=np.float32)
         f.attrs.update(subject="subj01", model="m", n_params=10, size=100, seed=1)
     with h5py.File(resp, "w") as f:
-        f["noise_ceiling"] = nc
-        f["rois/streams/early"] = np.array([1, 1, 0, 0], dtype=bool)
-        f["rois/streams/ventral"] = np.array([0, 0, 1, 1], dtype=bool)
-        f["rois/streams/empty"] = np.zeros(4, dtype=bool)
+        f["noise_ceiling"] = np.array(nc, dtype=np.float32)
+        for name, mask in rois.items():
+            f[f"rois/streams/{name}"] = np.array(mask, dtype=bool)
+    return fit, resp
+
+
+def test_score_fit_exact_rows(tmp_path):
+    rois = {"early": [1, 1, 0, 0], "ventral": [0, 0, 1, 1], "empty": [0, 0, 0, 0]}
+    fit, resp = write_score_inputs(tmp_path, [0.1, 0.2, 0.3, 0.4], [25.0, 16.0, 36.0, 64.0], rois)
     df = score_fit(fit, resp).set_index("roi")
     assert list(df.index) == ["all", "early", "ventral"]
     assert df.loc["early", "n_voxels"] == 2 and df.loc["early", "subject"] == "subj01"
@@ -53,16 +58,8 @@ def test_score_fit_exact_rows(tmp_path):
 
 def test_r_norm_leaves_out_voxels_below_the_ceiling_threshold(tmp_path):
     """A voxel with ncsnr 0 (NC 0) used to enter r_norm as r·10⁷ and dominate its ROI."""
-    r = np.array([0.1, 0.2, 0.05, 0.3], dtype=np.float32)
-    nc = np.array([25.0, 16.0, 0.0, 0.5], dtype=np.float32)
-    fit, resp = tmp_path / "fit.h5", tmp_path / "resp.h5"
-    with h5py.File(fit, "w") as f:
-        f["test_r"] = r
-        f.attrs.update(subject="subj01", model="m", n_params=10, size=100, seed=1)
-    with h5py.File(resp, "w") as f:
-        f["noise_ceiling"] = nc
-        f["rois/streams/early"] = np.array([1, 1, 1, 0], dtype=bool)
-        f["rois/streams/low"] = np.array([0, 0, 1, 1], dtype=bool)
+    rois = {"early": [1, 1, 1, 0], "low": [0, 0, 1, 1]}
+    fit, resp = write_score_inputs(tmp_path, [0.1, 0.2, 0.05, 0.3], [25.0, 16.0, 0.0, 0.5], rois)
     df = score_fit(fit, resp).set_index("roi")  # default threshold: 1 % of variance
     np.testing.assert_allclose(df.loc["early", "r_norm"], (0.1 / 0.5 + 0.2 / 0.4) / 2, rtol=1e-6)
     assert df.loc["early", "n_below_ceiling"] == 1 and df.loc["early", "n_voxels"] == 3

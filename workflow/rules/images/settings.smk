@@ -182,8 +182,7 @@ def fit_job_runtime(wildcards, input, attempt):
     """Minutes for a subject × model job: its work and reading its features file at the
     device's rates (encscale.encoding.plan.runtime_min); before the files exist, the planned
     shapes, which know one layer's sets only."""
-    read = os.path.getsize(input.features) if os.path.exists(input.features) else 0
-    return plan.runtime_min(fit_job_shapes(wildcards, input), ENC["device"], read, attempt)
+    return fit_runtime(fit_job_shapes(wildcards, input), input, attempt)
 
 
 def fixed_set_settings():
@@ -196,9 +195,7 @@ def fixed_set_mem_mb(wildcards, input, attempt):
 
 
 def fixed_set_runtime(wildcards, input, attempt):
-    shapes = fit_job_shapes(wildcards, input, fixed_set_settings())
-    read = os.path.getsize(input.features) if os.path.exists(input.features) else 0
-    return plan.runtime_min(shapes, ENC["device"], read, attempt)
+    return fit_runtime(fit_job_shapes(wildcards, input, fixed_set_settings()), input, attempt)
 
 
 def fixed_set_gpu_mem_mb(wildcards, input, attempt):
@@ -207,6 +204,13 @@ def fixed_set_gpu_mem_mb(wildcards, input, attempt):
 
 def fit_job_gpu_mem_mb(wildcards, input, attempt):
     return gpu_mem_mb(fit_job_shapes(wildcards, input), attempt)
+
+
+def fit_runtime(shapes, input, attempt):
+    """Minutes of a fit job of ``shapes`` that reads its features file (0 bytes before it
+    exists) at the device's rates."""
+    read = os.path.getsize(input.features) if os.path.exists(input.features) else 0
+    return plan.runtime_min(shapes, ENC["device"], read, attempt)
 
 
 def gpu_mem_mb(shapes, attempt):
@@ -330,8 +334,7 @@ def submission_fit_gpu_mem_mb(wildcards, input, attempt):
 
 
 def submission_fit_runtime(wildcards, input, attempt):
-    read = os.path.getsize(input.features) if os.path.exists(input.features) else 0
-    return plan.runtime_min(submission_fit_shapes(wildcards, input), ENC["device"], read, attempt)
+    return fit_runtime(submission_fit_shapes(wildcards, input), input, attempt)
 
 
 def submission_fit_shapes(wildcards, input):
