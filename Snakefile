@@ -35,9 +35,15 @@ sys.path.insert(0, str(Path(workflow.basedir) / "src"))
 include: "workflow/rules/common.smk"
 
 
+INSTALL_FIRST = False
 if MOVIES:
 
     report: "workflow/report/movies.rst"
+
+    include: "workflow/rules/movies/install.smk"
+
+
+if MOVIES and not INSTALL_FIRST:
 
     include: "workflow/rules/movies/settings.smk"
     include: "workflow/rules/movies/simulate.smk"
@@ -48,7 +54,7 @@ if MOVIES:
     include: "workflow/rules/movies/features.smk"
     include: "workflow/rules/movies/figures.smk"
 
-else:
+elif not MOVIES:
 
     report: "workflow/report/workflow.rst"
 
@@ -64,8 +70,10 @@ else:
     include: "workflow/rules/images/figures.smk"
 
 
-include: "workflow/rules/encoding.smk"
-include: "workflow/rules/provenance.smk"
+if not INSTALL_FIRST:
+
+    include: "workflow/rules/encoding.smk"
+    include: "workflow/rules/provenance.smk"
 
 
 # Cheap steps (tables, figures, score collection) run in the main Snakemake process, never

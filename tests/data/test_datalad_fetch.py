@@ -276,15 +276,20 @@ def test_the_snakemake_rule_fetches_and_refetches(source, tmp_path):
 
 
 def test_the_study_config_installs_and_fetches_through_the_main_workflow(source, tmp_path):
-    """config/cneuromod.yaml, pointed at the tiny release: parsing the workflow clones the
-    dataset (no content) to list its movies, the DAG has every run of the study's grid, and
-    the fetch rule gets exactly the files the study reads."""
+    """config/cneuromod.yaml, pointed at the tiny release: planning touches nothing and
+    holds one job, which installs the dataset's tree (no content); once it has run, the DAG
+    has every run of the study's grid, and the fetch rule gets exactly the files the study
+    reads."""
     src, digests = source
     config = yaml.safe_load((REPO / "config" / "cneuromod.yaml").read_text())
     root = tmp_path / "data" / "cneuromod"
     config["subjects"] = ["sub-01"]
     config["cneuromod"].update(root=str(root), source=str(src), jobs=1)
     config["movies"].update(encoding=["friends_*"], test=["friends_s01e01b"])
+    assert [rule for rule, _ in dry_run_jobs(tmp_path, config)] == ["install_cneuromod", "all"]
+    assert not root.exists()
+    run_snakemake(tmp_path, config, "--resources", "download_slots=1")
+    assert dl.Dataset(str(root)).is_installed() and not (root / MOVIE_A).exists()
     jobs = Counter(rule for rule, _ in dry_run_jobs(tmp_path, config))
     n_runs = 1 + 4 + 4 + 4 + 3 + 2  # the base, then each dimension's other values
     assert jobs["train_gpt"] == jobs["extract_features"] == jobs["fit_encoding"] == n_runs

@@ -154,3 +154,62 @@ def test_nsd_dry_run_through_the_slurm_profile_tags_only_gpu_rules(tmp_path):
         seen.add(rule)
         assert ("gpu=1" in resources) == (rule in gpu_rules), (rule, resources)
     assert gpu_rules <= seen and "prepare_subject" in seen
+
+
+def job_resources(text: str) -> dict[tuple[str, str], dict[str, str]]:
+    """{(rule, outputs): {resource: value}} of every job of a dry run's output."""
+    jobs = {}
+    for block in text.split("\nrule ")[1:]:
+        if "output: " not in block:  # rule all
+            continue
+        line = block.split("resources: ")[1].splitlines()[0]
+        key = (block.split(":")[0], block.split("output: ")[1].splitlines()[0])
+        jobs[key] = dict(kv.split("=", 1) for kv in line.split(", "))
+    return jobs
+
+
+def readme_profile_block() -> dict:
+    """The lab profile's keys as the README's Slurm section gives them."""
+    readme = (REPO / "README.md").read_text()
+    block = readme.split("# profiles/mylab/config.yaml")[1].split("\n", 1)[1].split("```")[0]
+    return yaml.safe_load(block)
+
+
+def test_the_readmes_cluster_recipe_keeps_every_rules_memory_and_runtime(tmp_path):
+    config = yaml.safe_load((REPO / "config" / "nsd.yaml").read_text())
+    config["subjects"] = ["subj01"]
+    (tmp_path / "config").mkdir()
+    (tmp_path / "config" / "config.yaml").write_text((REPO / "config" / "config.yaml").read_text())
+    lab = tmp_path / "profiles" / "mylab"
+    shutil.copytree(REPO / "profiles" / "slurm", lab)
+    profile = yaml.safe_load((lab / "config.yaml").read_text())
+    (lab / "config.yaml").write_text(yaml.safe_dump({**profile, **readme_profile_block()}))
+    runs = {}
+    for name, path in (("plain", REPO / "profiles" / "slurm"), ("lab", lab)):
+        proc = run_snakemake(tmp_path / name, config, "-n", "--profile", str(path))
+        runs[name] = job_resources(proc.stdout + proc.stderr)
+    assert runs["plain"].keys() == runs["lab"].keys()
+    n_gpu = 0
+    for (rule, outputs), plain in runs["plain"].items():
+        lab_job = runs["lab"][rule, outputs]
+        for key in ("mem_mb", "runtime", "gpu"):
+            assert lab_job.get(key) == plain.get(key), (rule, key, plain, lab_job)
+        assert int(plain["mem_mb"]) > 0 and int(plain["runtime"]) > 0, (rule, plain)
+        assert lab_job["slurm_account"] == "mylab"
+        gpu = plain.get("gpu") == "1"
+        n_gpu += gpu
+        assert lab_job["slurm_partition"] == ("gpu" if gpu else "cpu"), (rule, lab_job)
+    assert n_gpu >= 6 + 2  # each model's extraction, and subj01's fits
+    # the command line's --default-resources, by contrast, drops the profile's defaults
+    proc = run_snakemake(
+        tmp_path / "cli",
+        config,
+        "-n",
+        "--profile",
+        str(REPO / "profiles" / "slurm"),
+        "--default-resources",
+        "slurm_partition=gpu",
+    )
+    jobs = job_resources(proc.stdout).items()
+    fetches = [r for (rule, _), r in jobs if rule == "fetch_nsd"]
+    assert fetches and all(r.get("mem_mb") != "4000" for r in fetches)

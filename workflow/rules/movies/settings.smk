@@ -43,11 +43,7 @@ else:
         if subject not in cneuromod.SUBJECTS:
             config_error("subjects", f"'{subject}' is not in the release ({', '.join(cneuromod.SUBJECTS)})")
     # Stimulus names from the dataset's tree (an installed DataLad dataset lists every file,
-    # fetched or not); with a source and no tree yet, the dataset is cloned first (no content).
-    if CNEUROMOD["source"] and not Path(RAW, "stimuli").exists():
-        from encscale.data.datalad_fetch import install_dataset
-
-        install_dataset(CNEUROMOD["source"], RAW)
+    # fetched or not; install.smk installs it first)
     AVAILABLE = [
         Path(p).stem for p in glob.glob(f"{RAW}/stimuli/movies/**/*.mkv", recursive=True)
     ]
