@@ -122,6 +122,13 @@ elif DATASET in ("nsd", "algonauts2023"):
     N_SESSIONS = {s: NSD["sessions"].get(s, nsd.SESSIONS[s]) for s in SUBJECTS}
 if DATASET == "algonauts2023":
     for subject in SUBJECTS:
+        if not Path(ALGONAUTS["root"], subject).is_dir():
+            config_error(
+                "algonauts.root",
+                f"no Algonauts 2023 download of {subject} under {ALGONAUTS['root']} (its "
+                f"{subject}/ folder): download the challenge's data (README, \"Real data\") "
+                "and set algonauts.root to the folder that holds subj01/ … subj08/",
+            )
         n_train = algonauts.count_training_images(ALGONAUTS["root"], subject)
         n_fit = n_train - algonauts.holdout_count(n_train, ALGONAUTS["holdout"])
         if n_train and SIZES[-1] > n_fit:
