@@ -10,6 +10,7 @@ from encscale.encoding import plan
 from encscale.encoding.ensemble import ENSEMBLE
 from encscale.scaling.analysis import geometric_sizes
 from encscale.simulate.truth import truth_path
+from encscale.vision.model_check import model_problems
 
 NSD = config["nsd"]
 RAW = NSD["root"] if DATASET == "nsd" else f"resources/{DATASET}"
@@ -37,6 +38,16 @@ def fit_settings(model):
     settings = {key: ENC[key] for key in FIT_SETTINGS}
     settings["pool_sizes"] = config["models"][model].get("pool_sizes", ENC["pool_sizes"])
     return settings
+
+
+# timm names, layers and pool sizes checked now, not in a GPU job (cached; no torch here)
+MODEL_PROBLEMS = model_problems(
+    config["models"], {m: fit_settings(m)["pool_sizes"] for m in MODELS}
+)
+if MODEL_PROBLEMS:
+    raise ValueError(
+        "\n".join(f"config key 'models.{m}': {why}" for m, why in MODEL_PROBLEMS.items())
+    )
 # One subject × model job writes every size × draw of the model (all of encoding.sizes: the
 # small sizes add a few percent to the largest ones' work).
 SUBJECT_MODEL_FITS = [
