@@ -2,6 +2,8 @@
 
 import copy
 import re
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -134,7 +136,13 @@ def test_shared_schema_defaults_are_filled_through_refs():
         ("config.schema.yaml", lambda c: c["encoding"].update(alpha=3), "alpha"),
         ("config.schema.yaml", lambda c: c["encoding"].update(alphas={"step": 1}), "step"),
         ("config.schema.yaml", lambda c: c["models"]["m"].update(resources={"gpus": 1}), "gpus"),
-        ("config.schema.yaml", lambda c: c.update(subjects=["sub-01"]), "sub-01"),
+        ("config.schema.yaml", lambda c: c.update(subjects=["sub 01"]), "sub 01"),
+        ("config.schema.yaml", lambda c: c.update(dataset="my/lab"), "my/lab"),
+        (
+            "config.schema.yaml",
+            lambda c: c.update(prepared={"responses": "mylab/responses.h5"}),
+            "mylab/responses.h5",
+        ),
         ("config.schema.yaml", lambda c: c.update(features={"device": "gpu"}), "gpu"),
         (  # NSD has no such folder: b1, b2, b3 are the three it has
             "config.schema.yaml",
@@ -166,6 +174,22 @@ def test_snakemake_lint_is_clean(tmp_path, demo_config):
     proc = run_snakemake(tmp_path, demo_config, "--lint", check=False)
     out = proc.stdout + proc.stderr
     assert proc.returncode == 0 and "Lints for" not in out, out[-3000:]
+
+
+def test_rule_files_are_snakefmt_clean():
+    """snakefmt with the project's settings (pyproject.toml) would change no rule file."""
+    snakefmt = Path(sys.executable).with_name("snakefmt")
+    proc = subprocess.run(
+        [str(snakefmt), "--check", "Snakefile", "workflow"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert (
+        "file(s) would be left unchanged" in proc.stderr
+        and "changed" not in proc.stderr.replace("left unchanged", "")
+    )
 
 
 def placeholder_nsd(root, subjects, beta_version, roi_files) -> None:

@@ -18,7 +18,14 @@ import yaml
 from scipy.stats import spearmanr
 
 import encscale
-from conftest import dry_run_jobs, embedded_bytes, load_demo_config, report_items, run_snakemake
+from conftest import (
+    dry_run_jobs,
+    embedded_bytes,
+    job_counts,
+    load_demo_config,
+    report_items,
+    run_snakemake,
+)
 from encscale.metrics import ceiling_r
 from encscale.provenance import read_provenance
 
@@ -72,6 +79,12 @@ def test_report_embeds_figures_config_and_provenance(study):
         item = items[f"results/demo/figures/{name}"]
         assert embedded_bytes(item) == (results / "figures" / name).read_bytes()
         assert item["mime_type"] == "image/png" and len(item["caption"]) > 100
+
+    tables = ("scores/scores.tsv", *(f"scaling/{n}.tsv" for n in ("data_scaling", "param_scaling")))
+    for name in (*tables, "scaling/extrapolation.tsv"):
+        item = items[f"results/demo/{name}"]
+        assert embedded_bytes(item) == (results / name).read_bytes()
+        assert len(item["caption"]) > 200 and item["labels"]["table"], (name, item["labels"])
 
     shown = yaml.safe_load(embedded_bytes(items["results/demo/provenance/config.yaml"]))
     assert_contains(shown, config)  # the config as run: the study's own keys, defaults added
@@ -310,3 +323,60 @@ def test_ensemble_is_scored_and_at_least_its_members_mean(study):
     assert len(both) == len(ens) and (both["size"] == len(config["models"])).all()
     worse = both[both["r"] < both["mean"]]
     assert worse.empty, f"the ensemble is below its members' mean on:\n{worse}"
+
+
+def prepared_config(study_dir, config) -> dict:
+    """The demo study over the demo's prepared files as a lab's own dataset ``mylab``."""
+    results = study_dir / "results" / "demo"
+    config = copy.deepcopy(config)
+    del config["demo"]
+    config["dataset"] = "mylab"
+    config["prepared"] = {
+        "stimuli": str(results / "stimuli.h5"),
+        "responses": str(results / "responses" / "{subject}.h5"),
+    }
+    return config
+
+
+def test_a_labs_prepared_files_fit_as_the_built_in_dataset_does(study, tmp_path):
+    workdir, config = study
+    lab = prepared_config(workdir, config)
+    counts = job_counts(run_snakemake(tmp_path, lab, "-n").stdout)
+    assert counts["prepare_subject"] == 2 and counts["extract_features"] == 3
+    assert "simulate_demo" not in counts and counts["figure_brain_map"] == 4  # a volume
+    fit = "fits/subj01/convnext_l/n100_s0.h5"
+    run_snakemake(tmp_path, lab, f"results/mylab/{fit}")
+    ours, theirs = tmp_path / "results" / "mylab" / fit, workdir / "results" / "demo" / fit
+    with h5py.File(ours) as a, h5py.File(theirs) as b:
+        for key in ("best_set", "best_alpha", "test_r", "test_pred"):
+            np.testing.assert_array_equal(a[key][()], b[key][()])
+    log = (tmp_path / "logs" / "mylab" / "prepare_subject" / "subj01.log").read_text()
+    assert "job end: rule prepare_subject ok" in log
+
+
+def test_a_labs_malformed_file_stops_its_job_naming_every_problem(study, tmp_path):
+    workdir, config = study
+    lab = prepared_config(workdir, config)
+    broken = tmp_path / "lab" / "subj01.h5"
+    broken.parent.mkdir()
+    broken.write_bytes((workdir / "results" / "demo" / "responses" / "subj01.h5").read_bytes())
+    with h5py.File(broken, "a") as h5:
+        h5["test/responses"][0, :3] = np.nan
+        del h5["noise_ceiling"]
+    lab["subjects"] = ["subj01"]
+    lab["prepared"]["responses"] = str(broken.parent / "{subject}.h5")
+    proc = run_snakemake(tmp_path, lab, "results/mylab/responses/subj01.h5", check=False)
+    assert proc.returncode != 0
+    log = (tmp_path / "logs" / "mylab" / "prepare_subject" / "subj01.log").read_text()
+    assert "dataset 'noise_ceiling' is missing" in log
+    assert "dataset 'test/responses' holds NaN or inf" in log
+    assert not (tmp_path / "results" / "mylab" / "responses").exists() or not list(
+        (tmp_path / "results" / "mylab" / "responses").iterdir()
+    )
+    # planning already names a missing file, and a dataset without its files
+    lab["prepared"]["responses"] = str(tmp_path / "absent" / "{subject}.h5")
+    proc = run_snakemake(tmp_path, lab, "-n", check=False)
+    assert "config key 'prepared.responses': subject subj01:" in proc.stdout + proc.stderr
+    del lab["prepared"]
+    proc = run_snakemake(tmp_path, lab, "-n", check=False)
+    assert "config key 'prepared': dataset 'mylab' is not built in" in proc.stdout + proc.stderr

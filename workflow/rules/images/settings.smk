@@ -5,7 +5,7 @@ import math
 import os
 
 from encscale.contracts import response_shapes
-from encscale.data import algonauts, nsd, s3
+from encscale.data import algonauts, nsd, prepared, s3
 from encscale.encoding import plan
 from encscale.encoding.ensemble import ENSEMBLE
 from encscale.scaling.analysis import geometric_sizes
@@ -16,6 +16,31 @@ NSD = config["nsd"]
 RAW = NSD["root"] if DATASET == "nsd" else f"resources/{DATASET}"
 ALGONAUTS = config["algonauts"]
 ATLASES = ALGONAUTS["rois"] if DATASET == "algonauts2023" else config["prepare"]["atlases"]
+ATLAS_KEY = "algonauts.rois" if DATASET == "algonauts2023" else "prepare.atlases"
+# A lab's own data (any other dataset name): its prepared files, checked by their jobs; the
+# atlases are its responses files' rois/ ("all": every column)
+PREPARED = None if DATASET in ("demo", "nsd", "algonauts2023") else config["prepared"]
+if PREPARED is not None:
+    if not (PREPARED["stimuli"] and PREPARED["responses"]):
+        config_error(
+            "prepared",
+            f"dataset '{DATASET}' is not built in (demo, nsd, algonauts2023): give your own "
+            'data\'s prepared.stimuli and prepared.responses (README, "Your own dataset")',
+        )
+    if not Path(PREPARED["stimuli"]).is_file():
+        config_error("prepared.stimuli", f"no file {PREPARED['stimuli']}")
+    PREPARED_FILES = {s: PREPARED["responses"].format(subject=s) for s in SUBJECTS}
+    PREPARED_SHAPES = {}
+    for subject, path in PREPARED_FILES.items():
+        try:
+            PREPARED_SHAPES[subject] = response_shapes(path)
+        except (OSError, KeyError) as err:
+            config_error(
+                "prepared.responses",
+                f"subject {subject}: {err} (encscale-check-data lists every problem)",
+            )
+    ATLASES = ["all", *prepared.responses_atlases(PREPARED_FILES[SUBJECTS[0]])]
+    ATLAS_KEY = f"the atlases of {PREPARED_FILES[SUBJECTS[0]]}"
 MODELS = list(config["models"])
 # {model: family} of the models given one: parameter laws are fitted within each family
 MODEL_FAMILIES = {m: e["family"] for m, e in config["models"].items() if "family" in e}
@@ -29,7 +54,15 @@ if isinstance(ENC["sizes"], dict):  # a geometric grid
 SIZES = sorted(ENC["sizes"])
 SEEDS = list(range(ENC["n_draws"]))
 FIT_JOB = ENC["job"]
-FIT_SETTINGS = ("n_folds", "alphas", "pool_sizes", "scoring", "subsample", "device", "max_memory_mb")
+FIT_SETTINGS = (
+    "n_folds",
+    "alphas",
+    "pool_sizes",
+    "scoring",
+    "subsample",
+    "device",
+    "max_memory_mb",
+)
 
 
 def fit_settings(model):
@@ -86,6 +119,7 @@ def fixed_set_fits(subject="{subject}"):
     """The fixed set's fit files of one subject (default: its wildcard), every size × draw."""
     return [FIXED_FITS.format(subject=subject, size=n, seed=s) for n in SIZES for s in SEEDS]
 
+
 if ENC["subsample"] == "prefix" and ENC["n_draws"] > 1:
     config_error(
         "encoding.n_draws",
@@ -95,7 +129,6 @@ check_size_key("scaling.param_size", config["scaling"]["param_size"])
 check_size_key("final.size", config["final"]["size"])
 if ENC["n_folds"] > SIZES[0]:
     config_error("encoding.n_folds", f"{ENC['n_folds']} folds exceed the smallest size {SIZES[0]}")
-ATLAS_KEY = "algonauts.rois" if DATASET == "algonauts2023" else "prepare.atlases"
 if config["scaling"]["atlas"] not in ATLASES:
     config_error("scaling.atlas", f"atlas '{config['scaling']['atlas']}' is not in {ATLAS_KEY}")
 for atlas in config["final"]["atlases"]:
@@ -114,7 +147,9 @@ if DATASET == "demo":
     known = [f"subj{i + 1:02d}" for i in range(DEMO["n_subjects"])]
     for subject in SUBJECTS:
         if subject not in known:
-            config_error("subjects", f"'{subject}' is not simulated (demo.n_subjects = {len(known)})")
+            config_error(
+                "subjects", f"'{subject}' is not simulated (demo.n_subjects = {len(known)})"
+            )
     N_SESSIONS = {
         s: math.ceil(
             (DEMO["n_shared"] + DEMO["n_unique"]) * DEMO["n_repeats"] / DEMO["trials_per_session"]
@@ -129,7 +164,9 @@ elif DATASET in ("nsd", "algonauts2023"):
         if subject not in SUBJECTS:
             config_error("nsd.sessions", f"'{subject}' is not in subjects")
         if n > nsd.SESSIONS[subject]:
-            config_error("nsd.sessions", f"{subject} completed {nsd.SESSIONS[subject]} sessions, not {n}")
+            config_error(
+                "nsd.sessions", f"{subject} completed {nsd.SESSIONS[subject]} sessions, not {n}"
+            )
     N_SESSIONS = {s: NSD["sessions"].get(s, nsd.SESSIONS[s]) for s in SUBJECTS}
 if DATASET == "algonauts2023":
     for subject in SUBJECTS:
@@ -137,7 +174,7 @@ if DATASET == "algonauts2023":
             config_error(
                 "algonauts.root",
                 f"no Algonauts 2023 download of {subject} under {ALGONAUTS['root']} (its "
-                f"{subject}/ folder): download the challenge's data (README, \"Real data\") "
+                f'{subject}/ folder): download the challenge\'s data (README, "Real data") '
                 "and set algonauts.root to the folder that holds subj01/ … subj08/",
             )
         n_train = algonauts.count_training_images(ALGONAUTS["root"], subject)
@@ -148,8 +185,14 @@ if DATASET == "algonauts2023":
                 f"size {SIZES[-1]} is larger than the {n_fit} training images of {subject} "
                 f"left after the held-out {ALGONAUTS['holdout']} (algonauts.holdout)",
             )
-elif DATASET != "demo" and DATASET != "nsd":
-    config_error("dataset", f"'{DATASET}' is not known: use demo, nsd or algonauts2023")
+if PREPARED is not None:
+    for subject, shapes in PREPARED_SHAPES.items():
+        if SIZES[-1] > shapes["n_train"]:
+            config_error(
+                "encoding.sizes",
+                f"size {SIZES[-1]} is larger than the {shapes['n_train']} training samples of "
+                f"{subject} ({PREPARED_FILES[subject]})",
+            )
 BETAS = config["prepare"]["beta_version"]
 MASK_ROI = config["prepare"]["mask_roi"]
 ROI_FILES = list(dict.fromkeys([*([MASK_ROI] if MASK_ROI else []), *config["prepare"]["atlases"]]))
@@ -165,14 +208,21 @@ def planned_fit_rows(subject):
     """(stimuli, evaluation stimuli, columns) of a subject to plan with before its responses
     file exists: the demo's simulated sizes (every voxel of its volume); NSD's images the
     subject saw in its sessions and nsdgeneral's voxels, about (encscale.data.nsd); Algonauts
-    2023's released images and vertices (encscale.data.algonauts)."""
+    2023's released images and vertices (encscale.data.algonauts); a prepared dataset's
+    files."""
     if DATASET == "demo":
         rows = DEMO["n_unique"] + DEMO["n_shared"]
         return rows, DEMO["n_shared"], math.prod(DEMO["volume_shape"])
+    if PREPARED is not None:
+        shapes = PREPARED_SHAPES[subject]
+        n_eval = shapes["n_test"] + shapes["n_challenge"]
+        return shapes["n_train"] + n_eval, n_eval, shapes["columns"]
     if DATASET == "algonauts2023":
         train, test = algonauts.TRAIN_IMAGES[subject], algonauts.TEST_IMAGES[subject]
-        return train + test, test + algonauts.holdout_count(train, ALGONAUTS["holdout"]), (
-            algonauts.VERTICES[subject]
+        return (
+            train + test,
+            test + algonauts.holdout_count(train, ALGONAUTS["holdout"]),
+            (algonauts.VERTICES[subject]),
         )
     seen, shared = nsd.planned_images(subject, N_SESSIONS[subject])
     return seen, shared, nsd.PLANNING_VOXELS
@@ -282,7 +332,7 @@ def algonauts_subject_files(subject):
 
 wildcard_constraints:
     dataset=DATASET,
-    subject=r"subj\d\d",
+    subject=r"subj\d\d" if PREPARED is None else "|".join(SUBJECTS),
     model="|".join([*MODELS, ENSEMBLE]),
     size=r"\d+",
     seed=r"\d+",
@@ -422,12 +472,18 @@ def benchmark_files():
     return files
 
 
-VOLUME_MAPS = DATASET != "algonauts2023"  # NIfTI volumes; Algonauts: fsaverage surfaces
+# NIfTI volumes; Algonauts: fsaverage surfaces; a prepared dataset: volumes, where it has one
+VOLUME_MAPS = DATASET != "algonauts2023" and (
+    PREPARED is None or prepared.has_volume(PREPARED_FILES[SUBJECTS[0]])
+)
+BRAIN_MAPS = VOLUME_MAPS or DATASET == "algonauts2023"
 MAP_NAMES = ("accuracy", "slope")
 
 
 def map_files(subject):
     """The brain maps of one subject: per-voxel NIfTI volumes, or per-hemisphere .mgh."""
+    if not BRAIN_MAPS:
+        return []
     if VOLUME_MAPS:
         return [f"{RESULTS}/maps/{subject}/{name}.nii.gz" for name in MAP_NAMES]
     return [f"{RESULTS}/maps/{subject}/{h}.{name}.mgh" for name in MAP_NAMES for h in ("lh", "rh")]
@@ -458,7 +514,7 @@ def map_title(subject, name):
 
 def brain_map_figures():
     """Figures of the brain maps (Algonauts surfaces only with brain_maps.fsaverage_dir)."""
-    if not VOLUME_MAPS and not config["brain_maps"]["fsaverage_dir"]:
+    if not BRAIN_MAPS or (not VOLUME_MAPS and not config["brain_maps"]["fsaverage_dir"]):
         return []
     return [
         f"{RESULTS}/figures/brain_maps/{s}_{name}.{ext}"
@@ -478,8 +534,14 @@ def final_targets():
         *figures,
         *brain_map_figures(),
         *(f for s in SUBJECTS for f in map_files(s)),
-        *(f"{RESULTS}/scaling/{name}.tsv" for name in ("data_scaling", "param_scaling", "extrapolation")),
-        *(f"{RESULTS}/provenance/{name}" for name in ("config.yaml", "software.tsv", "runtimes.tsv")),
+        *(
+            f"{RESULTS}/scaling/{name}.tsv"
+            for name in ("data_scaling", "param_scaling", "extrapolation")
+        ),
+        *(
+            f"{RESULTS}/provenance/{name}"
+            for name in ("config.yaml", "software.tsv", "runtimes.tsv")
+        ),
     ]
     if FIXED_SET:
         targets += [f"{RESULTS}/figures/data_scaling_fixed_set.{ext}" for ext in ("png", "svg")]
