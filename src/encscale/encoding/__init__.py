@@ -1,5 +1,6 @@
-"""Voxelwise encoding models: the ridge engine, one fit per subject × model × size × draw
-(``fits/...h5``, :mod:`encscale.contracts`), the ensemble, and ROI scores.
+"""Voxelwise encoding models: the ridge engine and its scikit-learn estimators, one fit per
+subject × model × size × draw (``fits/...h5``, :mod:`encscale.contracts`), the ensemble, and
+ROI scores.
 """
 
 from encscale._lazy import attach
@@ -8,6 +9,7 @@ __getattr__, __dir__, __all__ = attach(
     __name__,
     {
         "ensemble": ["ensemble_fit"],
+        "estimator": ["RidgeCV", "FeatureSetRidgeCV"],
         "fit": ["subsample", "fit_encoding", "alpha_grid", "fit_encoding_from_config"],
         "ridge": [
             "kfold_splits",
