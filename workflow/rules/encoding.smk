@@ -1,5 +1,5 @@
-# Both studies' encoding: voxelwise (parcelwise) ridge fits, their ROI scores, and all scores
-# in one table (encscale.encoding). FIT_JOB "subject_model": one job per subject × model
+# Both studies' encoding models: voxelwise (parcelwise) ridge fits, their ROI scores, and all
+# scores in one table (encscale.encoding). FIT_JOB "subject_model": one job per subject × model
 # fits every training size × draw from shared kernels; "fit": one job per fit file.
 
 
@@ -16,25 +16,24 @@ if FIT_JOB == "subject_model":
             features=f"{RESULTS}/features/{{model}}.h5",
         output:
             SUBJECT_MODEL_FITS,
+        log:
+            f"logs/{DATASET}/fit_subject_model/{{subject}}/{{model}}.log",
+        benchmark:
+            benchmark_path("fit_subject_model", "{subject}/{model}")
         wildcard_constraints:
             model="|".join(MODELS),
-        params:
-            settings=lambda w: fit_settings(w.model),
+        conda:
+            "../../envs/encoding.yaml"
         threads: 2
         resources:
             mem_mb=fit_job_mem_mb,
             runtime=fit_job_runtime,
             gpu_mem_mb=fit_job_gpu_mem_mb,
             gpu=gpu_resources(ENC["device"]),
-        log:
-            f"logs/{DATASET}/fit_subject_model/{{subject}}/{{model}}.log",
-        benchmark:
-            benchmark_path("fit_subject_model", "{subject}/{model}")
-        conda:
-            "../../envs/encoding.yaml"
+        params:
+            settings=lambda w: fit_settings(w.model),
         script:
             "../scripts/fit_subject_model.py"
-
 
 else:
 
@@ -44,20 +43,20 @@ else:
             features=f"{RESULTS}/features/{{model}}.h5",
         output:
             f"{RESULTS}/fits/{{subject}}/{{model}}/n{{size}}_s{{seed}}.h5",
-        wildcard_constraints:
-            model="|".join(MODELS),
-        params:
-            settings=lambda w: fit_settings(w.model),
-        threads: 2
-        resources:
-            mem_mb=4000,
-            gpu=gpu_resources(ENC["device"]),
         log:
             f"logs/{DATASET}/fit_encoding/{{subject}}/{{model}}/n{{size}}_s{{seed}}.log",
         benchmark:
             benchmark_path("fit_encoding", "{subject}/{model}/n{size}_s{seed}")
+        wildcard_constraints:
+            model="|".join(MODELS),
         conda:
             "../../envs/encoding.yaml"
+        threads: 2
+        resources:
+            mem_mb=4000,
+            gpu=gpu_resources(ENC["device"]),
+        params:
+            settings=lambda w: fit_settings(w.model),
         script:
             "../scripts/fit_encoding.py"
 
@@ -68,12 +67,12 @@ rule score_fit:
         responses=f"{RESULTS}/responses/{{subject}}.h5",
     output:
         f"{RESULTS}/scores/{{subject}}/{{model}}/n{{size}}_s{{seed}}.tsv",
-    params:
-        min_noise_ceiling=ENC["min_noise_ceiling"],
     log:
         f"logs/{DATASET}/score_fit/{{subject}}/{{model}}/n{{size}}_s{{seed}}.log",
     conda:
         "../../envs/analysis.yaml"
+    params:
+        min_noise_ceiling=ENC["min_noise_ceiling"],
     script:
         "../scripts/score_fit.py"
 
@@ -83,7 +82,12 @@ rule collect_scores:
     input:
         score_files(),
     output:
-        f"{RESULTS}/scores/scores.tsv",
+        report(
+            f"{RESULTS}/scores/scores.tsv",
+            caption="../report/scores_table.rst",
+            category="Tables",
+            labels={"table": "scores"},
+        ),
     log:
         f"logs/{DATASET}/collect_scores.log",
     conda:

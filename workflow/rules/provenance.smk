@@ -16,12 +16,12 @@ rule study_config:
             caption="../report/config.rst",
             category="Provenance",
         ),
-    params:
-        config=config,
     log:
         f"logs/{DATASET}/study_config.log",
     conda:
         "../../envs/analysis.yaml"
+    params:
+        config=config,
     script:
         "../scripts/study_config.py"
 

@@ -10,11 +10,11 @@ rule ensemble_fit:
         responses=f"{RESULTS}/responses/{{subject}}.h5",
     output:
         f"{RESULTS}/fits/{{subject}}/{ENSEMBLE}/n{{size}}_s{{seed}}.h5",
-    params:
-        members=ENSEMBLE_MODELS,
     log:
         f"logs/{DATASET}/ensemble_fit/{{subject}}/n{{size}}_s{{seed}}.log",
     conda:
         "../../../envs/analysis.yaml"
+    params:
+        members=ENSEMBLE_MODELS,
     script:
         "../../scripts/ensemble_fit.py"

@@ -8,6 +8,17 @@ rule extract_features:
         weights=lambda w: weights_input(w.model),
     output:
         f"{RESULTS}/features/{{model}}.h5",
+    log:
+        f"logs/{DATASET}/extract_features/{{model}}.log",
+    benchmark:
+        benchmark_path("extract_features", "{model}")
+    conda:
+        "../../../envs/features.yaml"
+    threads: config["features"]["num_workers"] + 1
+    resources:
+        mem_mb=lambda w: config["models"][w.model]["resources"]["mem_mb"],
+        runtime=lambda w: config["models"][w.model]["resources"]["runtime"],
+        gpu=gpu_resources(config["features"]["device"]),
     params:
         spec=lambda w: config["models"][w.model],
         batch_size=config["features"]["batch_size"],
@@ -19,17 +30,6 @@ rule extract_features:
         pixel_norm=config["features"]["pixel_norm"],
         num_workers=config["features"]["num_workers"],
         offline=config["features"]["offline"],
-    threads: config["features"]["num_workers"] + 1
-    resources:
-        mem_mb=lambda w: config["models"][w.model]["resources"]["mem_mb"],
-        runtime=lambda w: config["models"][w.model]["resources"]["runtime"],
-        gpu=gpu_resources(config["features"]["device"]),
-    log:
-        f"logs/{DATASET}/extract_features/{{model}}.log",
-    benchmark:
-        benchmark_path("extract_features", "{model}")
-    conda:
-        "../../../envs/features.yaml"
     script:
         "../../scripts/extract_features.py"
 
@@ -41,15 +41,15 @@ rule fetch_weights:
     output:
         weights="resources/weights/{model}.{fmt}",
         provenance="resources/weights/{model}.{fmt}.json",
-    wildcard_constraints:
-        fmt="safetensors|bin",
-    params:
-        spec=lambda w: config["models"][w.model],
-    resources:
-        download_slots=1,
     log:
         f"logs/{DATASET}/fetch_weights/{{model}}.{{fmt}}.log",
+    wildcard_constraints:
+        fmt="safetensors|bin",
     conda:
         "../../../envs/features.yaml"
+    resources:
+        download_slots=1,
+    params:
+        spec=lambda w: config["models"][w.model],
     script:
         "../../scripts/fetch_weights.py"

@@ -7,17 +7,17 @@ if FETCH_NSD:
     rule fetch_nsd:
         output:
             f"{NSD['root']}/{{key}}",
+        log:
+            f"logs/{DATASET}/fetch_nsd/{{key}}.log",
         wildcard_constraints:
             key=r"nsddata(_betas|_stimuli)?/.+",
-        params:
-            source=NSD_SOURCE,
-            sha256=lambda w: MANIFEST[w.key][1] if w.key in MANIFEST else None,
+        conda:
+            "../../../envs/data.yaml"
         resources:
             download_slots=1,
             runtime=lambda w: 600 if w.key.endswith(".hdf5") else 60,  # minutes; ~37 GB stimuli
-        log:
-            f"logs/{DATASET}/fetch_nsd/{{key}}.log",
-        conda:
-            "../../../envs/data.yaml"
+        params:
+            source=NSD_SOURCE,
+            sha256=lambda w: MANIFEST[w.key][1] if w.key in MANIFEST else None,
         script:
             "../../scripts/fetch_nsd.py"

@@ -21,13 +21,13 @@ rule figure_data_scaling:
             category="Scaling laws",
         ),
         svg=f"{RESULTS}/figures/data_scaling.svg",
-    params:
-        atlas=config["scaling"]["atlas"],
-        model=config["scaling"]["data_model"],
     log:
         f"logs/{DATASET}/figure_data_scaling.log",
     conda:
         "../../../envs/analysis.yaml"
+    params:
+        atlas=config["scaling"]["atlas"],
+        model=config["scaling"]["data_model"],
     script:
         "../../scripts/figure_data_scaling.py"
 
@@ -43,14 +43,14 @@ rule figure_param_scaling:
             category="Scaling laws",
         ),
         svg=f"{RESULTS}/figures/param_scaling.svg",
-    params:
-        atlas=config["scaling"]["atlas"],
-        size=config["scaling"]["param_size"],
-        families=MODEL_FAMILIES,
     log:
         f"logs/{DATASET}/figure_param_scaling.log",
     conda:
         "../../../envs/analysis.yaml"
+    params:
+        atlas=config["scaling"]["atlas"],
+        size=config["scaling"]["param_size"],
+        families=MODEL_FAMILIES,
     script:
         "../../scripts/figure_param_scaling.py"
 
@@ -65,12 +65,12 @@ rule figure_roi_scores:
             category="Final scores",
         ),
         svg=f"{RESULTS}/figures/roi_scores.svg",
-    params:
-        final=config["final"],
     log:
         f"logs/{DATASET}/figure_roi_scores.log",
     conda:
         "../../../envs/analysis.yaml"
+    params:
+        final=config["final"],
     script:
         "../../scripts/figure_roi_scores.py"
 
@@ -91,15 +91,15 @@ rule figure_brain_map:
             labels={"subject": "{subject}", "map": "{name}"},
         ),
         svg=f"{RESULTS}/figures/brain_maps/{{subject}}_{{name}}.svg",
+    log:
+        f"logs/{DATASET}/figure_brain_map/{{subject}}_{{name}}.log",
     wildcard_constraints:
         name="|".join(MAP_NAMES),
+    conda:
+        "../../../envs/analysis.yaml"
     params:
         title=lambda w: map_title(w.subject, w.name),
         volume=VOLUME_MAPS,
         fsaverage_dir=config["brain_maps"]["fsaverage_dir"],
-    log:
-        f"logs/{DATASET}/figure_brain_map/{{subject}}_{{name}}.log",
-    conda:
-        "../../../envs/analysis.yaml"
     script:
         "../../scripts/figure_brain_map.py"

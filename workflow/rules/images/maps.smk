@@ -18,12 +18,12 @@ rule brain_maps:
                 slope=[f"{RESULTS}/maps/{{subject}}/{h}.slope.mgh" for h in ("lh", "rh")],
             )
         ),
-    params:
-        sizes=SIZES,
-        volume=VOLUME_MAPS,
     log:
         f"logs/{DATASET}/brain_maps/{{subject}}.log",
     conda:
         "../../../envs/analysis.yaml"
+    params:
+        sizes=SIZES,
+        volume=VOLUME_MAPS,
     script:
         "../../scripts/brain_maps.py"

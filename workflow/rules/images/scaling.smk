@@ -12,20 +12,35 @@ rule fit_scaling:
         param=param_scaling_fits(),
         responses=list(responses_files().values()),
     output:
-        data=f"{RESULTS}/scaling/data_scaling.tsv",
-        param=f"{RESULTS}/scaling/param_scaling.tsv",
-        extrapolation=f"{RESULTS}/scaling/extrapolation.tsv",
-    params:
-        scaling=config["scaling"],
-        subjects=SUBJECTS,
-        families=MODEL_FAMILIES,
-    threads: 1
-    resources:
-        mem_mb=8000 if DATASET != "demo" else 2000,
+        data=report(
+            f"{RESULTS}/scaling/data_scaling.tsv",
+            caption="../../report/scaling_tables.rst",
+            category="Tables",
+            labels={"table": "data-scaling laws"},
+        ),
+        param=report(
+            f"{RESULTS}/scaling/param_scaling.tsv",
+            caption="../../report/scaling_tables.rst",
+            category="Tables",
+            labels={"table": "parameter-scaling laws"},
+        ),
+        extrapolation=report(
+            f"{RESULTS}/scaling/extrapolation.tsv",
+            caption="../../report/extrapolation_table.rst",
+            category="Tables",
+            labels={"table": "extrapolations"},
+        ),
     log:
         f"logs/{DATASET}/fit_scaling.log",
     conda:
         "../../../envs/analysis.yaml"
+    threads: 1
+    resources:
+        mem_mb=8000 if DATASET != "demo" else 2000,
+    params:
+        scaling=config["scaling"],
+        subjects=SUBJECTS,
+        families=MODEL_FAMILIES,
     script:
         "../../scripts/fit_scaling.py"
 
@@ -47,21 +62,21 @@ if FIXED_SET:
             features=f"{RESULTS}/features/{FIXED_SET['model']}.h5",
         output:
             fixed_set_fits(),
-        params:
-            settings=fixed_set_settings(),
-            layers=[FIXED_SET["layer"]],
-        threads: 2
-        resources:
-            mem_mb=fixed_set_mem_mb,
-            runtime=fixed_set_runtime,
-            gpu_mem_mb=fixed_set_gpu_mem_mb,
-            gpu=gpu_resources(ENC["device"]),
         log:
             f"logs/{DATASET}/fit_fixed_set/{{subject}}.log",
         benchmark:
             benchmark_path("fit_fixed_set", "{subject}")
         conda:
             "../../../envs/encoding.yaml"
+        threads: 2
+        resources:
+            mem_mb=fixed_set_mem_mb,
+            runtime=fixed_set_runtime,
+            gpu_mem_mb=fixed_set_gpu_mem_mb,
+            gpu=gpu_resources(ENC["device"]),
+        params:
+            settings=fixed_set_settings(),
+            layers=[FIXED_SET["layer"]],
         script:
             "../../scripts/fit_subject_model.py"
 
@@ -71,12 +86,12 @@ if FIXED_SET:
             responses=f"{RESULTS}/responses/{{subject}}.h5",
         output:
             f"{RESULTS}/fixed_set/scores/{{subject}}/n{{size}}_s{{seed}}.tsv",
-        params:
-            min_noise_ceiling=ENC["min_noise_ceiling"],
         log:
             f"logs/{DATASET}/score_fixed_set/{{subject}}/n{{size}}_s{{seed}}.log",
         conda:
             "../../../envs/analysis.yaml"
+        params:
+            min_noise_ceiling=ENC["min_noise_ceiling"],
         script:
             "../../scripts/score_fit.py"
 
@@ -104,15 +119,15 @@ if FIXED_SET:
         output:
             table=f"{RESULTS}/fixed_set/data_scaling.tsv",
             extrapolation=f"{RESULTS}/fixed_set/extrapolation.tsv",
-        params:
-            scaling=config["scaling"],
-            subjects=SUBJECTS,
-        resources:
-            mem_mb=8000 if DATASET != "demo" else 2000,
         log:
             f"logs/{DATASET}/fit_fixed_set_scaling.log",
         conda:
             "../../../envs/analysis.yaml"
+        resources:
+            mem_mb=8000 if DATASET != "demo" else 2000,
+        params:
+            scaling=config["scaling"],
+            subjects=SUBJECTS,
         script:
             "../../scripts/fit_fixed_set_scaling.py"
 
@@ -128,13 +143,13 @@ if FIXED_SET:
                 category="Scaling laws",
             ),
             svg=f"{RESULTS}/figures/data_scaling_fixed_set.svg",
-        params:
-            atlas=config["scaling"]["atlas"],
-            model=FIXED_SET["model"],
-            label=f"{FIXED_SET['model']}, {FIXED_SET['layer']}, k = {FIXED_SET['k']} (fixed set)",
         log:
             f"logs/{DATASET}/figure_fixed_set_scaling.log",
         conda:
             "../../../envs/analysis.yaml"
+        params:
+            atlas=config["scaling"]["atlas"],
+            model=FIXED_SET["model"],
+            label=f"{FIXED_SET['model']}, {FIXED_SET['layer']}, k = {FIXED_SET['k']} (fixed set)",
         script:
             "../../scripts/figure_data_scaling.py"

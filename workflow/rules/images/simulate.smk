@@ -13,14 +13,14 @@ if DATASET == "demo":
                 for f in ([files] if isinstance(files, str) else files)
             ],
             truth=[truth_path(RAW, s) for s in SUBJECTS],
-        params:
-            sim=config["demo"],
-            beta_version=BETAS,
         log:
             f"logs/{DATASET}/simulate_demo.log",
         benchmark:
             benchmark_path("simulate_demo")
         conda:
             "../../../envs/data.yaml"
+        params:
+            sim=config["demo"],
+            beta_version=BETAS,
         script:
             "../../scripts/simulate_demo.py"

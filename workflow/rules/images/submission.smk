@@ -13,22 +13,22 @@ if DATASET == "algonauts2023":
             features=f"{RESULTS}/features/{{model}}.h5",
         output:
             f"{RESULTS}/submission/fits/{{subject}}/{{model}}.h5",
+        log:
+            f"logs/{DATASET}/fit_submission/{{subject}}/{{model}}.log",
+        benchmark:
+            benchmark_path("fit_submission", "{subject}/{model}")
         wildcard_constraints:
             model="|".join(MODELS),
-        params:
-            settings=lambda w: fit_settings(w.model),
+        conda:
+            "../../../envs/encoding.yaml"
         threads: 2
         resources:
             mem_mb=submission_fit_mem_mb,
             runtime=submission_fit_runtime,
             gpu_mem_mb=submission_fit_gpu_mem_mb,
             gpu=gpu_resources(ENC["device"]),
-        log:
-            f"logs/{DATASET}/fit_submission/{{subject}}/{{model}}.log",
-        benchmark:
-            benchmark_path("fit_submission", "{subject}/{model}")
-        conda:
-            "../../../envs/encoding.yaml"
+        params:
+            settings=lambda w: fit_settings(w.model),
         script:
             "../../scripts/fit_submission.py"
 
@@ -41,10 +41,10 @@ if DATASET == "algonauts2023":
         output:
             lh=f"{RESULTS}/submission/{{name}}/{{subject}}/lh_pred_test.npy",
             rh=f"{RESULTS}/submission/{{name}}/{{subject}}/rh_pred_test.npy",
-        wildcard_constraints:
-            name="|".join([*MODELS, "ensemble"]),
         log:
             f"logs/{DATASET}/submission_subject/{{name}}/{{subject}}.log",
+        wildcard_constraints:
+            name="|".join([*MODELS, "ensemble"]),
         conda:
             "../../../envs/analysis.yaml"
         script:
@@ -59,10 +59,10 @@ if DATASET == "algonauts2023":
             ],
         output:
             f"{RESULTS}/submission/{{name}}.zip",
-        wildcard_constraints:
-            name="|".join([*MODELS, "ensemble"]),
         log:
             f"logs/{DATASET}/submission_zip/{{name}}.log",
+        wildcard_constraints:
+            name="|".join([*MODELS, "ensemble"]),
         conda:
             "../../../envs/analysis.yaml"
         script:

@@ -8,16 +8,16 @@ rule extract_features:
         model=f"{RESULTS}/gpt/{{model}}/model.pt",
     output:
         f"{RESULTS}/features/{{model}}.h5",
-    params:
-        settings=config["features"],
-    threads: 2
-    resources:
-        gpu=gpu_resources(config["features"]["device"]),
     log:
         f"logs/{DATASET}/extract_features/{{model}}.log",
     benchmark:
         benchmark_path("extract_features", "{model}")
     conda:
         "../../../envs/features.yaml"
+    threads: 2
+    resources:
+        gpu=gpu_resources(config["features"]["device"]),
+    params:
+        settings=config["features"],
     script:
         "../../scripts/extract_gpt_features.py"

@@ -7,16 +7,16 @@ if DATASET == "cneuromod":
     rule fetch_cneuromod:
         output:
             [f"{CNEUROMOD['root']}/{p}" for p in cneuromod_fetch_paths()],
+        log:
+            f"logs/{DATASET}/fetch_cneuromod.log",
+        conda:
+            "../../../envs/data.yaml"
+        resources:
+            download_slots=1,
         params:
             source=CNEUROMOD["source"],
             root=lambda w, output: output[0][: -len(cneuromod_fetch_paths()[0]) - 1],
             paths=cneuromod_fetch_paths(),
             jobs=CNEUROMOD["jobs"],
-        resources:
-            download_slots=1,
-        log:
-            f"logs/{DATASET}/fetch_cneuromod.log",
-        conda:
-            "../../../envs/data.yaml"
         script:
             "../../scripts/fetch_cneuromod.py"

@@ -19,11 +19,11 @@ rule figures_video:
             for name in VIDEO_FIGURES
         },
         **{f"{name}_svg": f"{RESULTS}/figures/{name}.svg" for name in VIDEO_FIGURES},
-    params:
-        base=GRID_BASE,
     log:
         f"logs/{DATASET}/figures_video.log",
     conda:
         "../../../envs/analysis.yaml"
+    params:
+        base=GRID_BASE,
     script:
         "../../scripts/figures_video.py"

@@ -13,22 +13,22 @@ rule train_gpt:
     output:
         model=f"{RESULTS}/gpt/{{model}}/model.pt",
         log=f"{RESULTS}/gpt/{{model}}/log.tsv",
-    params:
-        point=lambda w: RUNS[w.model],
-        training={k: v for k, v in GPT.items() if k not in ("grid", "device", "resources")},
-        checkpoint=lambda w: f"{RESULTS}/gpt/{w.model}/checkpoint.pt",
-        device=GPT["device"],
-    threads: 2
-    resources:
-        mem_mb=GPT["resources"]["mem_mb"],
-        runtime=GPT["resources"]["runtime"],
-        gpu=gpu_resources(GPT["device"]),
     log:
         f"logs/{DATASET}/train_gpt/{{model}}.log",
     benchmark:
         benchmark_path("train_gpt", "{model}")
     conda:
         "../../../envs/features.yaml"
+    threads: 2
+    resources:
+        mem_mb=GPT["resources"]["mem_mb"],
+        runtime=GPT["resources"]["runtime"],
+        gpu=gpu_resources(GPT["device"]),
+    params:
+        point=lambda w: RUNS[w.model],
+        training={k: v for k, v in GPT.items() if k not in ("grid", "device", "resources")},
+        checkpoint=lambda w: f"{RESULTS}/gpt/{w.model}/checkpoint.pt",
+        device=GPT["device"],
     script:
         "../../scripts/train_gpt.py"
 
@@ -43,11 +43,11 @@ rule collect_runs:
             caption="../../report/runs.rst",
             category="Training",
         ),
-    params:
-        runs=RUNS,
     log:
         f"logs/{DATASET}/collect_runs.log",
     conda:
         "../../../envs/features.yaml"
+    params:
+        runs=RUNS,
     script:
         "../../scripts/collect_runs.py"

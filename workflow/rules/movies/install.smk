@@ -21,15 +21,15 @@ if INSTALL_FIRST:
     rule install_cneuromod:
         output:
             directory(CNEUROMOD_MOVIES),
-        params:
-            source=config["cneuromod"]["source"],
-            root=config["cneuromod"]["root"],
-        resources:
-            download_slots=1,
         log:
             f"logs/{DATASET}/install_cneuromod.log",
         conda:
             "../../../envs/data.yaml"
+        resources:
+            download_slots=1,
+        params:
+            source=config["cneuromod"]["source"],
+            root=config["cneuromod"]["root"],
         script:
             "../../scripts/install_cneuromod.py"
 

@@ -8,14 +8,14 @@ rule prepare_subject:
         stimuli=f"{RESULTS}/stimuli.h5",
     output:
         f"{RESULTS}/responses/{{subject}}.h5",
-    params:
-        test_movies=TEST_MOVIES,
-        lag=CLIP["lag"],
     log:
         f"logs/{DATASET}/prepare_subject/{{subject}}.log",
     benchmark:
         benchmark_path("prepare_subject", "{subject}")
     conda:
         "../../../envs/data.yaml"
+    params:
+        test_movies=TEST_MOVIES,
+        lag=CLIP["lag"],
     script:
         "../../scripts/prepare_movie_subject.py"

@@ -23,6 +23,7 @@ def fit_settings(model):
     """The encoding settings of a run's fits (the same for every run)."""
     return {key: ENC[key] for key in FIT_SETTINGS}
 
+
 try:
     RUNS = run_grid(GPT["grid"])
 except ValueError as err:
@@ -36,19 +37,23 @@ if DATASET == "demo_movies":
     known = list(cneuromod.SUBJECTS[: SIM["n_subjects"]])
     for subject in SUBJECTS:
         if subject not in known:
-            config_error("subjects", f"'{subject}' is not simulated (simulate.n_subjects = {len(known)})")
+            config_error(
+                "subjects", f"'{subject}' is not simulated (simulate.n_subjects = {len(known)})"
+            )
     AVAILABLE = [f"friends_{run}" for run in SIM["runs"]]
 else:
     for subject in SUBJECTS:
         if subject not in cneuromod.SUBJECTS:
-            config_error("subjects", f"'{subject}' is not in the release ({', '.join(cneuromod.SUBJECTS)})")
+            config_error(
+                "subjects", f"'{subject}' is not in the release ({', '.join(cneuromod.SUBJECTS)})"
+            )
     # Stimulus names from the dataset's tree (an installed DataLad dataset lists every file,
     # fetched or not; install.smk installs it first)
-    AVAILABLE = [
-        Path(p).stem for p in glob.glob(f"{RAW}/stimuli/movies/**/*.mkv", recursive=True)
-    ]
+    AVAILABLE = [Path(p).stem for p in glob.glob(f"{RAW}/stimuli/movies/**/*.mkv", recursive=True)]
     if not AVAILABLE:
-        config_error("cneuromod.root", f"no movies under {RAW}/stimuli/movies (set cneuromod.source?)")
+        config_error(
+            "cneuromod.root", f"no movies under {RAW}/stimuli/movies (set cneuromod.source?)"
+        )
 
 
 def select(key, patterns, exclude=()):
@@ -143,5 +148,8 @@ def final_targets():
         *(f"{RESULTS}/figures/{name}.{ext}" for name in VIDEO_FIGURES for ext in ("png", "svg")),
         f"{RESULTS}/training/runs.tsv",
         f"{RESULTS}/scores/scores.tsv",
-        *(f"{RESULTS}/provenance/{name}" for name in ("config.yaml", "software.tsv", "runtimes.tsv")),
+        *(
+            f"{RESULTS}/provenance/{name}"
+            for name in ("config.yaml", "software.tsv", "runtimes.tsv")
+        ),
     ]

@@ -8,14 +8,14 @@ if DATASET == "demo_movies":
             movies=list(movie_files(AVAILABLE).values()),
             fmri=[f for s in SUBJECTS for f in fmri_files(s)],
             truth=[truth_path(RAW, s) for s in SUBJECTS],
-        params:
-            sim=config["simulate"],
-            root=lambda w, output: Path(output.truth[0]).parents[1].as_posix(),
         log:
             f"logs/{DATASET}/simulate_movies.log",
         benchmark:
             benchmark_path("simulate_movies")
         conda:
             "../../../envs/data.yaml"
+        params:
+            sim=config["simulate"],
+            root=lambda w, output: Path(output.truth[0]).parents[1].as_posix(),
         script:
             "../../scripts/simulate_movies.py"

@@ -10,6 +10,17 @@ if not TOKENIZER_CFG["checkpoint"]:
         output:
             model=TOKENIZER,
             log=f"{RESULTS}/tokenizer/log.tsv",
+        log:
+            f"logs/{DATASET}/train_tokenizer.log",
+        benchmark:
+            benchmark_path("train_tokenizer")
+        conda:
+            "../../../envs/features.yaml"
+        threads: 2
+        resources:
+            mem_mb=TOKENIZER_CFG["resources"]["mem_mb"],
+            runtime=TOKENIZER_CFG["resources"]["runtime"],
+            gpu=gpu_resources(TOKENIZER_CFG["device"]),
         params:
             movies=movie_files(PRETRAIN_MOVIES),
             clip={k: CLIP[k] for k in ("frames", "fps", "size")},
@@ -19,17 +30,6 @@ if not TOKENIZER_CFG["checkpoint"]:
                 if k not in ("checkpoint", "device", "resources")
             },
             device=TOKENIZER_CFG["device"],
-        threads: 2
-        resources:
-            mem_mb=TOKENIZER_CFG["resources"]["mem_mb"],
-            runtime=TOKENIZER_CFG["resources"]["runtime"],
-            gpu=gpu_resources(TOKENIZER_CFG["device"]),
-        log:
-            f"logs/{DATASET}/train_tokenizer.log",
-        benchmark:
-            benchmark_path("train_tokenizer")
-        conda:
-            "../../../envs/features.yaml"
         script:
             "../../scripts/train_tokenizer.py"
 
@@ -42,6 +42,17 @@ rule tokenize_clips:
         tokenizer=TOKENIZER,
     output:
         f"{RESULTS}/tokens/pretrain.h5",
+    log:
+        f"logs/{DATASET}/tokenize_clips.log",
+    benchmark:
+        benchmark_path("tokenize_clips")
+    conda:
+        "../../../envs/features.yaml"
+    threads: 2
+    resources:
+        mem_mb=TOKENIZER_CFG["resources"]["mem_mb"],
+        runtime=TOKENIZER_CFG["resources"]["runtime"],
+        gpu=gpu_resources(TOKENIZER_CFG["device"]),
     params:
         movies=movie_files(PRETRAIN_MOVIES),
         clip={k: CLIP[k] for k in ("frames", "fps", "size")},
@@ -49,17 +60,6 @@ rule tokenize_clips:
         seed=GPT["seed"],
         batch_size=TOKENIZER_CFG["encode_batch_size"],
         device=TOKENIZER_CFG["device"],
-    threads: 2
-    resources:
-        mem_mb=TOKENIZER_CFG["resources"]["mem_mb"],
-        runtime=TOKENIZER_CFG["resources"]["runtime"],
-        gpu=gpu_resources(TOKENIZER_CFG["device"]),
-    log:
-        f"logs/{DATASET}/tokenize_clips.log",
-    benchmark:
-        benchmark_path("tokenize_clips")
-    conda:
-        "../../../envs/features.yaml"
     script:
         "../../scripts/tokenize_clips.py"
 
@@ -71,19 +71,19 @@ rule prepare_stimuli:
         tokenizer=TOKENIZER,
     output:
         f"{RESULTS}/stimuli.h5",
-    params:
-        movies=movie_files(ENCODING_MOVIES),
-        clip={k: CLIP[k] for k in ("frames", "fps", "size")},
-        batch_size=TOKENIZER_CFG["encode_batch_size"],
-        device=TOKENIZER_CFG["device"],
-    threads: 2
-    resources:
-        gpu=gpu_resources(TOKENIZER_CFG["device"]),
     log:
         f"logs/{DATASET}/prepare_stimuli.log",
     benchmark:
         benchmark_path("prepare_stimuli")
     conda:
         "../../../envs/features.yaml"
+    threads: 2
+    resources:
+        gpu=gpu_resources(TOKENIZER_CFG["device"]),
+    params:
+        movies=movie_files(ENCODING_MOVIES),
+        clip={k: CLIP[k] for k in ("frames", "fps", "size")},
+        batch_size=TOKENIZER_CFG["encode_batch_size"],
+        device=TOKENIZER_CFG["device"],
     script:
         "../../scripts/prepare_movie_stimuli.py"
