@@ -14,12 +14,14 @@ from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
 
-import av
 import numpy as np
 from nilearn.glm.first_level import spm_hrf
 from scipy.signal import lfilter
 
+from encscale._lazy import optional_import
 from encscale.io import PathLike, atomic_path, require_file
+
+av = optional_import("av", "video")  # PyAV
 
 CONTAINERS = {".mkv": "matroska", ".mp4": "mp4"}
 # Pixel format each codec is written in; bgr0 keeps 8-bit RGB exactly (ffv1 is lossless).

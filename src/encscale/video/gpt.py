@@ -34,6 +34,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from encscale._lazy import optional_import
 from encscale.io import PathLike, atomic_path, require_file
 from encscale.torchtools import (
     PRECISIONS,
@@ -123,9 +124,9 @@ class TrainSettings:
 def build_gpt(spec: GPTSpec, seed: int = 0) -> torch.nn.Module:
     """A GPT-2 with seeded random weights for ``spec`` (vocabulary: codes + the start token)."""
     import_torchvision()  # transformers imports it; see encscale.torchtools
-    from transformers import GPT2Config, GPT2LMHeadModel
+    transformers = optional_import("transformers", "video")
 
-    config = GPT2Config(
+    config = transformers.GPT2Config(
         vocab_size=spec.n_codes + 1,
         n_positions=spec.context,
         n_embd=spec.width,
@@ -139,7 +140,7 @@ def build_gpt(spec: GPTSpec, seed: int = 0) -> torch.nn.Module:
     )
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
-        model = GPT2LMHeadModel._from_config(config, attn_implementation="sdpa")
+        model = transformers.GPT2LMHeadModel._from_config(config, attn_implementation="sdpa")
     return model
 
 
