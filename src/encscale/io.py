@@ -3,6 +3,15 @@
 Every file a stage writes goes through :func:`atomic_path`: it is written under a
 temporary name in the same folder and renamed only when complete, so a killed job never
 leaves a file that looks finished.
+
+Every HDF5 file a stage reads is opened through :func:`read_h5` (or :func:`open_h5`, which
+names a missing or broken file): read-only and without HDF5's file locking. Many jobs read
+one file at once (``stimuli.h5``, a features file read by every fit job), and on network file
+systems (NFS, Lustre) the locks HDF5 takes often fail or are not supported. A reader never
+needs them: every output is written under a temporary name and renamed when complete
+(:func:`atomic_path`), so no file is read while it is written. Writers keep HDF5's locking.
+Within one process, a file must not be open through :func:`read_h5` and, at the same time,
+through ``h5py.File`` with locking (HDF5 refuses a second open with other locking flags).
 """
 
 from __future__ import annotations
@@ -12,7 +21,7 @@ import gzip
 import os
 from collections.abc import Iterator, Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import h5py
 import nibabel as nib
@@ -68,11 +77,18 @@ def require_file(path: PathLike, what: str) -> Path:
     return path
 
 
+def read_h5(source: PathLike | BinaryIO) -> h5py.File:
+    """An HDF5 file (a path, or a file object) opened read-only without file locking
+    (module docstring)."""
+    return h5py.File(source, "r", locking=False)
+
+
 def open_h5(path: PathLike, what: str) -> h5py.File:
-    """Open an HDF5 file for reading, with an error naming the file when it is missing/broken."""
+    """Open an HDF5 file for reading (:func:`read_h5`), with an error naming the file when it
+    is missing/broken."""
     path = require_file(path, f"{what} file")
     try:
-        return h5py.File(path, "r")
+        return read_h5(path)
     except OSError as err:
         raise OSError(f"{path}: cannot read {what} file (truncated or not HDF5): {err}") from err
 

@@ -124,7 +124,9 @@ def write_provenance(h5: h5py.File, provenance: Mapping[str, Any]) -> None:
 
 def read_provenance(path: str | Path) -> dict[str, Any]:
     """The provenance attributes of an HDF5 file, JSON decoded; a KeyError names the file."""
-    with h5py.File(path, "r") as h5:
+    # read-only without HDF5's file locking, as encscale.io.read_h5 opens (this base module
+    # cannot import it)
+    with h5py.File(path, "r", locking=False) as h5:
         attrs = {k[len(PREFIX) :]: h5.attrs[k] for k in h5.attrs if k.startswith(PREFIX)}
     if "version" not in attrs:
         raise KeyError(f"{path}: no provenance attributes ({PREFIX}version …)")

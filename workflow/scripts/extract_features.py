@@ -1,11 +1,12 @@
 """Snakemake adapter: the block maps of one model."""
 
 from encscale.jobs import job_context
-from encscale.vision.extract import extract_features
 
 sm = snakemake  # noqa: F821
 # the data loader's workers take their own threads
 with job_context(sm, torch_threads=max(1, sm.threads - sm.params.num_workers)) as provenance:
+    from encscale.vision.extract import extract_features
+
     extract_features(
         sm.input.stimuli,
         sm.output[0],

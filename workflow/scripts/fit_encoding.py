@@ -1,10 +1,11 @@
 """Snakemake adapter: one voxelwise encoding fit."""
 
-from encscale.encoding.fit import fit_encoding_from_config
 from encscale.jobs import job_context
 
 sm = snakemake  # noqa: F821
 with job_context(sm, torch_threads=sm.threads) as provenance:
+    from encscale.encoding.fit import fit_encoding_from_config
+
     fit_encoding_from_config(
         sm.input.responses,
         sm.input.features,

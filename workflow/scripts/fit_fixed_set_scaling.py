@@ -1,10 +1,11 @@
 """Snakemake adapter: the fixed feature set's data-scaling laws per ROI, and extrapolations."""
 
 from encscale.jobs import job_context
-from encscale.scaling.analysis import write_data_scaling_table
 
 sm = snakemake  # noqa: F821
 with job_context(sm):
+    from encscale.scaling.analysis import write_data_scaling_table
+
     write_data_scaling_table(
         list(sm.input.fits),
         sm.params.subjects,

@@ -1,10 +1,11 @@
 """Snakemake adapter: data- and parameter-scaling laws per ROI, and extrapolations."""
 
 from encscale.jobs import job_context
-from encscale.scaling.analysis import write_scaling_tables
 
 sm = snakemake  # noqa: F821
 with job_context(sm):
+    from encscale.scaling.analysis import write_scaling_tables
+
     write_scaling_tables(
         list(sm.input.data),
         list(sm.input.param),

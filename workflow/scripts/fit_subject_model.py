@@ -1,10 +1,11 @@
 """Snakemake adapter: every fit of one subject × model, from shared kernels."""
 
-from encscale.encoding.subject import fit_subject_model_from_config
 from encscale.jobs import job_context
 
 sm = snakemake  # noqa: F821
 with job_context(sm, torch_threads=sm.threads) as provenance:
+    from encscale.encoding.subject import fit_subject_model_from_config
+
     fit_subject_model_from_config(
         sm.input.responses,
         sm.input.features,

@@ -1,10 +1,11 @@
 """Snakemake adapter: a submission's refit of one subject × model on every training image."""
 
-from encscale.encoding.subject import fit_submission_from_config
 from encscale.jobs import job_context
 
 sm = snakemake  # noqa: F821
 with job_context(sm, torch_threads=sm.threads) as provenance:
+    from encscale.encoding.subject import fit_submission_from_config
+
     fit_submission_from_config(
         sm.input.responses,
         sm.input.features,

@@ -1,11 +1,12 @@
 """Snakemake adapter: one subject's responses file from an Algonauts 2023 download."""
 
-from encscale.data import algonauts
 from encscale.jobs import job_context
 
 sm = snakemake  # noqa: F821
 cfg = sm.params.settings
 with job_context(sm) as provenance:
+    from encscale.data import algonauts
+
     algonauts.prepare_subject(
         cfg["root"],
         sm.wildcards.subject,

@@ -1,10 +1,11 @@
 """Snakemake adapter: one subject's parcel responses, paired with the clips lag TRs earlier."""
 
-from encscale.data.movies import prepare_movie_subject
 from encscale.jobs import job_context
 
 sm = snakemake  # noqa: F821
 with job_context(sm) as provenance:
+    from encscale.data.movies import prepare_movie_subject
+
     prepare_movie_subject(
         list(sm.input.fmri),
         sm.input.stimuli,

@@ -1,10 +1,11 @@
 """Snakemake adapter: stimuli.h5 from the images the study's subjects saw."""
 
-from encscale.data.stimuli import prepare_study_stimuli
 from encscale.jobs import job_context
 
 sm = snakemake  # noqa: F821
 with job_context(sm) as provenance:
+    from encscale.data.stimuli import prepare_study_stimuli
+
     prepare_study_stimuli(
         sm.input.design,
         sm.params.subjects,

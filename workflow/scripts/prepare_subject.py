@@ -1,11 +1,12 @@
 """Snakemake adapter: one subject's responses file from NSD betas."""
 
-from encscale.data import nsd
-from encscale.data.prepare import prepare_subject
 from encscale.jobs import job_context
 
 sm = snakemake  # noqa: F821
 with job_context(sm) as provenance:
+    from encscale.data import nsd
+    from encscale.data.prepare import prepare_subject
+
     prepare_subject(
         nsd.root_of_expdesign(sm.input.design),
         sm.wildcards.subject,

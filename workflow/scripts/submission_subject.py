@@ -2,9 +2,10 @@
 
 from pathlib import Path
 
-from encscale.data import algonauts
 from encscale.jobs import job_context
 
 sm = snakemake  # noqa: F821
 with job_context(sm):
+    from encscale.data import algonauts
+
     algonauts.write_submission(list(sm.input.fits), sm.input.responses, Path(sm.output.lh).parent)

@@ -1,10 +1,11 @@
 """Snakemake adapter: codes of the GPT-2's pre-training clips."""
 
 from encscale.jobs import job_context
-from encscale.video.tokenizer import tokenize_pretraining_clips
 
 sm = snakemake  # noqa: F821
 with job_context(sm, torch_threads=sm.threads) as provenance:
+    from encscale.video.tokenizer import tokenize_pretraining_clips
+
     tokenize_pretraining_clips(
         sm.params.movies,
         sm.input.tokenizer,

@@ -1,10 +1,11 @@
 """Snakemake adapter: one GPT-2 training run (resumed from its checkpoint if one is left)."""
 
 from encscale.jobs import job_context
-from encscale.video.runs import train_run
 
 sm = snakemake  # noqa: F821
 with job_context(sm, torch_threads=sm.threads):
+    from encscale.video.runs import train_run
+
     train_run(
         sm.input[0],
         sm.output.model,

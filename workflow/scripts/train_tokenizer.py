@@ -1,10 +1,11 @@
 """Snakemake adapter: train the VQ-VAE tokenizer on clips of the pre-training movies."""
 
 from encscale.jobs import job_context
-from encscale.video.tokenizer import fit_tokenizer
 
 sm = snakemake  # noqa: F821
 with job_context(sm, torch_threads=sm.threads):
+    from encscale.video.tokenizer import fit_tokenizer
+
     fit_tokenizer(
         sm.params.movies,
         sm.output.model,

@@ -59,6 +59,7 @@ from encscale.contracts import (
 from encscale.data import nsd
 from encscale.data.prepare import STIMULI_BATCH, stimulus_rows
 from encscale.io import PathLike, atomic_path, check_finite, require_file
+from encscale.jobs import progress
 from encscale.metrics import algonauts_noise_ceiling, noise_ceiling_k
 
 log = logging.getLogger(__name__)
@@ -268,13 +269,14 @@ def prepare_stimuli(
         raise ValueError(f"{root}: no subjects given")
     first = sources[int(ids[0])][0]
     shape = read_image(first).shape
-    with create_image_stimuli(out_path, ids, shape, provenance) as images:
+    bar = progress(total=ids.size, desc="stimuli", unit="images", write=log.info)
+    with create_image_stimuli(out_path, ids, shape, provenance) as images, bar:
         for start in range(0, ids.size, STIMULI_BATCH):
             chunk = ids[start : start + STIMULI_BATCH]
             images[start : start + chunk.size] = np.stack(
                 [_shared_pixels(sources[int(i)], shape, first) for i in chunk]
             )
-            log.info("stimuli: %d / %d images", start + chunk.size, ids.size)
+            bar.update(chunk.size)
 
 
 def _shared_pixels(paths: list[str], shape: tuple[int, ...], first: str) -> np.ndarray:

@@ -22,6 +22,9 @@ import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
+from encscale._lazy import optional_import
+from encscale.jobs import progress
+
 log = logging.getLogger(__name__)
 
 GIT_ANNEX_HINT = (
@@ -40,7 +43,7 @@ def require_git_annex() -> None:
 
 def is_dataset(path: str | os.PathLike) -> bool:
     """Whether ``path`` is the top of an installed DataLad dataset (or git repository)."""
-    from datalad.api import Dataset
+    Dataset = optional_import("datalad.api", "video").Dataset
 
     return Path(path).is_dir() and Dataset(path).is_installed()
 
@@ -97,7 +100,7 @@ def install_dataset(
 
 def _clone(source: str, root: Path) -> None:
     """Clone ``source`` into ``root`` unless ``root`` is already a dataset."""
-    from datalad.api import clone
+    clone = optional_import("datalad.api", "video").clone
 
     if is_dataset(root):
         log.info("%s: dataset already installed", root)
@@ -123,7 +126,7 @@ def _clone(source: str, root: Path) -> None:
 
 def _install_subdatasets(root: Path, paths: list[str]) -> None:
     """Install the (nested) subdatasets that contain any of ``paths``."""
-    from datalad.api import Dataset
+    Dataset = optional_import("datalad.api", "video").Dataset
 
     ds = Dataset(str(root))
     while True:
@@ -179,12 +182,22 @@ def _restore_deleted(root: Path, paths: list[str]) -> None:
 
 
 def _get(root: Path, paths: list[str], jobs: int) -> set[str]:
-    """``datalad get`` the content of ``paths``; return those whose content was transferred."""
-    from datalad.api import Dataset
+    """``datalad get`` the content of ``paths``; return those whose content was transferred.
+    Progress (files done of ``paths``) is logged as their results come in."""
+    Dataset = optional_import("datalad.api", "video").Dataset
 
-    results = Dataset(str(root)).get(
-        paths, jobs=jobs, on_failure="ignore", result_renderer="disabled", return_type="list"
-    )
+    results = []
+    with progress(total=len(paths), desc="datalad get", unit="files", write=log.info) as files:
+        for result in Dataset(str(root)).get(
+            paths,
+            jobs=jobs,
+            on_failure="ignore",
+            result_renderer="disabled",
+            return_type="generator",
+        ):
+            results.append(result)
+            if result.get("action") == "get" and result.get("type") == "file":
+                files.update()
     failed = [r for r in results if r.get("status") in ("error", "impossible")]
     if failed:
         raise RuntimeError("datalad get failed: " + "; ".join(_message(r) for r in failed))

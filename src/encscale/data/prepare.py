@@ -27,7 +27,8 @@ from encscale.contracts import (
     write_responses,
 )
 from encscale.data import nsd
-from encscale.io import check_finite, open_h5
+from encscale.io import check_finite, open_h5, read_h5
+from encscale.jobs import progress
 from encscale.metrics import noise_ceiling
 
 log = logging.getLogger(__name__)
@@ -66,11 +67,12 @@ def prepare_stimuli(
             raise ValueError(
                 f"{name}: the design uses image id {ids[-1]}, imgBrick has {brick.shape[0]}"
             )
-        with create_image_stimuli(out_path, ids, brick.shape[1:], provenance) as images:
+        bar = progress(total=ids.size, desc="stimuli", unit="images", write=log.info)
+        with create_image_stimuli(out_path, ids, brick.shape[1:], provenance) as images, bar:
             for start in range(0, ids.size, STIMULI_BATCH):
                 rows = ids[start : start + STIMULI_BATCH]
                 images[start : start + rows.size] = brick[rows]
-                log.info("stimuli: %d / %d images", start + rows.size, ids.size)
+                bar.update(rows.size)
 
 
 def prepare_subject(
@@ -202,7 +204,7 @@ def _open_stimuli(source: str | os.PathLike | BinaryIO) -> h5py.File:
     if isinstance(source, str | os.PathLike):
         return open_h5(source, "NSD stimuli")
     try:
-        return h5py.File(source, "r")
+        return read_h5(source)
     except OSError as err:
         raise OSError(f"{getattr(source, 'name', source)}: cannot read NSD stimuli: {err}") from err
 

@@ -174,9 +174,11 @@ def fit_subject_model(
                 u64, s, a_eval = _factorise(formed, route[fs.name], draw.positions, eval_pos)
                 _update(draw, f, u64, s, a_eval, alphas, scoring, dtype, voxel_batch)
             del formed
+            elapsed = time.perf_counter() - started
+            left = elapsed / (f + 1) * (len(sets) - f - 1)  # at the mean time per set so far
             progress(
                 f"set {f + 1}/{len(sets)} {fs.name} ({fs.width} features, {route[fs.name]} route) "
-                f"done after {time.perf_counter() - started:.1f} s"
+                f"done after {elapsed:.1f} s, ~{left:.0f} s left"
             )
         model, n_params = features.model, features.n_params
 

@@ -32,6 +32,7 @@ from encscale.contracts import read_fit, read_responses
 from encscale.encoding.ensemble import ENSEMBLE
 from encscale.encoding.scores import roi_masks
 from encscale.io import write_tsv
+from encscale.jobs import progress
 from encscale.metrics import ceiling_r
 from encscale.scaling import laws
 from encscale.seeds import named_seed
@@ -94,7 +95,7 @@ def load_curves(
     the noise ceilings are known.
     """
     runs: dict[str, dict[float, list[np.ndarray]]] = {}
-    for path in fit_paths:
+    for path in progress(fit_paths, desc=f"reading fits by {x_attr}", unit="fits", write=log.info):
         fit = read_fit(path, ["test_r"])
         r = fit.test_r.astype(np.float32)
         subject, x = str(fit.attrs["subject"]), float(fit.attrs[x_attr])
@@ -270,7 +271,14 @@ def scaling_tables(
     unchanged. Extrapolations need known ceilings.
     """
     fit_rows, extrapolation_rows = [], []
-    for roi, parts_by_subject in curves.items():
+    rois = progress(
+        curves.items(),
+        total=len(curves),
+        desc=f"{analysis} laws" + (f" of {family}" if family else ""),
+        unit="ROIs",
+        write=log.info,
+    )
+    for roi, parts_by_subject in rois:
         names = (analysis, roi) if not family else (analysis, family, roi)
         scopes = bootstrap_curves(parts_by_subject, n_boot, named_seed(seed, *names))
         for scope, (y, ceiling) in scopes.items():

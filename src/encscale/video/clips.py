@@ -14,7 +14,6 @@ pixels in [-0.5, 0.5] (:func:`encscale.video.decode.read_frames`). Two kinds are
 from __future__ import annotations
 
 import logging
-import time
 from collections.abc import Iterator
 
 import numpy as np
@@ -22,6 +21,7 @@ import pandas as pd
 import torch
 
 from encscale.io import PathLike
+from encscale.jobs import progress
 from encscale.video import decode
 from encscale.video.vqvae import VQVAE, clip_from_frames
 
@@ -113,36 +113,32 @@ def encode_clips(
     device: str = "cpu",
 ) -> np.ndarray:
     """VQ-VAE codes (n, t, h, w) int16 of the clips of ``table``, in its row order: clips
-    are read movie by movie (:func:`iter_clips`) and encoded in batches (progress logged
-    every ~30 s)."""
+    are read movie by movie (:func:`iter_clips`) and encoded in batches (progress logged,
+    :func:`encscale.jobs.progress`)."""
     model = model.to(device).eval()
     codes = None
     batch: list[np.ndarray] = []
     rows: list[int] = []
-    done = 0
-    t0 = last = time.perf_counter()
+    bar = progress(total=len(table), desc="encoding clips", unit="clips", write=log.info)
 
     def encode_batch() -> None:
-        nonlocal codes, done, last
+        nonlocal codes
         c = model.encode(torch.from_numpy(np.stack(batch)).to(device)).cpu().numpy()
         if codes is None:
             codes = np.empty((len(table), *c.shape[1:]), dtype=np.int16)
         codes[rows] = c
-        done += len(rows)
+        bar.update(len(rows))
         batch.clear()
         rows.clear()
-        now = time.perf_counter()
-        if now - last > 30:
-            log.info("encoded %d/%d clips (%.1f clips/s)", done, len(table), done / (now - t0))
-            last = now
 
-    for row, clip in iter_clips(paths, table, frames, fps, size):
-        batch.append(clip)
-        rows.append(row)
-        if len(batch) == batch_size:
+    with bar:
+        for row, clip in iter_clips(paths, table, frames, fps, size):
+            batch.append(clip)
+            rows.append(row)
+            if len(batch) == batch_size:
+                encode_batch()
+        if batch:
             encode_batch()
-    if batch:
-        encode_batch()
     if codes is None:
         raise ValueError("no clips to encode")
     return codes

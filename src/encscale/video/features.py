@@ -20,6 +20,7 @@ import numpy as np
 import torch
 
 from encscale.contracts import FeatureSet, read_stimulus_codes, write_features
+from encscale.jobs import progress
 from encscale.torchtools import count_parameters
 from encscale.video.gpt import hidden_states, load_gpt, with_start_token
 
@@ -32,7 +33,8 @@ def pooled_hidden_states(
     """Per layer, (n × width) float32: the mean over each clip's code positions (the start
     token's position left out) of that layer's hidden states."""
     pooled: list[list[np.ndarray]] = []
-    for start in range(0, len(codes), batch_size):
+    starts = range(0, len(codes), batch_size)
+    for start in progress(starts, desc="hidden states", unit="batches", write=log.info):
         tokens = with_start_token(torch.from_numpy(codes[start : start + batch_size]), n_codes)
         states = hidden_states(model, tokens, precision)
         if not pooled:

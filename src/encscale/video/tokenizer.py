@@ -19,6 +19,7 @@ import pandas as pd
 import torch
 
 from encscale.io import PathLike, atomic_path, create_h5
+from encscale.jobs import progress
 from encscale.video import clips
 from encscale.video.vqvae import VQVAE, VQVAEConfig, load_checkpoint, save_checkpoint, train_vqvae
 
@@ -59,19 +60,23 @@ def fit_tokenizer(
     torch.manual_seed(settings["seed"])
     model = VQVAE(config).to(device)
 
-    def progress(step: int, record: dict) -> None:
-        if step % 50 == 0 or step == settings["steps"] - 1:
-            log.info("step %d: %s", step, {k: round(v, 5) for k, v in record.items()})
+    steps = progress(total=settings["steps"], desc="VQ-VAE training", unit="steps", write=log.info)
 
-    records = train_vqvae(
-        model,
-        data.to(device),
-        steps=settings["steps"],
-        batch_size=min(settings["batch_size"], len(data)),
-        lr=settings["lr"],
-        seed=settings["seed"],
-        log=progress,
-    )
+    def step_done(step: int, record: dict) -> None:
+        losses = {k: f"{v:.5g}" for k, v in record.items() if k != "step"}
+        steps.set_postfix(losses, refresh=False)  # the last step's, in the next progress line
+        steps.update()
+
+    with steps:
+        records = train_vqvae(
+            model,
+            data.to(device),
+            steps=settings["steps"],
+            batch_size=min(settings["batch_size"], len(data)),
+            lr=settings["lr"],
+            seed=settings["seed"],
+            log=step_done,
+        )
     save_checkpoint(model.cpu(), out_path)
     with atomic_path(log_path) as tmp:
         pd.DataFrame(records).to_csv(tmp, sep="\t", index=False)

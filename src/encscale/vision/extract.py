@@ -40,7 +40,8 @@ from encscale.contracts import (
     image_dataset,
     update_features,
 )
-from encscale.io import open_h5
+from encscale.io import open_h5, read_h5
+from encscale.jobs import progress as progress_bar
 from encscale.torchtools import PRECISIONS, autocast, count_parameters
 from encscale.vision.layers import LayerExtractor, preprocess
 from encscale.vision.registry import InputSpec, build_model, input_spec, weights_source
@@ -166,9 +167,10 @@ def extract_features(
     batches = iter(loader)  # workers start before the output is open: they hold no lock on it
     attrs = _file_attrs(name, spec, model, ispec, precision, storage, extractor, prefix_tokens)
     dtype = TORCH_STORAGE[storage]
-    with update_features(partial, attrs, provenance) as out:
+    bar = progress_bar(total=n, initial=done, desc=name, unit="images", write=progress)
+    start, t0 = done, time.perf_counter()
+    with update_features(partial, attrs, provenance) as out, bar:
         dsets = [(out[lm.key], out[fs.key] if fs else None) for lm, fs in layout]
-        rate = _Rate(name, n, done, progress)
         for images in batches:
             x = preprocess(images, ispec, device)
             with torch.inference_mode(), autocast(device, precision):
@@ -180,11 +182,12 @@ def extract_features(
             done += len(x)
             out.flush()
             _write_progress(state, signature, done)
-            rate.update(done)
+            bar.update(len(x))
+    seconds = time.perf_counter() - t0
     extractor.close()
     os.replace(partial, out_path)
     state.unlink(missing_ok=True)
-    return rate.images_per_second(done)
+    return (done - start) / max(seconds, 1e-9)
 
 
 def _file_identity(path: str | Path) -> list[int]:
@@ -244,7 +247,7 @@ def _resume_point(partial: Path, state: Path, signature: str) -> int | None:
         return None
     try:
         saved = json.loads(state.read_text())
-        with h5py.File(partial, "r"):
+        with read_h5(partial):
             pass
     except (OSError, ValueError) as err:
         log.warning("%s: cannot resume (%s); starting over", partial, err)
@@ -253,28 +256,6 @@ def _resume_point(partial: Path, state: Path, signature: str) -> int | None:
         log.info("%s: settings changed since the interrupted run; starting over", partial)
         return None
     return int(saved["done"])
-
-
-class _Rate:
-    """Logs progress with images/s and the remaining time, at most every 2 s and at the end."""
-
-    def __init__(self, name: str, n: int, start: int, progress: Callable[[str], None]) -> None:
-        self.name, self.n, self.start, self.progress = name, n, start, progress
-        self.t0 = self.last = time.perf_counter()
-
-    def images_per_second(self, done: int) -> float:
-        return (done - self.start) / max(time.perf_counter() - self.t0, 1e-9)
-
-    def update(self, done: int) -> None:
-        now = time.perf_counter()
-        if done < self.n and now - self.last < 2.0:
-            return
-        self.last = now
-        rate = self.images_per_second(done)
-        eta = (self.n - done) / rate if rate > 0 else float("inf")
-        self.progress(
-            f"{self.name}: {done}/{self.n} images ({rate:.1f} images/s, {eta:.0f} s left)"
-        )
 
 
 def _file_attrs(
