@@ -578,6 +578,12 @@ def pool_grid(pool_sizes: Sequence[int] | str, side: int) -> list[int]:
     return sorted({min(int(k), side) for k in pool_sizes})
 
 
+def map_sets(lm: LayerMap, pool_sizes: Sequence[int] | str) -> list[FeatureSet]:
+    """The sets a fit pools from a layer's map: one per distinct k of ``pool_sizes`` capped
+    at its side ("all": k = 1 … 16)."""
+    return [_pooled_set(lm, k) for k in pool_grid(pool_sizes, lm.side)]
+
+
 def _check_pool_sizes(path: PathLike, pool_sizes: Sequence[int] | str | None) -> None:
     if pool_sizes is None or (isinstance(pool_sizes, str) and pool_sizes == "all"):
         return
@@ -767,7 +773,7 @@ class FeaturesFile:
                         "pool sizes (encoding.pool_sizes)"
                     )
                 lm = maps[str(layer)]
-                out += prefix + [_pooled_set(lm, k) for k in pool_grid(pool_sizes, lm.side)]
+                out += prefix + map_sets(lm, pool_sizes)
             elif pool_sizes is None or extracted is None:
                 out += stored
             else:

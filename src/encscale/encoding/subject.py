@@ -18,6 +18,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -72,7 +73,7 @@ class Draw:
 
 def fit_subject_model(
     responses_path: str | Path,
-    features_path: str | Path,
+    features_path: str | Path | Any,
     out_paths: Mapping[tuple[int, int], str | Path],
     *,
     n_folds: int,
@@ -97,8 +98,9 @@ def fit_subject_model(
     ``train`` (the train split) or ``all`` (the train split, then the test split: a
     submission's refit on every image; its test predictions are then in-sample, and the
     fit files say so in their ``training_pool`` attribute). ``layers``: fit only these
-    layers' pooled sets (e.g. one layer and one k: a fixed feature set). Returns each set's
-    route.
+    layers' pooled sets (e.g. one layer and one k: a fixed feature set). ``features_path``
+    may also be a source of maps computed by the model (:class:`encscale.vision.live.ModelMaps`,
+    ``features.store: none``). Returns each set's route.
     """
     alphas = np.asarray(alphas, dtype=np.float64)
     resp = read_responses(responses_path, ["train", "test"], optional=["challenge"])
@@ -120,7 +122,7 @@ def fit_subject_model(
     eval_pos = torch.as_tensor(np.searchsorted(stimuli, eval_stimuli), device=device)
     voxels = pool_y.shape[1]
 
-    with open_features(features_path) as features:
+    with _open_source(features_path) as features:
         _check_rows(features, stimuli, responses_path)
         sets = features.fit_sets(pool_sizes)
         if layers is not None:
@@ -211,6 +213,14 @@ def fit_subject_model(
         write_fit(out_paths[draw.size, draw.seed], fit, provenance)
         progress(f"n={draw.size} seed={draw.seed}: mean test r = {float(fit.test_r.mean()):.4f}")
     return route
+
+
+def _open_source(features: str | Path | Any) -> AbstractContextManager:
+    """A features file opened for reading, or a source with its reading side (a
+    :class:`encscale.vision.live.ModelMaps`: maps computed by the model) as it is."""
+    if isinstance(features, str | Path):
+        return open_features(features)
+    return nullcontext(features)
 
 
 def _layer_sets(

@@ -108,19 +108,11 @@ def extract_features(
     (:func:`encscale.provenance.job_provenance`) is recorded. Returns the images per second
     of the extraction loop (reading, model and writing; set-up excluded).
     """
-    if precision not in PRECISIONS:
-        raise ValueError(f"precision must be one of {sorted(PRECISIONS)}, got {precision!r}")
-    if storage not in STORAGE:
-        raise ValueError(f"storage must be one of {sorted(STORAGE)}, got {storage!r}")
+    check_options(precision, storage, pixel_norm)
     if prefix_tokens not in ("drop", "keep"):
         raise ValueError(f"prefix_tokens must be 'drop' or 'keep', got {prefix_tokens!r}")
-    if pixel_norm not in PIXEL_NORMS:
-        raise ValueError(f"pixel_norm must be one of {PIXEL_NORMS}, got {pixel_norm!r}")
     out_path = Path(out_path)
-    model = build_model(spec, name, offline=offline).to(device)
-    ispec = input_spec(model, spec)
-    if pixel_norm == "none":
-        ispec = dataclasses.replace(ispec, mean=(0.0, 0.0, 0.0), std=(1.0, 1.0, 1.0))
+    model, ispec = load_model(spec, name, device, pixel_norm, offline)
     extractor = LayerExtractor(model, spec, keep_prefix=prefix_tokens == "keep")
     with open_h5(stimuli_path, "stimuli") as stim:
         n = image_dataset(stim).shape[0]
@@ -135,9 +127,7 @@ def extract_features(
         stimuli=_file_identity(stimuli_path),
     )
     signature = hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()
-    probe = np.zeros((1, ispec.size, ispec.size, 3), np.uint8)
-    with torch.inference_mode():
-        layout = _layout(extractor, extractor(preprocess(probe, ispec, device)))
+    layout = probe_layout(extractor, ispec, device)
     partial = out_path.with_name(out_path.name + ".partial")
     state = out_path.with_name(out_path.name + ".progress.json")
     done = _resume_point(partial, state, signature)
@@ -190,6 +180,40 @@ def extract_features(
     return (done - start) / max(seconds, 1e-9)
 
 
+def check_options(precision: str, storage: str, pixel_norm: str) -> None:
+    """A ValueError naming an unknown precision, storage dtype or pixel normalisation."""
+    if precision not in PRECISIONS:
+        raise ValueError(f"precision must be one of {sorted(PRECISIONS)}, got {precision!r}")
+    if storage not in STORAGE:
+        raise ValueError(f"storage must be one of {sorted(STORAGE)}, got {storage!r}")
+    if pixel_norm not in PIXEL_NORMS:
+        raise ValueError(f"pixel_norm must be one of {PIXEL_NORMS}, got {pixel_norm!r}")
+
+
+def load_model(
+    spec: dict[str, Any], name: str, device: str, pixel_norm: str, offline: bool
+) -> tuple[torch.nn.Module, InputSpec]:
+    """The registry entry's model on ``device`` and how its images are fed (``pixel_norm``
+    "none": [0, 1] pixels), as extraction and the fits that run the model both use."""
+    model = build_model(spec, name, offline=offline).to(device)
+    ispec = input_spec(model, spec)
+    if pixel_norm == "none":
+        ispec = dataclasses.replace(ispec, mean=(0.0, 0.0, 0.0), std=(1.0, 1.0, 1.0))
+    return model, ispec
+
+
+def probe_layout(extractor: LayerExtractor, ispec: InputSpec, device: str) -> Layout:
+    """Per chosen layer, its map and prefix set, from one blank image through the model."""
+    probe = np.zeros((1, ispec.size, ispec.size, 3), np.uint8)
+    with torch.inference_mode():
+        return _layout(extractor, extractor(preprocess(probe, ispec, device)))
+
+
+def to_storage(x: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+    """``x`` rounded to the storage dtype, on its device, contiguous."""
+    return x.to(dtype).contiguous()
+
+
 def _file_identity(path: str | Path) -> list[int]:
     stat = os.stat(path)
     return [stat.st_size, stat.st_mtime_ns]
@@ -197,7 +221,7 @@ def _file_identity(path: str | Path) -> list[int]:
 
 def _to_storage(x: torch.Tensor, dtype: torch.dtype) -> np.ndarray:
     """``x`` rounded to the storage dtype on its device, then as a C-contiguous array."""
-    return x.to(dtype).contiguous().cpu().numpy()
+    return to_storage(x, dtype).cpu().numpy()
 
 
 def _layout(extractor: LayerExtractor, outputs: list) -> Layout:

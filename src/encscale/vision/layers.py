@@ -72,6 +72,10 @@ def tokens_to_map(
     return fmap, (out[:, :num_prefix] if num_prefix else None)
 
 
+class _LayersDone(Exception):
+    """Raised by the last hook to fire when the forward pass may stop early."""
+
+
 class LayerExtractor:
     """Calls a model and returns, per chosen layer, its map and (optionally) prefix tokens.
 
@@ -79,11 +83,20 @@ class LayerExtractor:
     models (registry entries with ``factory``) and timm models whose ``layers`` are
     submodule names (patterns as :func:`match_modules`): forward hooks on those submodules,
     in the model's module order per pattern, removed by :meth:`close`; a timm model's
-    prefix tokens are its ``num_prefix_tokens``, a plugin's the entry's.
+    prefix tokens are its ``num_prefix_tokens``, a plugin's the entry's. ``stop_early``:
+    the forward pass goes only as far as the deepest chosen layer (timm's ``stop_early``;
+    with hooks, it stops once every chosen layer has given its output).
     """
 
-    def __init__(self, model: torch.nn.Module, spec: dict[str, Any], keep_prefix: bool) -> None:
+    def __init__(
+        self,
+        model: torch.nn.Module,
+        spec: dict[str, Any],
+        keep_prefix: bool,
+        stop_early: bool = False,
+    ) -> None:
         self.model, self.spec, self.keep_prefix = model, spec, keep_prefix
+        self.stop_early = stop_early  # the forward pass ends once the chosen layers are out
         self._hooks: list = []
         self._outputs: dict[str, Any] = {}
         layers = spec.get("layers", "all")
@@ -101,6 +114,7 @@ class LayerExtractor:
                 hook = modules[layer].register_forward_hook(self._keep(layer))
                 self._hooks.append(hook)
             self.names, self.indices, self.n_layers = names, list(range(len(names))), len(names)
+            self.hooked = True
             self.n_prefix = int(
                 spec.get("num_prefix_tokens", 0)
                 if "factory" in spec
@@ -114,22 +128,30 @@ class LayerExtractor:
                 self.n_layers = len(block_maps(model, probe))
             self.indices = select_layers(spec.get("layers", "all"), self.n_layers)
             self.names = [f"block{i:02d}" for i in self.indices]
+            self.hooked = False  # forward_intermediates, not hooks on named submodules
 
     def _keep(self, layer: str) -> Callable:
         def hook(_module, _inputs, output) -> None:
             self._outputs[layer] = output
+            if self.stop_early and len(self._outputs) == len(self.names):
+                raise _LayersDone
 
         return hook
 
     def __call__(self, x: torch.Tensor) -> list[tuple[torch.Tensor, torch.Tensor | None]]:
         if self._hooks:
             self._outputs.clear()
-            self.model(x)
+            try:
+                self.model(x)
+            except _LayersDone:
+                pass
             layout = self.spec.get("token_layout", "BNC")
             out = [tokens_to_map(self._outputs[n], self.n_prefix, layout) for n in self.names]
             return [(fmap, prefix if self.keep_prefix else None) for fmap, prefix in out]
         prefix = self.keep_prefix and getattr(self.model, "num_prefix_tokens", 0) > 0
         kwargs = {"return_prefix_tokens": True} if prefix else {}
+        if self.stop_early:
+            kwargs["stop_early"] = True
         maps = self.model.forward_intermediates(
             x, indices=self.indices, output_fmt="NCHW", intermediates_only=True, **kwargs
         )

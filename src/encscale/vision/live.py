@@ -1,0 +1,157 @@
+"""Layer maps computed by the model when a fit asks for them, instead of read from a
+features file (``features.store: none``).
+
+:class:`ModelMaps` has the reading side of an open features file
+(:class:`encscale.contracts.FeaturesFile`: ``model``, ``n_params``, ``n_stimuli``,
+``maps``, ``fit_sets``, ``read_map``), so a subject × model fit
+(:func:`encscale.encoding.subject.fit_subject_model`) runs on it unchanged. The chosen
+layers are split, in depth order, into groups whose maps over the fit's images fit
+``max_bytes``; the first read of a group's layer runs the model over those images once, as
+far as the group's deepest layer, and keeps only that group's maps (rounded to the storage
+dtype, so a map equals the one extraction would store). The model is built, fed and run
+by the same functions as extraction (:mod:`encscale.vision.extract`).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from encscale.contracts import FeatureSet, LayerMap, image_dataset, map_sets
+from encscale.io import open_h5
+from encscale.torchtools import autocast, count_parameters
+from encscale.vision.extract import (
+    STORAGE,
+    TORCH_STORAGE,
+    check_options,
+    load_model,
+    probe_layout,
+    to_storage,
+)
+from encscale.vision.layers import LayerExtractor, preprocess
+
+log = logging.getLogger(__name__)
+
+
+def layer_groups(
+    maps: Sequence[LayerMap], n_rows: int, itemsize: int, max_bytes: int
+) -> list[list[LayerMap]]:
+    """``maps`` split in order into groups whose maps over ``n_rows`` images (``itemsize``
+    bytes a value) hold at most ``max_bytes``; a layer larger than that is a group alone."""
+    groups: list[list[LayerMap]] = []
+    held = 0
+    for lm in maps:
+        size = n_rows * lm.channels * lm.height * lm.width * itemsize
+        if groups and held + size <= max_bytes:
+            groups[-1].append(lm)
+            held += size
+        else:
+            groups.append([lm])
+            held = size
+    return groups
+
+
+class ModelMaps:
+    """A model's layer maps over images of ``stimuli.h5``, computed a group of layers at a
+    time (module docstring); ``max_bytes`` bounds a group's maps (default: a quarter of the
+    device's free memory, or 4 GiB on the CPU)."""
+
+    def __init__(
+        self,
+        stimuli_path: str | Path,
+        name: str,
+        spec: dict[str, Any],
+        *,
+        batch_size: int = 32,
+        device: str = "cpu",
+        precision: str = "fp32",
+        storage: str = "float32",
+        pixel_norm: str = "model",
+        offline: bool = False,
+        max_bytes: int | None = None,
+        progress: Callable[[str], None] = log.info,
+    ) -> None:
+        check_options(precision, storage, pixel_norm)
+        self.stimuli_path, self.spec = str(stimuli_path), spec
+        self.batch_size, self.device, self.precision = batch_size, device, precision
+        self.dtype, self.itemsize = TORCH_STORAGE[storage], np.dtype(STORAGE[storage]).itemsize
+        self.progress = progress
+        self.net, self.ispec = load_model(spec, name, device, pixel_norm, offline)
+        extractor = LayerExtractor(self.net, spec, keep_prefix=False)
+        self.maps = [lm for lm, _ in probe_layout(extractor, self.ispec, device)]
+        self._indices = dict(zip(extractor.names, extractor.indices, strict=True))
+        self._named = extractor.hooked
+        extractor.close()
+        with open_h5(stimuli_path, "stimuli") as stim:
+            self.n_stimuli = image_dataset(stim).shape[0]
+        self.model, self.path = name, f"{name} (run over {stimuli_path})"
+        self.n_params = int(spec.get("n_params") or count_parameters(self.net))
+        self.max_bytes = max_bytes or _default_budget(device)
+        self.passes = 0  # forward passes over the fit's images, one per group
+        self._rows: np.ndarray | None = None
+        self._held: dict[str, torch.Tensor] = {}
+
+    def fit_sets(self, pool_sizes: Sequence[int] | str) -> list[FeatureSet]:
+        """The sets a fit chooses from: per layer in depth order, its map pooled to each k."""
+        return [fs for lm in self.maps for fs in map_sets(lm, pool_sizes)]
+
+    def read_map(
+        self, lm: LayerMap, rows: np.ndarray, channels: slice = slice(None)
+    ) -> torch.Tensor:
+        """The layer's map over ``rows`` (N'), ``channels`` sliced, as float32 on the device
+        (N' × c × h × w): computed with its group on first use, the previous group freed."""
+        rows = np.asarray(rows)
+        if self._rows is None or not np.array_equal(rows, self._rows) or lm.layer not in self._held:
+            self._held = {}
+            group = next(g for g in self.groups(rows.size) if lm in g)
+            self._held, self._rows = self._run(group, rows), rows
+        return self._held[lm.layer][:, channels].float()
+
+    def groups(self, n_rows: int) -> list[list[LayerMap]]:
+        """The layer groups of a fit over ``n_rows`` images."""
+        return layer_groups(self.maps, n_rows, self.itemsize, self.max_bytes)
+
+    def _run(self, group: Sequence[LayerMap], rows: np.ndarray) -> dict[str, torch.Tensor]:
+        """The group's maps over ``rows``: the model run once, as far as its deepest layer."""
+        layers = [lm.layer if self._named else self._indices[lm.layer] for lm in group]
+        extractor = LayerExtractor(self.net, dict(self.spec, layers=layers), False, stop_early=True)
+        n = rows.size
+        held = {
+            lm.layer: torch.empty(
+                (n, lm.channels, lm.height, lm.width), dtype=self.dtype, device=self.device
+            )
+            for lm in group
+        }
+        order = np.argsort(rows, kind="stable")  # HDF5 reads rows in increasing order
+        with open_h5(self.stimuli_path, "stimuli") as stim:
+            images = image_dataset(stim)
+            for start in range(0, n, self.batch_size):
+                pos = order[start : start + self.batch_size]
+                x = preprocess(images[rows[pos]], self.ispec, self.device)
+                with torch.inference_mode(), autocast(self.device, self.precision):
+                    outputs = extractor(x)
+                where = torch.as_tensor(pos, device=self.device)
+                for lm, (fmap, _) in zip(group, outputs, strict=True):
+                    held[lm.layer][where] = to_storage(fmap, self.dtype)
+        extractor.close()
+        self.passes += 1
+        self.progress(
+            f"{self.model}: layers {group[0].layer} … {group[-1].layer} over {n} images "
+            f"(forward pass {self.passes})"
+        )
+        return held
+
+    def close(self) -> None:
+        """Free the maps held."""
+        self._held, self._rows = {}, None
+
+
+def _default_budget(device: str) -> int:
+    if torch.device(device).type == "cuda":
+        return torch.cuda.mem_get_info(torch.device(device))[0] // 4
+    return 4 * 2**30
