@@ -80,7 +80,8 @@ def test_old_extraction_disk_is_every_pooled_set(demo, frame):
 
 
 def test_the_new_design_reads_less(frame):
-    new = frame[frame["rule"] == "fit_subject_model"].set_index("model")["read_bytes"]
+    subject_model = (frame["rule"] == "fit_subject_model") & (frame["design"] == "new")
+    new = frame[subject_model].set_index("model")["read_bytes"]
     old = frame[frame["rule"] == "fit_encoding"].set_index("model")["read_bytes"]
     assert (new < old).all() and new.sum() < old.sum()
 
@@ -143,10 +144,38 @@ def test_printout_of_the_studies_needs_no_network(name, offline, capsys):
     assert time.perf_counter() - started < 120  # model shapes on the meta device
     for text in ("fit_subject_model", "fit_encoding", "unknown (plugin)", "whole scratch"):
         assert text in out
-    assert out.count("device-hours") == 4  # two designs × (configured k, k = 1, 2)
+    assert out.count("device-hours") == 6  # three designs × (configured k, k = 1, 2)
+    assert out.count("whole scratch, features.store none") == 2
     frame = cost.study_cost(cost.load_config(REPO / "config" / name), "h100")
     plugin = frame[frame["model"] == "one_peace"]
     assert plugin["disk_bytes"].isna().all() and (plugin["note"] == "unknown (plugin)").all()
     known = frame[frame["model"] != "one_peace"]
     assert np.isfinite(known[["disk_bytes", "read_bytes", "flop", "device_seconds"]]).all().all()
-    assert frame.loc[frame["rule"] == "fit_subject_model", "jobs"].sum() == 8 * 6
+    fit_jobs = frame[frame["rule"] == "fit_subject_model"].groupby("design")["jobs"].sum()
+    assert fit_jobs["new"] == fit_jobs["none"] == 8 * 6
+
+
+def test_store_none_writes_no_features_and_runs_the_model_per_layer_group(demo, frame):
+    from encscale.encoding import plan
+
+    d = demo["demo"]
+    rows = d["n_unique"] + d["n_shared"]  # every image of a subject: the 700-sample draw
+    n_subjects = len(demo["subjects"])
+    side = d["image_size"]
+    for name, spec in demo["models"].items():
+        maps = demo_maps(spec)
+        new = row(frame, "fit_subject_model", "new", name)
+        none = row(frame, "fit_subject_model", "none", name)
+        assert none["disk_bytes"] == new["disk_bytes"]  # the fit files alone
+        # the demo's maps of 820 images (at most 1.6 MB a layer) make one group of 4 GiB
+        assert plan.model_maps_passes(rows, maps, 4, 4 * 2**30) == 1
+        assert none["read_bytes"] == n_subjects * rows * side * side * 3  # images, once
+        held = plan.model_maps_bytes(rows, maps, 0, 4, 4 * 2**30, demo["features"]["batch_size"])
+        assert none["peak_bytes"] > new["peak_bytes"] + held  # the weights on top
+        assert none["flop"] > new["flop"]  # the forward passes
+    need = cost.scratch_need(demo, store="none")
+    assert (
+        need["features"] == 0
+        and need["total"]
+        == cost.scratch_need(demo)["total"] - (cost.scratch_need(demo)["features"])
+    )

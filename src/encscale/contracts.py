@@ -578,6 +578,21 @@ def pool_grid(pool_sizes: Sequence[int] | str, side: int) -> list[int]:
     return sorted({min(int(k), side) for k in pool_sizes})
 
 
+def layer_groups(sizes: Sequence[int], max_bytes: int) -> list[list[int]]:
+    """Indices of layers whose maps take ``sizes`` bytes, in order, split into groups that
+    hold at most ``max_bytes`` each; a layer larger than that is a group of its own."""
+    groups: list[list[int]] = []
+    held = 0
+    for i, size in enumerate(sizes):
+        if groups and held + size <= max_bytes:
+            groups[-1].append(i)
+            held += size
+        else:
+            groups.append([i])
+            held = size
+    return groups
+
+
 def map_sets(lm: LayerMap, pool_sizes: Sequence[int] | str) -> list[FeatureSet]:
     """The sets a fit pools from a layer's map: one per distinct k of ``pool_sizes`` capped
     at its side ("all": k = 1 … 16)."""

@@ -330,8 +330,7 @@ def new_fit_job(
     rates: plan.Rates,
 ) -> dict[str, float]:
     """One ``fit_subject_model`` job: bytes read and written, peak memory, FLOPs, seconds."""
-    draws = [n for n in settings["sizes"] for _ in range(settings["n_draws"])]
-    rows = subject.n_eval + expected_rows(subject.n_train, draws, settings["subsample"])
+    draws, rows = job_rows(subject, settings)
     sets = layer_sets(shape, pool_sizes)
     widths = [p for layer in sets for p in layer]
     shapes = plan.FitShapes(
@@ -379,6 +378,58 @@ def new_fit_job(
         flop=work.total,
         seconds=work.seconds(rates) + (read + written) / rates.storage,
     )
+
+
+def job_rows(subject: SubjectShape, settings: Mapping[str, Any]) -> tuple[list[int], int]:
+    """A subject × model job's draws (the size of each) and the images it reads."""
+    draws = [n for n in settings["sizes"] for _ in range(settings["n_draws"])]
+    return draws, subject.n_eval + expected_rows(subject.n_train, draws, settings["subsample"])
+
+
+def model_fit_job(
+    subject: SubjectShape,
+    shape: ModelShape,
+    pool_sizes: Sequence[int] | str,
+    settings: Mapping[str, Any],
+    itemsize: int,
+    rates: plan.Rates,
+    *,
+    group_bytes: int,
+    batch_size: int,
+    side: int,
+    forward_rate: float,
+) -> dict[str, float]:
+    """One ``fit_subject_model`` job of ``features.store: none``: the fit's work as
+    :func:`new_fit_job`, its images read and run through the model once per group of
+    layers (:func:`encscale.encoding.plan.model_maps_passes`), each pass as deep as its
+    group's deepest layer, instead of a features file."""
+    job = new_fit_job(subject, shape, pool_sizes, settings, itemsize, rates)
+    _, rows = job_rows(subject, settings)
+    passes = plan.model_maps_passes(rows, shape.maps, itemsize, group_bytes)
+    images = passes * rows * side * side * 3
+    forward = (
+        plan.model_maps_depth(rows, shape.maps, itemsize, group_bytes) * rows * shape.forward_flops
+    )
+    held = plan.model_maps_bytes(rows, shape.maps, shape.params, itemsize, group_bytes, batch_size)
+    seconds = job["seconds"] + (images - job["read"]) / rates.storage + forward / forward_rate
+    return dict(
+        read=images,
+        written=job["written"],
+        peak=job["peak"] + held,
+        declared=job["declared"] + held,
+        flop=job["flop"] + forward,
+        seconds=seconds,
+        passes=passes,
+    )
+
+
+def group_bytes_of(config: Mapping[str, Any], rates: plan.Rates) -> int:
+    """``features.group_memory_mb`` in bytes, else what a store-none job takes: a quarter of
+    the device's memory (4 GiB on the CPU)."""
+    mb = config.get("features", {}).get("group_memory_mb")
+    if mb:
+        return int(mb) * 2**20
+    return 4 * 2**30 if not math.isfinite(rates.memory) else int(rates.memory) // 4
 
 
 def old_fit_job(
@@ -473,6 +524,7 @@ def study_cost(
             ("extract_features", "old", 1),
             ("fit_subject_model", "new", len(subjects)),
             ("fit_encoding", "old", n_old),
+            ("fit_subject_model", "none", len(subjects)),
         )
         if shape is None:
             for rule, design, jobs in counts:
@@ -531,6 +583,31 @@ def study_cost(
         rows.append(
             _fit_row("fit_encoding", "old", name, old, f"sizes {sizes}" if sizes else "not fitted")
         )
+        live = [
+            model_fit_job(
+                s,
+                shape,
+                pools,
+                settings,
+                itemsize,
+                rates,
+                group_bytes=group_bytes_of(config, rates),
+                batch_size=batch,
+                side=side,
+                forward_rate=forward_rate,
+            )
+            for s in subjects
+        ]
+        passes = sum(j["passes"] for j in live)
+        rows.append(
+            _fit_row(
+                "fit_subject_model",
+                "none",
+                name,
+                live,
+                f"no features file: {passes} forward passes over the subjects' images",
+            )
+        )
     frame = pd.DataFrame(rows, columns=COLUMNS)
     frame.attrs.update(device=device, pool_sizes=pool_sizes, n_stimuli=n_stimuli)
     return frame
@@ -565,10 +642,14 @@ def model_pool_sizes(
     return config["models"][model].get("pool_sizes", default)
 
 
-def scratch_need(config: Mapping[str, Any], pool_sizes: Sequence[int] | str | None = None) -> dict:
+def scratch_need(
+    config: Mapping[str, Any],
+    pool_sizes: Sequence[int] | str | None = None,
+    store: str = "file",
+) -> dict:
     """Bytes the new design's study holds at its end: raw inputs (uncompressed, an upper
-    bound), ``stimuli.h5``, the responses, the features (known models), every fit file and
-    the ensemble's."""
+    bound), ``stimuli.h5``, the responses, the features (known models; none with ``store``
+    "none"), every fit file and the ensemble's."""
     settings = _settings(config)
     feats = config.get("features", {})
     itemsize = np.dtype(feats.get("storage", "float32")).itemsize
@@ -603,10 +684,15 @@ def scratch_need(config: Mapping[str, Any], pool_sizes: Sequence[int] | str | No
         raw=float(raw),
         stimuli=float(n_stimuli * side * side * 3),
         responses=float(sum(4 * (s.n_train + s.n_test) * s.voxels for s in subjects)),
-        features=float(sum(n_stimuli * s.map_values * itemsize for s in known.values())),
+        features=float(
+            0
+            if store == "none"
+            else sum(n_stimuli * s.map_values * itemsize for s in known.values())
+        ),
         fits=float(fits),
     )
     need["total"] = sum(need.values())
+    need["store"] = store
     need["unknown_models"] = [name for name, s in shapes.items() if s is None]
     need["fit_files"] = len(known) * len(subjects) * n_fits
     return need
@@ -677,7 +763,7 @@ def format_cost(frame: pd.DataFrame) -> str:
             f"  read {_size(row['read_bytes']):>10}  peak/job {_size(row['peak_per_job']):>9}"
             f"  work {_flop(row['flop']):>12}  {_hours(row['device_seconds']):>9} device-h"
         )
-    for design in ("new", "old"):
+    for design in ("new", "old", "none"):
         part = frame[frame["design"] == design]
         lines.append(
             f"total, {design} design: disk {_size(part['disk_bytes'].sum())}, "
@@ -694,9 +780,9 @@ def format_scratch(need: Mapping[str, Any]) -> str:
     parts = ", ".join(
         f"{key} {_size(need[key])}" for key in ("raw", "stimuli", "responses", "features", "fits")
     )
+    design = "new design" if need.get("store", "file") == "file" else "features.store none"
     line = (
-        f"whole scratch, new design: {_size(need['total'])} "
-        f"({parts}; {need['fit_files']} fit files)"
+        f"whole scratch, {design}: {_size(need['total'])} ({parts}; {need['fit_files']} fit files)"
     )
     if need["unknown_models"]:
         line += f"; without {', '.join(need['unknown_models'])} (unknown, plugin)"
@@ -745,6 +831,7 @@ def report(config: Mapping[str, Any], device: str, pool_sizes: Sequence[int] | s
         label = label if k is None else f"{k} (asked for, every model)"
         out += ["", f"k = {label}; {frame.attrs['n_stimuli']} stimuli", format_cost(frame)]
         out.append(format_scratch(scratch_need(config, k)))
+        out.append(format_scratch(scratch_need(config, k, store="none")))
     return "\n".join(out)
 
 

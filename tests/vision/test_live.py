@@ -7,12 +7,12 @@ import numpy as np
 import pytest
 
 from conftest import SIM_PARAMS
-from encscale.contracts import read_fit
+from encscale.contracts import layer_groups, read_fit
 from encscale.data.prepare import prepare_stimuli, prepare_subject
 from encscale.encoding.subject import fit_subject_model
 from encscale.simulate.nsd import simulate_nsd
 from encscale.vision.extract import extract_features
-from encscale.vision.live import ModelMaps, layer_groups
+from encscale.vision.live import ModelMaps
 
 SPEC = {
     "timm": "convnext_atto",
@@ -63,13 +63,61 @@ def test_fits_from_the_model_equal_the_fits_from_its_features_file(
 
 
 def test_layer_groups_fill_the_budget_in_depth_order():
-    from encscale.contracts import LayerMap
+    # bytes of four layers' maps: a group holds at most 2000, a larger layer is alone
+    assert layer_groups([1280, 640, 1280, 2560], 2000) == [[0, 1], [2], [3]]
+    assert layer_groups([1280, 640, 1280, 2560], 10**9) == [[0, 1, 2, 3]]
+    assert layer_groups([5, 5], 1) == [[0], [1]]
 
-    maps = [
-        LayerMap(f"l{i}", i / 4, i, c, s, s)
-        for i, (c, s) in enumerate([(2, 4), (4, 2), (8, 2), (1, 8)])
-    ]
-    # bytes over 10 images of 4 bytes: 1280, 640, 1280, 2560
-    groups = layer_groups(maps, 10, 4, 2000)
-    assert [[lm.layer for lm in g] for g in groups] == [["l0", "l1"], ["l2"], ["l3"]]
-    assert len(layer_groups(maps, 10, 4, 10**9)) == 1
+
+KILLED = """
+import os, signal, sys
+from pathlib import Path
+import numpy as np
+from encscale.encoding import subject
+from encscale.vision.live import ModelMaps
+
+spec, draws, base, out = {spec!r}, {draws!r}, Path(sys.argv[1]), Path(sys.argv[2])
+save, saved = subject._save_resume, []
+
+def save_then_die(*args):
+    save(*args)
+    saved.append(1)
+    if len(saved) == 2:  # after the second group of layers: killed outright
+        os.kill(os.getpid(), signal.SIGKILL)
+
+subject._save_resume = save_then_die
+maps = ModelMaps(base / "stimuli.h5", "atto", spec, batch_size=7, max_bytes=1)
+paths = {{(n, s): out / f"n{{n}}_s{{s}}.h5" for n, s in draws}}
+subject.fit_subject_model(
+    base / "subj01.h5", maps, paths, n_folds=5, alphas=np.logspace(-2, 6, 9), pool_sizes=[1, 2, 4]
+)
+"""
+
+
+def test_a_killed_job_resumes_at_its_next_layer_group_and_ends_equal(study, tmp_path):
+    import signal
+    import subprocess
+    import sys
+
+    out = tmp_path / "killed"
+    out.mkdir()
+    script = KILLED.format(spec=SPEC, draws=DRAWS)
+    run = subprocess.run(
+        [sys.executable, "-c", script, str(study), str(out)], capture_output=True, text=True
+    )
+    assert run.returncode == -signal.SIGKILL, run.stderr[-2000:]
+    assert sorted(p.name for p in out.iterdir()) == [".resume.npz"]  # no fit file yet
+    said = []
+    maps = ModelMaps(study / "stimuli.h5", "atto", SPEC, batch_size=7, max_bytes=1)
+    paths = {(n, s): out / f"n{n}_s{s}.h5" for n, s in DRAWS}
+    fit_subject_model(study / "subj01.h5", maps, paths, **FIT, progress=said.append)
+    n_groups = len(maps.groups(1))
+    assert any("resuming at set" in line for line in said)
+    assert maps.passes == n_groups - 2  # the two groups done before the kill are not rerun
+    assert not (out / ".resume.npz").exists()
+    whole_maps = ModelMaps(study / "stimuli.h5", "atto", SPEC, batch_size=7, max_bytes=1)
+    whole = fit(study, whole_maps, tmp_path / "w")
+    for key, path in paths.items():
+        got = read_fit(path, PARTS)
+        for part in PARTS:
+            np.testing.assert_array_equal(getattr(got, part), getattr(whole[key], part))

@@ -65,3 +65,50 @@ def test_per_fit_jobs_where_the_config_asks(tmp_path):
     enc = config["encoding"]
     n_pairs = len(enc["sizes"]) + (len(config["models"]) - 1) * 2
     assert counts["fit_encoding"] == n_pairs * enc["n_draws"]
+
+
+def test_store_none_plans_no_extraction_and_gpu_fit_jobs_sized_from_the_models(tmp_path):
+    from encscale.vision.model_check import model_shapes
+
+    config = nsd_config()
+    config["subjects"] = ["subj01", "subj02"]
+    config["features"]["store"] = "none"
+    proc = run_snakemake(tmp_path, config, "-n", env=NO_NETWORK)
+    text = proc.stdout + proc.stderr
+    counts = job_counts(text)
+    assert "extract_features" not in counts and "fetch_weights" not in counts
+    assert counts["fit_subject_model"] == 2 * len(config["models"])
+    enc = config["encoding"]
+    settings = dict(enc, alphas={"num": enc["alphas"]["num"]})
+    draws = [n for n in enc["sizes"] for _ in range(enc["n_draws"])]
+    pools = {m: e.get("pool_sizes", enc["pool_sizes"]) for m, e in config["models"].items()}
+    shapes_of = model_shapes(config["models"], pools)
+    group = 79 * 2**30 // 4  # a quarter of an H100's memory: the default group on cuda
+    for block in job_blocks(text, "fit_subject_model"):
+        subject, model = re.search(r"subject=(subj\d\d), model=(\w+)", block).groups()
+        assert "results/nsd/stimuli.h5" in block and "features/" not in block
+        mem_mb = int(re.search(r"\bmem_mb=(\d+)", block).group(1))
+        gpu_mem_mb = int(re.search(r"\bgpu_mem_mb=(\d+)", block).group(1))
+        assert "gpu=1" in block
+        if model not in shapes_of:  # the plugin: its group's budget on top
+            continue
+        rows, shared = nsd.planned_images(subject)
+        model_shape = shapes_of[model]
+        shapes = plan.map_shapes(
+            rows=rows,
+            n_eval=shared,
+            voxels=nsd.PLANNING_VOXELS,
+            draws=draws,
+            settings=settings,
+            maps=model_shape["maps"],
+        )
+        extra = plan.model_maps_bytes(
+            rows, model_shape["maps"], model_shape["n_params"], 2, group, 64
+        )
+        assert mem_mb == plan.mem_mb(shapes) + -(-extra // 2**20), model
+        assert gpu_mem_mb == mem_mb - plan.BASE_BYTES // 2**20
+        assert extra > 4 * model_shape["n_params"]  # the weights, and the maps of a group
+    # EVA-02-CLIP-E: 64 maps of 1,792 × 16 × 16 over ~10,000 images in float16 are ~58 GB:
+    # more than a group, so several forward passes
+    e = shapes_of["eva02_enormous"]
+    assert len(e["maps"]) == 64 and plan.model_maps_passes(10_000, e["maps"], 2, group) >= 3

@@ -380,3 +380,22 @@ def test_a_labs_malformed_file_stops_its_job_naming_every_problem(study, tmp_pat
     del lab["prepared"]
     proc = run_snakemake(tmp_path, lab, "-n", check=False)
     assert "config key 'prepared': dataset 'mylab' is not built in" in proc.stdout + proc.stderr
+
+
+def test_store_none_fits_as_the_features_file_does_without_writing_one(study, tmp_path):
+    workdir, config = study
+    config = copy.deepcopy(config)
+    config["features"].update(store="none", group_memory_mb=1)  # a forward pass per layer
+    fit = "fits/subj01/convnext_l/n100_s0.h5"
+    run_snakemake(tmp_path, config, f"results/demo/{fit}")
+    results = tmp_path / "results" / "demo"
+    assert not (results / "features").exists()
+    with h5py.File(results / fit) as a, h5py.File(workdir / "results" / "demo" / fit) as b:
+        for key in ("best_set", "best_alpha"):
+            np.testing.assert_array_equal(a[key][()], b[key][()])
+        scale = np.abs(b["test_pred"][()]).max()
+        np.testing.assert_allclose(a["test_pred"][()], b["test_pred"][()], atol=1e-5 * scale)
+    log = (
+        tmp_path / "logs" / "demo" / "fit_subject_model" / "subj01" / "convnext_l.log"
+    ).read_text()
+    assert "(forward pass 4)" in log and "(forward pass 5)" not in log  # the 4 stages

@@ -12,8 +12,8 @@ if FIT_JOB == "subject_model":
 
     rule fit_subject_model:
         input:
+            unpack(lambda w: features_input(w.model)),
             responses=f"{RESULTS}/responses/{{subject}}.h5",
-            features=f"{RESULTS}/features/{{model}}.h5",
         output:
             SUBJECT_MODEL_FITS,
         log:
@@ -32,6 +32,7 @@ if FIT_JOB == "subject_model":
             gpu=gpu_resources(ENC["device"]),
         params:
             settings=lambda w: fit_settings(w.model),
+            model_maps=lambda w: model_maps_params(w.model),
         script:
             "../scripts/fit_subject_model.py"
 

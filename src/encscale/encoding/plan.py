@@ -17,7 +17,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from encscale.contracts import open_features, response_shapes
+from encscale.contracts import layer_groups, open_features, pool_grid, response_shapes
 
 GEMM64_RATE = 2e11  # FLOP/s, float64 matrix products
 GEMM32_RATE = 4e11  # FLOP/s, float32 matrix products
@@ -177,13 +177,22 @@ def fit_job_work(shapes: FitShapes) -> Work:
     return work
 
 
-def runtime_min(shapes: FitShapes, device: str, read_bytes: float, attempt: int = 1) -> int:
+def runtime_min(
+    shapes: FitShapes,
+    device: str,
+    read_bytes: float,
+    attempt: int = 1,
+    forward_flop: float = 0.0,
+    half: bool = False,
+) -> int:
     """A job's time request in minutes: its work at ``device``'s rates (``cpu``, or ``h100``
-    for any CUDA device) and ``read_bytes`` from storage, three times over (the rates are
-    estimates, and the per-penalty work runs below them on small blocks), at least 10
-    minutes, and twice that again for every retry."""
+    for any CUDA device), ``read_bytes`` from storage and ``forward_flop`` of a model's
+    forward passes (``half``: in bf16/fp16), three times over (the rates are estimates, and
+    the per-penalty work runs below them on small blocks), at least 10 minutes, and twice
+    that again for every retry."""
     rates = RATES["cpu" if device == "cpu" else "h100"]
-    seconds = fit_job_work(shapes).seconds(rates) + read_bytes / rates.storage
+    forward = forward_flop / (rates.forward_half if half else rates.forward_fp32)
+    seconds = fit_job_work(shapes).seconds(rates) + read_bytes / rates.storage + forward
     return math.ceil(max(10.0, 3 * seconds / 60) * 2 ** (attempt - 1))
 
 
@@ -375,3 +384,65 @@ def planned_shapes(
         ks_per_layer=n_ks,
         routes=["kernel"] * n_ks,
     )
+
+
+def map_shapes(
+    *,
+    rows: int,
+    n_eval: int,
+    voxels: int,
+    draws: Sequence[int],
+    settings: Mapping[str, Any],
+    maps: Sequence[Sequence[int]],
+) -> FitShapes:
+    """Shapes of a job whose layers' maps (C, h, w) are known without a features file (the
+    model check's, for ``features.store: none``): each layer's map pooled to every k of
+    ``pool_sizes`` capped at its side."""
+    pool = settings.get("pool_sizes") or [1]
+    grids = [pool_grid(pool, min(h, w)) for _, h, w in maps]
+    return FitShapes(
+        rows=rows,
+        n_train=rows - n_eval,
+        n_eval=n_eval,
+        voxels=voxels,
+        draws=list(draws),
+        widths=[c * k * k for (c, _, _), grid in zip(maps, grids, strict=True) for k in grid],
+        n_alphas=int(settings["alphas"]["num"]),
+        n_folds=int(settings["n_folds"]),
+        map_values=max((c * h * w for c, h, w in maps), default=0),
+        ks_per_layer=max((len(g) for g in grids), default=1),
+    )
+
+
+def model_maps_bytes(
+    rows: int,
+    maps: Sequence[Sequence[int]],
+    n_params: int,
+    itemsize: int,
+    group_bytes: int,
+    batch_size: int,
+) -> int:
+    """What running the model in a fit job adds to its memory: the weights (float32), one
+    group of layers' maps over the job's ``rows`` images (``group_bytes`` at most, the
+    largest layer's at least, in the storage dtype's ``itemsize``) and one batch's chosen
+    maps in float32, twice over for the activations around them."""
+    per_image = [c * h * w for c, h, w in maps]
+    held = min(max(group_bytes, rows * max(per_image) * itemsize), rows * sum(per_image) * itemsize)
+    return 4 * n_params + held + 2 * 4 * batch_size * sum(per_image)
+
+
+def model_maps_passes(
+    rows: int, maps: Sequence[Sequence[int]], itemsize: int, group_bytes: int
+) -> int:
+    """Forward passes over the job's images: one per group of layers whose maps fit
+    ``group_bytes`` (:func:`encscale.contracts.layer_groups`, as the job forms them)."""
+    return len(layer_groups([rows * c * h * w * itemsize for c, h, w in maps], group_bytes))
+
+
+def model_maps_depth(
+    rows: int, maps: Sequence[Sequence[int]], itemsize: int, group_bytes: int
+) -> float:
+    """Whole forward passes' worth of work of those passes: each goes as far as its group's
+    deepest chosen layer, taken as that share of the model (layers of equal cost)."""
+    groups = layer_groups([rows * c * h * w * itemsize for c, h, w in maps], group_bytes)
+    return sum((group[-1] + 1) / len(maps) for group in groups)

@@ -15,6 +15,7 @@ written whole under its final name.
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -48,6 +49,7 @@ from encscale.encoding.ridge import (
     kfold_splits,
     lgo_scores,
 )
+from encscale.io import atomic_path
 from encscale.metrics import pearson_r
 from encscale.vision.layers import maxpool_tokens
 
@@ -168,16 +170,24 @@ def fit_subject_model(
             )
             for (size, seed), rows in draw_rows.items()
         ]
+        # a source that runs the model resumes after its last completed group of layers
+        ends = features.group_ends(stimuli.size) if hasattr(features, "group_ends") else set()
+        resume = _resume_path(out_paths) if ends else None
+        signature = _signature(sets, draws, alphas, scoring, n_folds, features.model)
+        start = _resume(resume, signature, draws, progress) if resume else 0
         started = time.perf_counter()
         for f, fs, formed in _formed_sets(
-            features, sets, stimuli, route, budget - plan.fixed_bytes(shapes), device
+            features, sets, stimuli, route, budget - plan.fixed_bytes(shapes), device, start
         ):
             for draw in draws:
                 u64, s, a_eval = _factorise(formed, route[fs.name], draw.positions, eval_pos)
                 _update(draw, f, u64, s, a_eval, alphas, scoring, dtype, voxel_batch)
             del formed
+            last_of_layer = f + 1 == len(sets) or sets[f + 1].layer != fs.layer
+            if resume and last_of_layer and fs.layer in ends and f + 1 < len(sets):
+                _save_resume(resume, signature, f + 1, draws)
             elapsed = time.perf_counter() - started
-            left = elapsed / (f + 1) * (len(sets) - f - 1)  # at the mean time per set so far
+            left = elapsed / (f + 1 - start) * (len(sets) - f - 1)  # the mean time per set
             progress(
                 f"set {f + 1}/{len(sets)} {fs.name} ({fs.width} features, {route[fs.name]} route) "
                 f"done after {elapsed:.1f} s, ~{left:.0f} s left"
@@ -212,7 +222,63 @@ def fit_subject_model(
         )
         write_fit(out_paths[draw.size, draw.seed], fit, provenance)
         progress(f"n={draw.size} seed={draw.seed}: mean test r = {float(fit.test_r.mean()):.4f}")
+    if resume:
+        resume.unlink(missing_ok=True)
     return route
+
+
+RESUMED = ("best_score", "best_alpha", "best_set", "set_scores", "eval_pred")
+
+
+def _resume_path(out_paths: Mapping[tuple[int, int], str | Path]) -> Path:
+    """Where a job that runs the model keeps its progress: beside its fit files."""
+    return Path(next(iter(out_paths.values()))).parent / ".resume.npz"
+
+
+def _signature(
+    sets: Sequence[FeatureSet],
+    draws: Sequence[Draw],
+    alphas: np.ndarray,
+    scoring: str,
+    n_folds: int,
+    model: str,
+) -> str:
+    """What a saved state must match to be resumed: the sets, draws, penalties and scoring."""
+    h = hashlib.sha256(repr((model, [fs.name for fs in sets], scoring, n_folds)).encode())
+    h.update(np.asarray(alphas, np.float64).tobytes())
+    for draw in draws:
+        h.update(f"{draw.size},{draw.seed}".encode())
+        h.update(draw.train_rows.tobytes())
+        h.update(np.ascontiguousarray(draw.y).tobytes())
+    return h.hexdigest()
+
+
+def _save_resume(path: Path, signature: str, next_set: int, draws: Sequence[Draw]) -> None:
+    """Every draw's running best after the sets before ``next_set``, written atomically."""
+    arrays = {f"{name}_{i}": getattr(d, name) for i, d in enumerate(draws) for name in RESUMED}
+    with atomic_path(path) as tmp, open(tmp, "wb") as file:
+        np.savez(file, signature=signature, next_set=next_set, **arrays)
+
+
+def _resume(path: Path, signature: str, draws: Sequence[Draw], progress: Callable) -> int:
+    """The first set to fit: after a saved state that matches ``signature`` (the draws'
+    running best restored from it), else 0."""
+    if not path.is_file():
+        return 0
+    try:
+        with np.load(path) as saved:
+            if str(saved["signature"]) != signature:
+                progress(f"{path}: saved by another job's settings; starting from the first set")
+                return 0
+            for i, draw in enumerate(draws):
+                for name in RESUMED:
+                    getattr(draw, name)[...] = saved[f"{name}_{i}"]
+            start = int(saved["next_set"])
+    except (OSError, KeyError, ValueError) as err:
+        progress(f"{path}: cannot resume ({err}); starting from the first set")
+        return 0
+    progress(f"resuming at set {start + 1} from {path}")
+    return start
 
 
 def _open_source(features: str | Path | Any) -> AbstractContextManager:
@@ -296,15 +362,17 @@ def _formed_sets(
     route: Mapping[str, str],
     budget: int,
     device: str,
+    start: int = 0,
 ) -> Iterator[tuple[int, FeatureSet, torch.Tensor]]:
-    """(index, set, formed) in set order: formed is the set's float64 kernel over the job's
-    stimuli (kernel route) or its float32 features (primal route), on ``device``.
+    """(index, set, formed) in set order from set ``start``: formed is the set's float64
+    kernel over the job's stimuli (kernel route) or its float32 features (primal route), on
+    ``device``.
 
     A layer's pooled sets are formed together from one read of its map, in channel chunks,
     as many at once as ``budget`` bytes hold (the rest from further reads).
     """
     maps = {m.layer: m for m in features.maps}
-    f = 0
+    f = start
     while f < len(sets):
         fs = sets[f]
         if not fs.from_map:

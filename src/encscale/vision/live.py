@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from encscale.contracts import FeatureSet, LayerMap, image_dataset, map_sets
+from encscale.contracts import FeatureSet, LayerMap, image_dataset, layer_groups, map_sets
 from encscale.io import open_h5
 from encscale.torchtools import autocast, count_parameters
 from encscale.vision.extract import (
@@ -36,24 +36,6 @@ from encscale.vision.extract import (
 from encscale.vision.layers import LayerExtractor, preprocess
 
 log = logging.getLogger(__name__)
-
-
-def layer_groups(
-    maps: Sequence[LayerMap], n_rows: int, itemsize: int, max_bytes: int
-) -> list[list[LayerMap]]:
-    """``maps`` split in order into groups whose maps over ``n_rows`` images (``itemsize``
-    bytes a value) hold at most ``max_bytes``; a layer larger than that is a group alone."""
-    groups: list[list[LayerMap]] = []
-    held = 0
-    for lm in maps:
-        size = n_rows * lm.channels * lm.height * lm.width * itemsize
-        if groups and held + size <= max_bytes:
-            groups[-1].append(lm)
-            held += size
-        else:
-            groups.append([lm])
-            held = size
-    return groups
 
 
 class ModelMaps:
@@ -114,7 +96,12 @@ class ModelMaps:
 
     def groups(self, n_rows: int) -> list[list[LayerMap]]:
         """The layer groups of a fit over ``n_rows`` images."""
-        return layer_groups(self.maps, n_rows, self.itemsize, self.max_bytes)
+        sizes = [n_rows * lm.channels * lm.height * lm.width * self.itemsize for lm in self.maps]
+        return [[self.maps[i] for i in g] for g in layer_groups(sizes, self.max_bytes)]
+
+    def group_ends(self, n_rows: int) -> set[str]:
+        """The deepest layer of each group: after its sets, a fit may save its progress."""
+        return {group[-1].layer for group in self.groups(n_rows)}
 
     def _run(self, group: Sequence[LayerMap], rows: np.ndarray) -> dict[str, torch.Tensor]:
         """The group's maps over ``rows``: the model run once, as far as its deepest layer."""
@@ -155,3 +142,22 @@ def _default_budget(device: str) -> int:
     if torch.device(device).type == "cuda":
         return torch.cuda.mem_get_info(torch.device(device))[0] // 4
     return 4 * 2**30
+
+
+def model_maps_from_config(stimuli_path: str | Path, params: dict[str, Any]) -> ModelMaps:
+    """:class:`ModelMaps` as a store-none fit job gets it: ``params`` the model's ``name`` and
+    registry ``spec``, the fit's ``device``, and the ``features`` config's ``batch_size``,
+    ``precision``, ``storage``, ``pixel_norm``, ``offline`` and ``group_memory_mb``."""
+    group_mb = params.get("group_memory_mb")
+    return ModelMaps(
+        stimuli_path,
+        params["name"],
+        params["spec"],
+        batch_size=params["batch_size"],
+        device=params["device"],
+        precision=params["precision"],
+        storage=params["storage"],
+        pixel_norm=params["pixel_norm"],
+        offline=params["offline"],
+        max_bytes=group_mb * 2**20 if group_mb else None,
+    )

@@ -50,14 +50,29 @@ def model_problems(
     """{model: what is wrong with its entry} for the timm entries of ``models`` (a config's
     ``models:`` mapping); ``pool_sizes``: each model's k list, or "all". Empty when every
     entry builds, its layers exist and each k fits one of its chosen maps."""
+    return _verdict(models, pool_sizes)["problems"]
+
+
+def model_shapes(
+    models: Mapping[str, Mapping[str, Any]], pool_sizes: Mapping[str, Sequence[int] | str]
+) -> dict[str, dict[str, Any]]:
+    """{model: {"n_params", "maps": [[C, h, w], …] of its chosen layers, "flops": forward
+    FLOP per image}} of the sound timm entries of ``models``, from the same cached check."""
+    return _verdict(models, pool_sizes)["shapes"]
+
+
+def _verdict(
+    models: Mapping[str, Mapping[str, Any]], pool_sizes: Mapping[str, Sequence[int] | str]
+) -> dict[str, dict[str, Any]]:
+    """The child's {"problems": …, "shapes": …} for the timm entries, cached."""
     entries = {
         name: {"spec": dict(spec), "pool_sizes": pool_sizes[name]}
         for name, spec in models.items()
         if "timm" in spec
     }
     if not entries:
-        return {}
-    request = json.dumps({"versions": _versions(), "entries": entries}, sort_keys=True)
+        return {"problems": {}, "shapes": {}}
+    request = json.dumps({"versions": _versions(), "entries": entries, "format": 2}, sort_keys=True)
     cache = cache_dir() / "model-checks" / f"{hashlib.sha256(request.encode()).hexdigest()}.json"
     if cache.is_file():
         return json.loads(cache.read_text())
@@ -70,12 +85,12 @@ def model_problems(
     )
     if proc.returncode != 0:
         raise RuntimeError(f"the check of the models' entries failed:\n{proc.stderr[-3000:]}")
-    problems = json.loads(proc.stdout.strip().splitlines()[-1])
+    verdict = json.loads(proc.stdout.strip().splitlines()[-1])
     cache.parent.mkdir(parents=True, exist_ok=True)
     tmp = cache.with_suffix(f".{os.getpid()}.tmp")
-    tmp.write_text(json.dumps(problems))
+    tmp.write_text(json.dumps(verdict))
     tmp.replace(cache)
-    return problems
+    return verdict
 
 
 def closest(name: str, names: Sequence[str], n: int = 3) -> str:
@@ -96,7 +111,17 @@ def module_patterns(model: Any) -> list[str]:
 
 def timm_entry_problem(spec: Mapping[str, Any], pool_sizes: Sequence[int] | str) -> str | None:
     """What is wrong with one timm entry, or None; imports timm and torch."""
+    problem, _ = timm_entry_check(spec, pool_sizes)
+    return problem
+
+
+def timm_entry_check(
+    spec: Mapping[str, Any], pool_sizes: Sequence[int] | str
+) -> tuple[str | None, dict[str, Any] | None]:
+    """(what is wrong with one timm entry, or None; its shapes when sound: ``n_params``,
+    ``maps`` [[C, h, w], …] and ``flops``, forward FLOP per image); imports timm and torch."""
     import torch
+    from torch.utils.flop_counter import FlopCounterMode
 
     from encscale.torchtools import import_timm
     from encscale.vision.layers import LayerExtractor
@@ -106,19 +131,18 @@ def timm_entry_problem(spec: Mapping[str, Any], pool_sizes: Sequence[int] | str)
     name = spec["timm"]
     arch, _, tag = name.partition(".")
     if arch not in timm.list_models():
-        return f"timm: '{arch}' is not a model of timm {timm.__version__}" + closest(
-            arch, timm.list_models()
-        )
+        problem = f"timm: '{arch}' is not a model of timm {timm.__version__}"
+        return problem + closest(arch, timm.list_models()), None
     if tag and name not in timm.list_pretrained(f"{arch}.*"):
         tags = [t.partition(".")[2] for t in timm.list_pretrained(f"{arch}.*")]
-        return f"timm: '{arch}' has no pretrained tag '{tag}'" + closest(tag, tags, n=5)
+        return f"timm: '{arch}' has no pretrained tag '{tag}'" + closest(tag, tags, n=5), None
     try:
         with torch.device("meta"):
             model = timm.create_model(
                 name, pretrained=False, num_classes=0, **spec.get("kwargs", {})
             ).eval()
     except (TypeError, ValueError, RuntimeError, KeyError) as err:
-        return f"timm '{name}' cannot be built with kwargs {spec.get('kwargs', {})}: {err}"
+        return f"timm '{name}' cannot be built with kwargs {spec.get('kwargs', {})}: {err}", None
     try:
         extractor = LayerExtractor(model, dict(spec), keep_prefix=False)
     except (KeyError, ValueError) as err:
@@ -128,32 +152,41 @@ def timm_entry_problem(spec: Mapping[str, Any], pool_sizes: Sequence[int] | str)
             patterns = list(dict.fromkeys(module_patterns(model)))
             hints = [closest(n, patterns) for n in layers if n not in patterns]
             problem += next((h for h in hints if h), "")
-        return problem
+        return problem, None
     side = input_spec(model, spec).size
-    with torch.inference_mode():
+    counter = FlopCounterMode(display=False)
+    with torch.inference_mode(), counter:
         maps = [fmap for fmap, _ in extractor(torch.zeros(1, 3, side, side, device="meta"))]
     extractor.close()
+    shapes = dict(
+        n_params=int(spec.get("n_params") or sum(p.numel() for p in model.parameters())),
+        maps=[[int(d) for d in m.shape[1:]] for m in maps],
+        flops=float(counter.get_total_flops()),
+    )
     if isinstance(pool_sizes, str):
-        return None
+        return None, shapes
     largest = max(min(m.shape[-2:]) for m in maps)
     too_big = [k for k in pool_sizes if k > largest]
     if too_big:
         return (
             f"pool sizes {too_big} exceed every chosen layer's map (the largest is "
             f"{largest}×{largest} at input {side} px): they would repeat k = {largest}"
-        )
-    return None
+        ), None
+    return None, shapes
 
 
 def main() -> None:
-    """The child's side: entries as JSON on stdin, {model: problem} as JSON on stdout."""
+    """The child's side: entries as JSON on stdin, {"problems": {model: problem}, "shapes":
+    {model: shapes}} as JSON on stdout."""
     entries = json.loads(sys.stdin.read())
-    problems = {}
+    verdict: dict[str, dict[str, Any]] = {"problems": {}, "shapes": {}}
     for model, entry in entries.items():
-        problem = timm_entry_problem(entry["spec"], entry["pool_sizes"])
+        problem, shapes = timm_entry_check(entry["spec"], entry["pool_sizes"])
         if problem:
-            problems[model] = problem
-    print(json.dumps(problems))
+            verdict["problems"][model] = problem
+        else:
+            verdict["shapes"][model] = shapes
+    print(json.dumps(verdict))
 
 
 if __name__ == "__main__":

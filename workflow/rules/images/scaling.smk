@@ -58,8 +58,8 @@ if FIXED_SET:
 
     rule fit_fixed_set:
         input:
+            **features_input(FIXED_SET["model"]),
             responses=f"{RESULTS}/responses/{{subject}}.h5",
-            features=f"{RESULTS}/features/{FIXED_SET['model']}.h5",
         output:
             fixed_set_fits(),
         log:
@@ -77,6 +77,7 @@ if FIXED_SET:
         params:
             settings=fixed_set_settings(),
             layers=[FIXED_SET["layer"]],
+            model_maps=model_maps_params(FIXED_SET["model"]),
         script:
             "../../scripts/fit_subject_model.py"
 

@@ -10,7 +10,7 @@ from encscale.encoding import plan
 from encscale.encoding.ensemble import ENSEMBLE
 from encscale.scaling.analysis import geometric_sizes
 from encscale.simulate.truth import truth_path
-from encscale.vision.model_check import model_problems
+from encscale.vision.model_check import model_problems, model_shapes
 
 NSD = config["nsd"]
 RAW = NSD["root"] if DATASET == "nsd" else f"resources/{DATASET}"
@@ -77,6 +77,16 @@ def fit_settings(model):
 MODEL_PROBLEMS = model_problems(
     config["models"], {m: fit_settings(m)["pool_sizes"] for m in MODELS}
 )
+# features.store none: no feature files; each fit job runs its model (its layers' map
+# shapes, parameters and FLOP from the same check)
+FEATURES = config["features"]
+STORE = FEATURES["store"]
+if STORE == "none" and FIT_JOB != "subject_model":
+    config_error(
+        "features.store",
+        "none runs the model in the subject × model fit jobs: it needs encoding.job "
+        "subject_model",
+    )
 if MODEL_PROBLEMS:
     raise ValueError(
         "\n".join(f"config key 'models.{m}': {why}" for m, why in MODEL_PROBLEMS.items())
@@ -86,6 +96,14 @@ if MODEL_PROBLEMS:
 SUBJECT_MODEL_FITS = [
     f"{RESULTS}/fits/{{subject}}/{{model}}/n{size}_s{seed}.h5" for size in SIZES for seed in SEEDS
 ]
+MODEL_SHAPES = (
+    model_shapes(config["models"], {m: fit_settings(m)["pool_sizes"] for m in MODELS})
+    if STORE == "none"
+    else {}
+)
+GROUP_BYTES = (FEATURES["group_memory_mb"] or 0) * 2**20 or (
+    4 * 2**30 if ENC["device"] == "cpu" else int(plan.RATES["h100"].memory) // 4
+)
 
 
 def check_model_key(key, value, ensemble=False):
@@ -228,13 +246,21 @@ def planned_fit_rows(subject):
     return seen, shared, nsd.PLANNING_VOXELS
 
 
-def fit_job_shapes(wildcards, input, settings=None):
+def fit_job_shapes(wildcards, input, settings=None, model=None):
     """A subject × model job's shapes, from its files (before they exist, from
-    planned_fit_rows and every set on the kernel route); ``settings``: the job's encoding
-    settings (default its model's)."""
+    planned_fit_rows and every set on the kernel route; features.store none: from the
+    model's map shapes); ``settings``: the job's encoding settings (default its model's)."""
     draws = [size for size in SIZES for _ in SEEDS]
-    settings = settings or fit_settings(wildcards.model)
-    if os.path.exists(input.responses) and os.path.exists(input.features):
+    model = model or wildcards.model
+    settings = settings or fit_settings(model)
+    if model in MODEL_SHAPES:
+        return plan.map_shapes(
+            **job_rows(wildcards.subject, input),
+            draws=draws,
+            settings=settings,
+            maps=MODEL_SHAPES[model]["maps"],
+        )
+    if STORE == "file" and os.path.exists(input.responses) and os.path.exists(input.features):
         return plan.fit_job_shapes(input.responses, input.features, draws, settings)
     rows, n_eval, columns = planned_fit_rows(wildcards.subject)
     return plan.planned_shapes(
@@ -242,15 +268,53 @@ def fit_job_shapes(wildcards, input, settings=None):
     )
 
 
+def job_rows(subject, input):
+    """rows, n_eval and voxels of a subject's fit job: its responses file's, or planned."""
+    if os.path.exists(input.responses):
+        sizes = response_shapes(input.responses)
+        n_eval = sizes["n_test"] + sizes["n_challenge"]
+        return dict(rows=sizes["n_train"] + n_eval, n_eval=n_eval, voxels=sizes["columns"])
+    rows, n_eval, voxels = planned_fit_rows(subject)
+    return dict(rows=rows, n_eval=n_eval, voxels=voxels)
+
+
+def model_maps_mb(model, rows):
+    """MB a fit job that runs ``model`` (features.store none) adds: its weights, one group of
+    layers' maps, a batch's activations (encscale.encoding.plan.model_maps_bytes); 0 with
+    feature files, or the group's budget alone for a plugin model."""
+    if STORE == "file":
+        return 0
+    if model not in MODEL_SHAPES:
+        return GROUP_BYTES // 2**20
+    shape = MODEL_SHAPES[model]
+    itemsize = 2 if FEATURES["storage"] == "float16" else 4
+    held = plan.model_maps_bytes(
+        rows, shape["maps"], shape["n_params"], itemsize, GROUP_BYTES, FEATURES["batch_size"]
+    )
+    return math.ceil(held / 2**20)
+
+
+def forward_flop(model, rows):
+    """FLOP of a store-none fit job's forward passes: one per layer group over its rows, each
+    as deep as the group's deepest layer."""
+    if model not in MODEL_SHAPES:
+        return 0.0
+    shape = MODEL_SHAPES[model]
+    itemsize = 2 if FEATURES["storage"] == "float16" else 4
+    passes = plan.model_maps_depth(rows, shape["maps"], itemsize, GROUP_BYTES)
+    return passes * rows * shape["flops"]
+
+
 def fit_job_mem_mb(wildcards, input, attempt):
-    return plan.mem_mb(fit_job_shapes(wildcards, input), attempt)
+    shapes = fit_job_shapes(wildcards, input)
+    return plan.mem_mb(shapes, attempt) + model_maps_mb(wildcards.model, shapes.rows)
 
 
 def fit_job_runtime(wildcards, input, attempt):
     """Minutes for a subject × model job: its work and reading its features file at the
     device's rates (encscale.encoding.plan.runtime_min); before the files exist, the planned
     shapes, which know one layer's sets only."""
-    return fit_runtime(fit_job_shapes(wildcards, input), input, attempt)
+    return fit_runtime(fit_job_shapes(wildcards, input), input, attempt, wildcards.model)
 
 
 def fixed_set_settings():
@@ -258,34 +322,64 @@ def fixed_set_settings():
     return {**fit_settings(FIXED_SET["model"]), "pool_sizes": [FIXED_SET["k"]]}
 
 
+def fixed_set_shapes(wildcards, input):
+    return fit_job_shapes(wildcards, input, fixed_set_settings(), FIXED_SET["model"])
+
+
 def fixed_set_mem_mb(wildcards, input, attempt):
-    return plan.mem_mb(fit_job_shapes(wildcards, input, fixed_set_settings()), attempt)
+    shapes = fixed_set_shapes(wildcards, input)
+    return plan.mem_mb(shapes, attempt) + model_maps_mb(FIXED_SET["model"], shapes.rows)
 
 
 def fixed_set_runtime(wildcards, input, attempt):
-    return fit_runtime(fit_job_shapes(wildcards, input, fixed_set_settings()), input, attempt)
+    return fit_runtime(fixed_set_shapes(wildcards, input), input, attempt, FIXED_SET["model"])
 
 
 def fixed_set_gpu_mem_mb(wildcards, input, attempt):
-    return gpu_mem_mb(fit_job_shapes(wildcards, input, fixed_set_settings()), attempt)
+    return gpu_mem_mb(fixed_set_shapes(wildcards, input), attempt, FIXED_SET["model"])
 
 
 def fit_job_gpu_mem_mb(wildcards, input, attempt):
-    return gpu_mem_mb(fit_job_shapes(wildcards, input), attempt)
+    return gpu_mem_mb(fit_job_shapes(wildcards, input), attempt, wildcards.model)
 
 
-def fit_runtime(shapes, input, attempt):
+def fit_runtime(shapes, input, attempt, model):
     """Minutes of a fit job of ``shapes`` that reads its features file (0 bytes before it
-    exists) at the device's rates."""
-    read = os.path.getsize(input.features) if os.path.exists(input.features) else 0
-    return plan.runtime_min(shapes, ENC["device"], read, attempt)
+    exists), or runs ``model`` over its images (features.store none), at the device's
+    rates."""
+    read = (
+        os.path.getsize(input.features) if STORE == "file" and os.path.exists(input.features) else 0
+    )
+    half = FEATURES["precision"] != "fp32"
+    return plan.runtime_min(
+        shapes, ENC["device"], read, attempt, forward_flop(model, shapes.rows), half
+    )
 
 
-def gpu_mem_mb(shapes, attempt):
-    """Device memory of a fit job on a GPU: its peak less the interpreter's (0 on the CPU)."""
+def gpu_mem_mb(shapes, attempt, model):
+    """Device memory of a fit job on a GPU: its peak less the interpreter's, and what running
+    the model adds (0 on the CPU)."""
     if ENC["device"] == "cpu":
         return 0
-    return plan.mem_mb(shapes, attempt) - plan.BASE_BYTES // 2**20
+    peak = plan.mem_mb(shapes, attempt) - plan.BASE_BYTES // 2**20
+    return peak + model_maps_mb(model, shapes.rows)
+
+
+def features_input(model):
+    """A fit job's model input: its features file, or (features.store none) the stimuli and
+    the weights file it runs the model with."""
+    if STORE == "file":
+        return {"features": f"{RESULTS}/features/{model}.h5"}
+    return {"stimuli": f"{RESULTS}/stimuli.h5", "weights": weights_input(model)}
+
+
+def model_maps_params(model):
+    """How a store-none fit job runs ``model`` (encscale.vision.live); None with files."""
+    if STORE == "file":
+        return None
+    keys = ("batch_size", "precision", "storage", "pixel_norm", "offline", "group_memory_mb")
+    spec = config["models"][model]
+    return dict(name=model, spec=spec, device=ENC["device"], **{k: FEATURES[k] for k in keys})
 
 
 def weights_input(model):
@@ -394,28 +488,32 @@ def submission_fits(name, subject):
 
 def submission_fit_mem_mb(wildcards, input, attempt):
     """Memory of a refit on every training image: a subject × model job of one draw."""
-    return plan.mem_mb(submission_fit_shapes(wildcards, input), attempt)
+    shapes = submission_fit_shapes(wildcards, input)
+    return plan.mem_mb(shapes, attempt) + model_maps_mb(wildcards.model, shapes.rows)
 
 
 def submission_fit_gpu_mem_mb(wildcards, input, attempt):
-    return gpu_mem_mb(submission_fit_shapes(wildcards, input), attempt)
+    return gpu_mem_mb(submission_fit_shapes(wildcards, input), attempt, wildcards.model)
 
 
 def submission_fit_runtime(wildcards, input, attempt):
-    return fit_runtime(submission_fit_shapes(wildcards, input), input, attempt)
+    shapes = submission_fit_shapes(wildcards, input)
+    return fit_runtime(shapes, input, attempt, wildcards.model)
 
 
 def submission_fit_shapes(wildcards, input):
     """The refit's shapes: one draw of every training image (train and test splits)."""
     settings = fit_settings(wildcards.model)
-    if os.path.exists(input.responses) and os.path.exists(input.features):
+    rows = job_rows(wildcards.subject, input)
+    draws = [rows["rows"] - rows["n_eval"]]
+    if wildcards.model in MODEL_SHAPES:
+        maps = MODEL_SHAPES[wildcards.model]["maps"]
+        return plan.map_shapes(**rows, draws=draws, settings=settings, maps=maps)
+    if STORE == "file" and os.path.exists(input.responses) and os.path.exists(input.features):
         sizes = response_shapes(input.responses)
         draws = [sizes["n_train"] + sizes["n_test"]]
         return plan.fit_job_shapes(input.responses, input.features, draws, settings)
-    rows, n_eval, columns = planned_fit_rows(wildcards.subject)
-    return plan.planned_shapes(
-        rows=rows, n_eval=n_eval, voxels=columns, draws=[rows - n_eval], settings=settings
-    )
+    return plan.planned_shapes(**rows, draws=draws, settings=settings)
 
 
 def fit_names():
@@ -437,7 +535,7 @@ def h5_outputs():
         *(raw if DATASET == "demo" else []),
         f"{RESULTS}/stimuli.h5",
         *responses_files().values(),
-        *(f"{RESULTS}/features/{model}.h5" for model in MODELS),
+        *(f"{RESULTS}/features/{model}.h5" for model in MODELS if STORE == "file"),
         *(f"{RESULTS}/fits/{name}.h5" for name in fit_names()),
         *(
             f"{RESULTS}/fits/{subject}/{model}/n{size}_s{seed}.h5"
@@ -455,8 +553,9 @@ def benchmark_files():
     files = dict(
         prepare_stimuli=[benchmark_path("prepare_stimuli")],
         prepare_subject=[benchmark_path("prepare_subject", s) for s in SUBJECTS],
-        extract_features=[benchmark_path("extract_features", m) for m in MODELS],
     )
+    if STORE == "file":
+        files["extract_features"] = [benchmark_path("extract_features", m) for m in MODELS]
     if FIT_JOB == "subject_model":
         files["fit_subject_model"] = [
             benchmark_path("fit_subject_model", f"{s}/{m}") for s in SUBJECTS for m in MODELS

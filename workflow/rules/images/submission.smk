@@ -9,8 +9,8 @@ if DATASET == "algonauts2023":
     # its (set, penalty) per vertex chosen by cross-validation as in the other fits.
     rule fit_submission:
         input:
+            unpack(lambda w: features_input(w.model)),
             responses=f"{RESULTS}/responses/{{subject}}.h5",
-            features=f"{RESULTS}/features/{{model}}.h5",
         output:
             f"{RESULTS}/submission/fits/{{subject}}/{{model}}.h5",
         log:
@@ -29,6 +29,7 @@ if DATASET == "algonauts2023":
             gpu=gpu_resources(ENC["device"]),
         params:
             settings=lambda w: fit_settings(w.model),
+            model_maps=lambda w: model_maps_params(w.model),
         script:
             "../../scripts/fit_submission.py"
 
