@@ -112,3 +112,17 @@ def test_store_none_plans_no_extraction_and_gpu_fit_jobs_sized_from_the_models(t
     # more than a group, so several forward passes
     e = shapes_of["eva02_enormous"]
     assert len(e["maps"]) == 64 and plan.model_maps_passes(10_000, e["maps"], 2, group) >= 3
+
+
+def test_store_none_refuses_what_it_cannot_do(tmp_path):
+    config = nsd_config()
+    config["features"]["store"] = "none"
+    config["features"]["prefix_tokens"] = "keep"
+    proc = run_snakemake(tmp_path, config, "-n", env=NO_NETWORK, check=False)
+    assert (
+        proc.returncode != 0 and "config key 'features.prefix_tokens'" in proc.stdout + proc.stderr
+    )
+    config["features"]["prefix_tokens"] = "drop"
+    config["encoding"]["job"] = "fit"
+    proc = run_snakemake(tmp_path / "fit", config, "-n", env=NO_NETWORK, check=False)
+    assert proc.returncode != 0 and "config key 'features.store'" in proc.stdout + proc.stderr

@@ -87,6 +87,12 @@ if STORE == "none" and FIT_JOB != "subject_model":
         "none runs the model in the subject × model fit jobs: it needs encoding.job "
         "subject_model",
     )
+if STORE == "none" and FEATURES["prefix_tokens"] == "keep":
+    config_error(
+        "features.prefix_tokens",
+        "keep needs the features files (features.store: file): a fit job that runs the "
+        "model fits the layers' maps only",
+    )
 if MODEL_PROBLEMS:
     raise ValueError(
         "\n".join(f"config key 'models.{m}': {why}" for m, why in MODEL_PROBLEMS.items())
