@@ -79,3 +79,25 @@ def test_subsample_is_seeded_sorted_and_checked():
     assert np.array_equal(subsample(100, 5, 7, mode="prefix"), np.arange(5))
     with pytest.raises(ValueError, match="larger than the 100 samples"):
         subsample(100, 101, 0)
+
+
+def test_penalties_at_the_grids_edges_are_counted_and_warned(tmp_path, caplog):
+    rois = {"early": [1, 1, 0, 0], "ventral": [0, 0, 1, 1]}
+    fit, resp = write_score_inputs(tmp_path, [0.1, 0.2, 0.3, 0.4], [25.0, 16.0, 36.0, 64.0], rois)
+    with h5py.File(fit, "a") as f:
+        f["best_alpha"] = np.array([0.1, 1.0, 10.0, 10.0], dtype=np.float32)
+        f.attrs["alphas"] = np.array([0.1, 1.0, 10.0])
+    with caplog.at_level("WARNING", logger="encscale"):
+        df = score_fit(fit, resp).set_index("roi")
+    assert df.loc["all", "edge_low"] == 0.25 and df.loc["all", "edge_high"] == 0.5
+    assert df.loc["early", "edge_low"] == 0.5 and df.loc["early", "edge_high"] == 0.0
+    assert df.loc["ventral", "edge_high"] == 1.0
+    warned = [r.getMessage() for r in caplog.records]
+    assert any("50.0 % of the voxels chose the grid's largest penalty (10)" in m for m in warned)
+    assert any("25.0 % of the voxels chose the grid's smallest penalty (0.1)" in m for m in warned)
+
+
+def test_an_ensemble_has_no_penalties_to_count(tmp_path, caplog):
+    fit, resp = write_score_inputs(tmp_path, [0.1, 0.2], [25.0, 16.0], {})
+    df = score_fit(fit, resp)
+    assert df["edge_low"].isna().all() and df["edge_high"].isna().all()

@@ -6,19 +6,26 @@ explained, each voxel capped at 100), and ``r_norm`` the mean of ``r / √(NC/10
 correlation relative to its ceiling, over the ROI's voxels whose ceiling reaches
 ``min_noise_ceiling`` percent (the others, counted in ``n_below_ceiling``, would divide by
 nearly 0: ncsnr 0 gives NC 0). Both are NaN where the responses file's noise ceiling is NaN
-(a dataset without ncsnr).
+(a dataset without ncsnr). ``edge_low`` and ``edge_high`` are the shares of an ROI's voxels
+whose chosen penalty is the grid's smallest or largest (NaN for an ensemble): more than
+:data:`EDGE_WARNING` of a fit's voxels at either edge is logged as a warning, as the grid
+probably cuts off their best penalty.
 """
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
 
 from encscale.contracts import read_fit, read_responses
 from encscale.metrics import algonauts_score, ceiling_r
+
+log = logging.getLogger(__name__)
 
 SCORE_COLUMNS = [
     "subject",
@@ -34,8 +41,11 @@ SCORE_COLUMNS = [
     "nn_r2",
     "ceiling_r",
     "n_below_ceiling",
+    "edge_low",
+    "edge_high",
 ]
 MIN_NOISE_CEILING = 1.0  # percent of variance: the default of encoding.min_noise_ceiling
+EDGE_WARNING = 0.05  # a fit whose voxels choose a penalty at the grid's edge more often warns
 
 
 def roi_masks(
@@ -51,8 +61,10 @@ def score_fit(
 ) -> pd.DataFrame:
     """One row per ROI (every atlas in the responses file, and ``all``) for one fit file;
     ``min_noise_ceiling`` (percent): voxels below it are left out of ``r_norm``."""
-    fit = read_fit(fit_path, ["test_r"])
+    fit = read_fit(fit_path, ["test_r"], optional=["best_alpha"])
     r = fit.test_r.astype(np.float64)
+    low, high = penalty_edges(fit.best_alpha, fit.attrs.get("alphas"), r.shape[0])
+    _warn_edges(fit_path, low, high, fit.attrs.get("alphas"))
     meta = {k: fit.attrs[k] for k in ("subject", "model", "n_params", "size", "seed")}
     resp = read_responses(responses_path, ["noise_ceiling"], optional=["rois"])
     nc = resp.noise_ceiling.astype(np.float64)
@@ -77,12 +89,42 @@ def score_fit(
                 nn_r2=nn[mask].mean(),
                 ceiling_r=ceiling_r(nc[mask]).mean(),
                 n_below_ceiling=int(below[mask].sum()),
+                edge_low=low[mask].mean(),
+                edge_high=high[mask].mean(),
             )
         )
     df = pd.DataFrame(rows, columns=SCORE_COLUMNS)
     df["subject"] = df["subject"].astype(str)
     df["model"] = df["model"].astype(str)
     return df
+
+
+def penalty_edges(
+    best_alpha: np.ndarray | None, alphas: np.ndarray | None, n_voxels: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """(V,) float: 1 where a voxel's chosen penalty is the grid's smallest (first array) or
+    largest (second), else 0; NaN for a fit without penalties (an ensemble)."""
+    if best_alpha is None or alphas is None or len(alphas) == 0:
+        nan = np.full(n_voxels, np.nan)
+        return nan, nan
+    chosen = best_alpha.astype(np.float64)
+    grid = np.asarray(alphas, dtype=np.float64)
+    low = np.isclose(chosen, grid.min(), rtol=1e-6)
+    high = np.isclose(chosen, grid.max(), rtol=1e-6)
+    return low.astype(np.float64), high.astype(np.float64)
+
+
+def _warn_edges(path: str | Path, low: np.ndarray, high: np.ndarray, alphas: Any) -> None:
+    for share, edge, value in ((low, "smallest", np.min), (high, "largest", np.max)):
+        if np.isfinite(share).all() and share.mean() > EDGE_WARNING:
+            log.warning(
+                "%s: %.1f %% of the voxels chose the grid's %s penalty (%.3g): their best may "
+                "lie beyond it; widen encoding.alphas",
+                path,
+                100 * share.mean(),
+                edge,
+                value(alphas),
+            )
 
 
 def _mean_kept(values: np.ndarray, left_out: np.ndarray) -> float:
