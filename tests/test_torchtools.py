@@ -17,12 +17,22 @@ from encscale.torchtools import (
 
 
 def test_precisions_name_their_compute_dtypes():
-    assert PRECISIONS == {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
+    assert PRECISIONS == {
+        "fp32": torch.float32,
+        "tf32": torch.float32,
+        "bf16": torch.bfloat16,
+        "fp16": torch.float16,
+    }
 
 
 @pytest.mark.parametrize(
     ("precision", "dtype"),
-    [("fp32", torch.float32), ("bf16", torch.bfloat16), ("fp16", torch.float16)],
+    [
+        ("fp32", torch.float32),
+        ("tf32", torch.float32),
+        ("bf16", torch.bfloat16),
+        ("fp16", torch.float16),
+    ],
 )
 def test_autocast_computes_a_product_in_the_precision(precision, dtype):
     a, b = torch.randn(8, 8), torch.randn(8, 8)
@@ -30,14 +40,15 @@ def test_autocast_computes_a_product_in_the_precision(precision, dtype):
         product = a @ b
         enabled = torch.is_autocast_enabled("cpu")
     assert product.dtype == dtype
-    assert enabled == (precision != "fp32")
+    assert enabled == (precision not in ("fp32", "tf32"))
     assert not torch.is_autocast_enabled("cpu")
 
 
 def test_autocast_takes_a_device_object_and_refuses_an_unknown_precision():
     with autocast(torch.device("cpu"), "bf16"):
         assert (torch.ones(2, 2) @ torch.ones(2, 2)).dtype == torch.bfloat16
-    with pytest.raises(ValueError, match=r"precision must be one of \['fp32', 'bf16', 'fp16'\]"):
+    known = r"\['fp32', 'tf32', 'bf16', 'fp16'\]"
+    with pytest.raises(ValueError, match=rf"precision must be one of {known}"):
         autocast("cpu", "fp8")
 
 
@@ -84,3 +95,19 @@ def test_import_torchvision_and_timm_give_working_modules():
         [[2.0, 1.0, 0.0]]
     ]
     assert hasattr(import_timm(), "create_model")
+
+
+@pytest.mark.parametrize("before", [False, True])
+def test_tf32_is_on_only_for_tf32_and_restored_after(before):
+    """fp32 is full float32 whatever the process's setting; tf32 allows TF32 (on NVIDIA
+    GPUs: matrix products and cuDNN convolutions); the setting is restored after."""
+    matmul, cudnn = torch.backends.cuda.matmul, torch.backends.cudnn
+    saved = matmul.allow_tf32, cudnn.allow_tf32
+    matmul.allow_tf32 = cudnn.allow_tf32 = before
+    try:
+        for precision, inside in (("fp32", False), ("tf32", True)):
+            with autocast("cuda", precision):
+                assert matmul.allow_tf32 is inside and cudnn.allow_tf32 is inside
+            assert matmul.allow_tf32 is before and cudnn.allow_tf32 is before
+    finally:
+        matmul.allow_tf32, cudnn.allow_tf32 = saved

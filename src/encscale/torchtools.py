@@ -15,12 +15,20 @@ from __future__ import annotations
 
 import resource
 import sys
-from contextlib import AbstractContextManager, nullcontext
+from collections.abc import Iterator
+from contextlib import AbstractContextManager, contextmanager
 
 import torch
 
-# Compute dtypes by precision name: fp32 runs as is, bf16 and fp16 under autocast.
-PRECISIONS = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
+# Compute dtypes by precision name: fp32 runs in full float32 (TF32 off), tf32 in float32
+# with TF32 matrix products and convolutions on NVIDIA GPUs (the same as fp32 elsewhere),
+# bf16 and fp16 under autocast.
+PRECISIONS = {
+    "fp32": torch.float32,
+    "tf32": torch.float32,
+    "bf16": torch.bfloat16,
+    "fp16": torch.float16,
+}
 
 _SCHEMAS = {
     "nms": "nms(Tensor dets, Tensor scores, float iou_threshold) -> Tensor",
@@ -30,13 +38,26 @@ _library = None  # keeps the torch.library fragment alive for the process
 
 
 def autocast(device: str | torch.device, precision: str) -> AbstractContextManager:
-    """The autocast context of ``precision`` (a key of :data:`PRECISIONS`) on ``device``:
-    none for fp32, else autocast to bfloat16 or float16."""
+    """The context of ``precision`` (a key of :data:`PRECISIONS`) on ``device``: TF32 off
+    for fp32 and on for tf32 (CUDA's matrix products and cuDNN's convolutions, restored
+    after the block), else autocast to bfloat16 or float16."""
     if precision not in PRECISIONS:
         raise ValueError(f"precision must be one of {list(PRECISIONS)}, got {precision!r}")
-    if precision == "fp32":
-        return nullcontext()
+    if precision in ("fp32", "tf32"):
+        return _tf32(precision == "tf32")
     return torch.autocast(device_type=torch.device(device).type, dtype=PRECISIONS[precision])
+
+
+@contextmanager
+def _tf32(allowed: bool) -> Iterator[None]:
+    """TF32 matrix products and convolutions allowed (or not) inside the block."""
+    matmul, cudnn = torch.backends.cuda.matmul, torch.backends.cudnn
+    saved = matmul.allow_tf32, cudnn.allow_tf32
+    matmul.allow_tf32 = cudnn.allow_tf32 = allowed
+    try:
+        yield
+    finally:
+        matmul.allow_tf32, cudnn.allow_tf32 = saved
 
 
 def count_parameters(model: torch.nn.Module) -> int:

@@ -291,7 +291,7 @@ def test_the_study_config_installs_and_fetches_through_the_main_workflow(source,
     run_snakemake(tmp_path, config, "--resources", "download_slots=1")
     assert dl.Dataset(str(root)).is_installed() and not (root / MOVIE_A).exists()
     jobs = Counter(rule for rule, _ in dry_run_jobs(tmp_path, config))
-    n_runs = 1 + 4 + 4 + 4 + 3 + 2  # the base, then each dimension's other values
+    n_runs = 1 + 4 + 4 + 4 + 3 + 3  # the base, then each dimension's other values
     assert jobs["train_gpt"] == jobs["extract_features"] == jobs["fit_encoding"] == n_runs
     assert jobs["fetch_cneuromod"] == jobs["train_tokenizer"] == jobs["figures_video"] == 1
     assert dl.Dataset(str(root)).is_installed() and not (root / MOVIE_A).exists()

@@ -158,7 +158,7 @@ def test_reference_rows_give_each_keys_type_default_and_limits():
     assert "its keys are those of `models.<name>`" in images
     for row in (
         "| `dataset` | string | **required** | `demo_movies`, `cneuromod` |",
-        "| `gpt.grid.base.precision` | string | **required** | `fp32`, `bf16`, `fp16` |",
+        "| `gpt.grid.base.precision` | string | **required** | `fp32`, `tf32`, `bf16`, `fp16` |",
         "| `gpt.grid.width` | list of integer | the base's alone | each: ≥ 1; no repeats |",
         "| `gpt.resources.runtime` | integer | `60` | ≥ 1 |",
         "| `encoding.n_folds` | integer | `5` | ≥ 2 |",

@@ -28,9 +28,14 @@ from encscale.video.grid import DIMENSIONS
 # The study's figures, by the names of their files.
 FIGURES = ("architecture", "data_size", "precision", "compute_frontier")
 # Precisions in plotting order; any other precision is put after these, alphabetically.
-PRECISIONS = ("fp32", "fp16", "bf16")
-PRECISION_COLORS = {"fp32": "tab:blue", "fp16": "tab:orange", "bf16": "tab:green"}
-PRECISION_MARKERS = {"fp32": "o", "fp16": "s", "bf16": "^"}
+PRECISIONS = ("fp32", "tf32", "fp16", "bf16")
+PRECISION_COLORS = {
+    "fp32": "tab:blue",
+    "tf32": "tab:purple",
+    "fp16": "tab:orange",
+    "bf16": "tab:green",
+}
+PRECISION_MARKERS = {"fp32": "o", "tf32": "D", "fp16": "s", "bf16": "^"}
 RUN_KEYS = ("run", *DIMENSIONS)
 SCORE_COLUMNS = ("subject", "run", "r")
 SPEED_COLUMNS = (*RUN_KEYS, "wall_s", "tokens_per_s")
