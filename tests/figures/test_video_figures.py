@@ -390,3 +390,15 @@ def test_video_figures_from_the_runs_and_scores_tables(tmp_path):
     assert [t.get_text() for t in ax_rate.texts] == ["1.25×", "1.17×"]
     (ax,) = figures["compute_frontier"].axes
     np.testing.assert_allclose(lines(ax)[vf.FRONT_LABEL].get_ydata(), mean_r(*FRONT))
+
+
+def test_plot_precision_shows_all_four_with_tf32_after_fp32(tmp_path):
+    runs = make_runs()
+    tf32 = runs[runs["run"] == "bf16"].assign(run="tf32", precision="tf32", tokens_per_s=1080.0)
+    runs = pd.concat([runs, tf32], ignore_index=True)
+    assert vf.precision_speedups(runs, BASE)["tf32"] == 1.08
+    fig = vf.plot_precision(runs, BASE)
+    ax_time, ax_rate = fig.axes
+    assert [t.get_text() for t in ax_rate.get_xticklabels()] == ["fp32", "tf32", "fp16", "bf16"]
+    np.testing.assert_allclose([b.get_height() for b in ax_rate.patches], [1000, 1080, 1250, 1170])
+    assert [t.get_text() for t in ax_rate.texts] == ["1.08×", "1.25×", "1.17×"]
