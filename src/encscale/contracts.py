@@ -104,6 +104,7 @@ and ``seed``.
 from __future__ import annotations
 
 import contextlib
+import math
 from collections.abc import Collection, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -591,6 +592,15 @@ def layer_groups(sizes: Sequence[int], max_bytes: int) -> list[list[int]]:
             groups.append([i])
             held = size
     return groups
+
+
+def group_budget(group_memory_mb: int | None, device_bytes: float) -> int:
+    """Bytes one group of layers' maps may take (``features.group_memory_mb``): as given,
+    else a quarter of the device's memory ``device_bytes``, or 4 GiB where it is unbounded
+    (the CPU)."""
+    if group_memory_mb:
+        return int(group_memory_mb) * 2**20
+    return int(device_bytes) // 4 if math.isfinite(device_bytes) else 4 * 2**30
 
 
 def map_sets(lm: LayerMap, pool_sizes: Sequence[int] | str) -> list[FeatureSet]:

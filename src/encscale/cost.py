@@ -73,7 +73,7 @@ import pandas as pd
 import torch
 import yaml
 
-from encscale.contracts import pool_grid
+from encscale.contracts import group_budget, pool_grid
 from encscale.data import algonauts, nsd
 from encscale.encoding import plan
 from encscale.encoding.ensemble import ENSEMBLE
@@ -423,15 +423,6 @@ def model_fit_job(
     )
 
 
-def group_bytes_of(config: Mapping[str, Any], rates: plan.Rates) -> int:
-    """``features.group_memory_mb`` in bytes, else what a store-none job takes: a quarter of
-    the device's memory (4 GiB on the CPU)."""
-    mb = config.get("features", {}).get("group_memory_mb")
-    if mb:
-        return int(mb) * 2**20
-    return 4 * 2**30 if not math.isfinite(rates.memory) else int(rates.memory) // 4
-
-
 def old_fit_job(
     subject: SubjectShape,
     shape: ModelShape,
@@ -591,7 +582,7 @@ def study_cost(
                 settings,
                 itemsize,
                 rates,
-                group_bytes=group_bytes_of(config, rates),
+                group_bytes=group_budget(feats.get("group_memory_mb"), rates.memory),
                 batch_size=batch,
                 side=side,
                 forward_rate=forward_rate,

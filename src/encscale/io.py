@@ -68,6 +68,13 @@ def write_nifti(path: PathLike, data: np.ndarray, affine: np.ndarray) -> None:
         gz.write(img.to_bytes())
 
 
+def file_identity(path: PathLike) -> list[int]:
+    """A file's size and modification time (ns): what tells a resumed job that its input is
+    the one it started from."""
+    stat = os.stat(path)
+    return [stat.st_size, stat.st_mtime_ns]
+
+
 def require_file(path: PathLike, what: str) -> Path:
     """``path`` as a Path; a FileNotFoundError ``<path>: <what> is missing`` if it does not
     exist (``what`` says what the file is: "NSD design file", "VQ-VAE checkpoint", ...)."""

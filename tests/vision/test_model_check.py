@@ -9,13 +9,17 @@ import pytest
 
 from conftest import run_snakemake
 from encscale.vision import model_check
-from encscale.vision.model_check import model_problems, timm_entry_problem
+from encscale.vision.model_check import model_problems, timm_entry_check
 
 ATTO = {
     "timm": "convnext_atto",
     "kwargs": {"dims": [8, 16, 24, 32], "depths": [1, 1, 1, 1]},
     "input_size": 64,
 }
+
+
+def timm_entry_problem(spec, pool_sizes):
+    return timm_entry_check(spec, pool_sizes)[0]
 
 
 @pytest.mark.parametrize(

@@ -49,7 +49,7 @@ from encscale.encoding.ridge import (
     kfold_splits,
     lgo_scores,
 )
-from encscale.io import atomic_path
+from encscale.io import atomic_path, file_identity
 from encscale.metrics import pearson_r
 from encscale.vision.layers import maxpool_tokens
 
@@ -173,7 +173,9 @@ def fit_subject_model(
         # a source that runs the model resumes after its last completed group of layers
         ends = features.group_ends(stimuli.size) if hasattr(features, "group_ends") else set()
         resume = _resume_path(out_paths) if ends else None
-        signature = _signature(sets, draws, alphas, scoring, n_folds, features.model)
+        signature = _signature(
+            sets, draws, alphas, scoring, n_folds, features.model, responses_path
+        )
         start = _resume(resume, signature, draws, progress) if resume else 0
         started = time.perf_counter()
         for f, fs, formed in _formed_sets(
@@ -242,14 +244,16 @@ def _signature(
     scoring: str,
     n_folds: int,
     model: str,
+    responses_path: str | Path,
 ) -> str:
-    """What a saved state must match to be resumed: the sets, draws, penalties and scoring."""
-    h = hashlib.sha256(repr((model, [fs.name for fs in sets], scoring, n_folds)).encode())
+    """What a saved state must match to be resumed: the responses file (its size and time),
+    the sets, draws and their rows, penalties and scoring."""
+    identity = (model, [fs.name for fs in sets], scoring, n_folds, file_identity(responses_path))
+    h = hashlib.sha256(repr(identity).encode())
     h.update(np.asarray(alphas, np.float64).tobytes())
     for draw in draws:
         h.update(f"{draw.size},{draw.seed}".encode())
         h.update(draw.train_rows.tobytes())
-        h.update(np.ascontiguousarray(draw.y).tobytes())
     return h.hexdigest()
 
 

@@ -40,11 +40,17 @@ from encscale.contracts import (
     image_dataset,
     update_features,
 )
-from encscale.io import open_h5, read_h5
+from encscale.io import file_identity, open_h5, read_h5
 from encscale.jobs import progress as progress_bar
 from encscale.torchtools import PRECISIONS, autocast, count_parameters
 from encscale.vision.layers import LayerExtractor, preprocess
-from encscale.vision.registry import InputSpec, build_model, input_spec, weights_source
+from encscale.vision.registry import (
+    InputSpec,
+    build_model,
+    input_spec,
+    reported_params,
+    weights_source,
+)
 
 log = logging.getLogger(__name__)
 
@@ -124,7 +130,7 @@ def extract_features(
         compression=compression,
         prefix_tokens=prefix_tokens,
         pixel_norm=pixel_norm,
-        stimuli=_file_identity(stimuli_path),
+        stimuli=file_identity(stimuli_path),
     )
     signature = hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()
     layout = probe_layout(extractor, ispec, device)
@@ -214,11 +220,6 @@ def to_storage(x: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
     return x.to(dtype).contiguous()
 
 
-def _file_identity(path: str | Path) -> list[int]:
-    stat = os.stat(path)
-    return [stat.st_size, stat.st_mtime_ns]
-
-
 def _to_storage(x: torch.Tensor, dtype: torch.dtype) -> np.ndarray:
     """``x`` rounded to the storage dtype on its device, then as a C-contiguous array."""
     return to_storage(x, dtype).cpu().numpy()
@@ -299,7 +300,7 @@ def _file_attrs(
     return dict(
         model=name,
         source=spec.get("timm") or spec.get("factory"),
-        n_params=int(spec.get("n_params") or counted),
+        n_params=reported_params(spec, model),
         n_params_counted=counted,
         weights=weights_source(spec),
         precision=precision,

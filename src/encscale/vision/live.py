@@ -15,6 +15,7 @@ by the same functions as extraction (:mod:`encscale.vision.extract`).
 from __future__ import annotations
 
 import logging
+import math
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -22,9 +23,16 @@ from typing import Any
 import numpy as np
 import torch
 
-from encscale.contracts import FeatureSet, LayerMap, image_dataset, layer_groups, map_sets
+from encscale.contracts import (
+    FeatureSet,
+    LayerMap,
+    group_budget,
+    image_dataset,
+    layer_groups,
+    map_sets,
+)
 from encscale.io import open_h5
-from encscale.torchtools import autocast, count_parameters
+from encscale.torchtools import autocast
 from encscale.vision.extract import (
     STORAGE,
     TORCH_STORAGE,
@@ -34,6 +42,7 @@ from encscale.vision.extract import (
     to_storage,
 )
 from encscale.vision.layers import LayerExtractor, preprocess
+from encscale.vision.registry import reported_params
 
 log = logging.getLogger(__name__)
 
@@ -72,8 +81,8 @@ class ModelMaps:
         with open_h5(stimuli_path, "stimuli") as stim:
             self.n_stimuli = image_dataset(stim).shape[0]
         self.model, self.path = name, f"{name} (run over {stimuli_path})"
-        self.n_params = int(spec.get("n_params") or count_parameters(self.net))
-        self.max_bytes = max_bytes or _default_budget(device)
+        self.n_params = reported_params(spec, self.net)
+        self.max_bytes = max_bytes or group_budget(None, _free_memory(device))
         self.passes = 0  # forward passes over the fit's images, one per group
         self._rows: np.ndarray | None = None
         self._held: dict[str, torch.Tensor] = {}
@@ -138,10 +147,11 @@ class ModelMaps:
         self._held, self._rows = {}, None
 
 
-def _default_budget(device: str) -> int:
+def _free_memory(device: str) -> float:
+    """The device's free memory in bytes; inf on the CPU (not bounded here)."""
     if torch.device(device).type == "cuda":
-        return torch.cuda.mem_get_info(torch.device(device))[0] // 4
-    return 4 * 2**30
+        return torch.cuda.mem_get_info(torch.device(device))[0]
+    return math.inf
 
 
 def model_maps_from_config(stimuli_path: str | Path, params: dict[str, Any]) -> ModelMaps:

@@ -109,12 +109,6 @@ def module_patterns(model: Any) -> list[str]:
     ]
 
 
-def timm_entry_problem(spec: Mapping[str, Any], pool_sizes: Sequence[int] | str) -> str | None:
-    """What is wrong with one timm entry, or None; imports timm and torch."""
-    problem, _ = timm_entry_check(spec, pool_sizes)
-    return problem
-
-
 def timm_entry_check(
     spec: Mapping[str, Any], pool_sizes: Sequence[int] | str
 ) -> tuple[str | None, dict[str, Any] | None]:
@@ -125,7 +119,7 @@ def timm_entry_check(
 
     from encscale.torchtools import import_timm
     from encscale.vision.layers import LayerExtractor
-    from encscale.vision.registry import input_spec
+    from encscale.vision.registry import input_spec, reported_params
 
     timm = import_timm()
     name = spec["timm"]
@@ -159,7 +153,7 @@ def timm_entry_check(
         maps = [fmap for fmap, _ in extractor(torch.zeros(1, 3, side, side, device="meta"))]
     extractor.close()
     shapes = dict(
-        n_params=int(spec.get("n_params") or sum(p.numel() for p in model.parameters())),
+        n_params=reported_params(dict(spec), model),
         maps=[[int(d) for d in m.shape[1:]] for m in maps],
         flops=float(counter.get_total_flops()),
     )

@@ -40,7 +40,7 @@ from typing import Any
 import torch
 
 from encscale.io import PathLike
-from encscale.torchtools import import_timm
+from encscale.torchtools import count_parameters, import_timm
 
 WEIGHTS = ("random", "hub", "file")
 
@@ -169,6 +169,12 @@ def input_spec(model: torch.nn.Module, spec: dict[str, Any]) -> InputSpec:
             "in its registry entry (the model has no pretrained config)"
         )
     return InputSpec(size=int(size), mean=tuple(mean), std=tuple(std))
+
+
+def reported_params(spec: dict[str, Any], model: torch.nn.Module) -> int:
+    """The parameters a study reports for an entry: its ``n_params`` where it gives one
+    (e.g. a vision branch inside a multimodal wrapper), else the model's count."""
+    return int(spec.get("n_params") or count_parameters(model))
 
 
 def weights_source(spec: dict[str, Any]) -> str:

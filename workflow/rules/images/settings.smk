@@ -4,7 +4,7 @@
 import math
 import os
 
-from encscale.contracts import response_shapes
+from encscale.contracts import group_budget, response_shapes
 from encscale.data import algonauts, nsd, prepared, s3
 from encscale.encoding import plan
 from encscale.encoding.ensemble import ENSEMBLE
@@ -107,9 +107,10 @@ MODEL_SHAPES = (
     if STORE == "none"
     else {}
 )
-GROUP_BYTES = (FEATURES["group_memory_mb"] or 0) * 2**20 or (
-    4 * 2**30 if ENC["device"] == "cpu" else int(plan.RATES["h100"].memory) // 4
+GROUP_BYTES = group_budget(
+    FEATURES["group_memory_mb"], plan.RATES["cpu" if ENC["device"] == "cpu" else "h100"].memory
 )
+MAPS_ITEMSIZE = 2 if FEATURES["storage"] == "float16" else 4  # bytes of a held map value
 
 
 def check_model_key(key, value, ensemble=False):
@@ -293,9 +294,8 @@ def model_maps_mb(model, rows):
     if model not in MODEL_SHAPES:
         return GROUP_BYTES // 2**20
     shape = MODEL_SHAPES[model]
-    itemsize = 2 if FEATURES["storage"] == "float16" else 4
     held = plan.model_maps_bytes(
-        rows, shape["maps"], shape["n_params"], itemsize, GROUP_BYTES, FEATURES["batch_size"]
+        rows, shape["maps"], shape["n_params"], MAPS_ITEMSIZE, GROUP_BYTES, FEATURES["batch_size"]
     )
     return math.ceil(held / 2**20)
 
@@ -306,8 +306,7 @@ def forward_flop(model, rows):
     if model not in MODEL_SHAPES:
         return 0.0
     shape = MODEL_SHAPES[model]
-    itemsize = 2 if FEATURES["storage"] == "float16" else 4
-    passes = plan.model_maps_depth(rows, shape["maps"], itemsize, GROUP_BYTES)
+    passes = plan.model_maps_depth(rows, shape["maps"], MAPS_ITEMSIZE, GROUP_BYTES)
     return passes * rows * shape["flops"]
 
 
