@@ -1,7 +1,8 @@
 """Benchmark one subject × model's encoding fits three ways on a synthetic subject.
 
     python benchmarks/bench_study.py [--quick] [--repeats R] [--device cpu] [--himalaya-backend B]
-                                     [--methods per-fit,new-job,himalaya] [--subject DIR]
+                                     [--methods per-fit,new-job,himalaya,store-none]
+                                     [--model vit_tiny_patch16_224] [--subject DIR]
                                      [--sizes 250,500] [--verbose]
 
 The subject (:func:`encscale.simulate.subject.write_synthetic_subject`, float16 maps, in a
@@ -20,6 +21,9 @@ and scoring "r", and predicts the test split:
 
     per-fit    today's route: ``fit_encoding`` once per size × draw.
     new-job    ``fit_subject_model`` once for all sizes × draws.
+    store-none ``fit_subject_model`` once for all sizes × draws with no features file
+               (``features.store: none``): the model runs over ``stimuli.h5`` itself
+               (``encscale.vision.live.ModelMaps``, its layers in groups); needs ``--model``
     himalaya   per draw and set, RidgeCV (p < n) or KernelRidgeCV (p ≥ n) with the very same
                folds as ``cv=`` and the same penalties (backend torch, or torch_cuda with a CUDA
                ``--device``; solver parameters as in bench_ridge.py); the penalties are given
@@ -28,6 +32,16 @@ and scoring "r", and predicts the test split:
                goes to the larger penalty, then to the lower set index); test predictions of
                the chosen fit. Each layer's map is read once per draw (its training and
                test rows) and pooled with ``maxpool_tokens`` to every k.
+
+With ``--model`` (a timm ViT, random weights, patch 16: depth, width and input side set from
+the subject's layers, channels and map side, so the default shapes are ViT-Ti/16 at 224 px),
+the maps are no synthetic fields but the model's, extracted from smooth random images
+(``encscale.simulate.subject.write_model_subject``, float32) into the features file that the
+other methods read; the voxels are planted on them as above. Then store-none runs too, and
+the report gives both routes' times and disk (the file route: extraction + new job and the
+features file; store-none: the fit job alone, no file) and their agreement: the share of
+(draw, voxel) with the same set and penalty, and the largest |Δ test prediction| relative to
+the largest prediction (the target: identical choices, within 1e-5).
 
 Each method runs in its own spawned process: one untimed warm-up on a tiny subject, then
 ``--repeats`` timed runs (fit files written, comparisons excluded). Columns: wall time
@@ -78,7 +92,7 @@ from encscale.encoding.fit import fit_encoding, subsample
 from encscale.encoding.ridge import is_better, kfold_splits
 from encscale.encoding.subject import fit_subject_model
 from encscale.metrics import pearson_r
-from encscale.simulate.subject import SubjectShapes, write_synthetic_subject
+from encscale.simulate.subject import SubjectShapes, write_model_subject, write_synthetic_subject
 from encscale.vision.layers import maxpool_tokens
 
 BLOCK_BYTES = 512 * 2**20  # himalaya's target batches keep one block under this (bench_ridge)
@@ -106,6 +120,10 @@ class Study:
 class Files:
     features: str
     responses: str
+    stimuli: str | None = None  # --model: the images, and the model that makes the maps
+    model: str | None = None
+    spec: dict | None = dataclasses.field(default=None, hash=False)
+    extract_s: float = float("nan")  # the features file's extraction, wall time
 
 
 @dataclasses.dataclass
@@ -249,6 +267,24 @@ def run_new_job(study: Study, files: Files, out: Path, device: str, backend: str
     return {"routes": routes}
 
 
+def run_store_none(study: Study, files: Files, out: Path, device: str, backend: str) -> dict:
+    """``features.store: none``: the new job with the model running over the images."""
+    from encscale.vision.live import ModelMaps
+
+    maps = ModelMaps(files.stimuli, files.model, files.spec, device=device, progress=note)
+    routes = fit_subject_model(
+        files.responses,
+        maps,
+        {(size, seed): fit_path(out, size, seed) for size, seed in study.draws},
+        n_folds=study.n_folds,
+        alphas=np.asarray(study.alphas),
+        pool_sizes=list(study.ks),
+        device=device,
+        progress=note,
+    )
+    return {"routes": routes, "passes": maps.passes}
+
+
 def target_batch(a: int, rows: int, v: int) -> int:
     """Targets per batch so that one float32 (a × rows × batch) block stays ≲ 512 MB."""
     return int(min(v, max(1, BLOCK_BYTES // (4 * a * rows))))
@@ -339,6 +375,7 @@ METHODS: dict[str, Callable[[Study, Files, Path, str, str], dict]] = {
     "per-fit": run_per_fit,
     "new-job": run_new_job,
     "himalaya": run_himalaya,
+    "store-none": run_store_none,
 }
 
 
@@ -446,6 +483,24 @@ def compare(a: dict[tuple[int, int], Choice], b: dict[tuple[int, int], Choice]) 
     )
 
 
+def compare_stores(study: Study, files: Files, tmp: Path) -> dict:
+    """The file route (extraction + new job) against store-none: disk, and the largest
+    |Δ test prediction| relative to the largest prediction over every draw."""
+    worst, fits_bytes = 0.0, 0
+    for size, seed in study.draws:
+        ref = read_fit(fit_path(tmp / "new-job" / "fits", size, seed), ["test_pred"])
+        got = read_fit(fit_path(tmp / "store-none" / "fits", size, seed), ["test_pred"])
+        scale = float(np.abs(ref.test_pred).max())
+        worst = max(worst, float(np.abs(got.test_pred - ref.test_pred).max()) / scale)
+        fits_bytes += os.path.getsize(fit_path(tmp / "store-none" / "fits", size, seed))
+    return dict(
+        max_dpred=worst,
+        features_bytes=os.path.getsize(files.features),
+        fits_bytes=fits_bytes,
+        extract_s=files.extract_s,
+    )
+
+
 def declared_peak(study: Study, files: Files) -> int:
     """``plan.peak_bytes`` of the shapes ``fit_subject_model`` plans the job with."""
     resp = read_responses(files.responses, ["train", "test"], optional=["challenge"])
@@ -529,8 +584,14 @@ def parse_args() -> argparse.Namespace:
     )
     parser.add_argument(
         "--methods",
-        default=",".join(METHODS),
-        help=f"comma-separated subset of {','.join(METHODS)} (default: all)",
+        default=None,
+        help=f"comma-separated subset of {','.join(METHODS)} (default: all; store-none only "
+        "with --model)",
+    )
+    parser.add_argument(
+        "--model",
+        default=None,
+        help="a timm ViT (e.g. vit_tiny_patch16_224) whose maps the subject has; adds store-none",
     )
     parser.add_argument(
         "--sizes", default=None, help="comma-separated training sizes instead of the shape's"
@@ -548,11 +609,32 @@ def parse_args() -> argparse.Namespace:
         args.himalaya_backend = "torch_cuda" if args.device.startswith("cuda") else "torch"
     if args.repeats < 1:
         parser.error("--repeats must be at least 1")
+    if args.methods is None:
+        args.methods = ",".join(m for m in METHODS if args.model or m != "store-none")
     args.methods = [name.strip() for name in args.methods.split(",")]
     unknown = sorted(set(args.methods) - set(METHODS))
     if unknown:
         parser.error(f"unknown --methods {unknown}; choose from {', '.join(METHODS)}")
+    if "store-none" in args.methods and not args.model:
+        parser.error("--methods store-none needs --model: the maps must come from a model")
     return args
+
+
+def vit_spec(model: str, shapes: SubjectShapes) -> dict:
+    """A timm ViT with seeded random weights, patch 16, whose block maps have ``shapes``."""
+    heads = next(h for h in (3, 2, 1) if shapes.channels % h == 0)
+    side = 16 * shapes.side
+    kwargs = dict(depth=shapes.layers, embed_dim=shapes.channels, num_heads=heads, img_size=side)
+    return {"timm": model, "weights": "random", "seed": 0, "input_size": side, "kwargs": kwargs}
+
+
+def model_subject_files(directory: Path, shapes: SubjectShapes, model: str) -> Files:
+    """A subject whose maps ``model`` computes (:func:`write_model_subject`), written anew."""
+    spec = vit_spec(model, shapes)
+    stimuli, features, responses, truth = write_model_subject(directory, shapes, model, spec)
+    return Files(
+        str(features), str(responses), str(stimuli), model, spec, float(truth["extract_s"])
+    )
 
 
 def subject_files(directory: Path, shapes: SubjectShapes) -> Files:
@@ -585,9 +667,20 @@ def main() -> None:
     print(header(study, args), flush=True)
     spawn = multiprocessing.get_context("spawn")
     with tempfile.TemporaryDirectory(prefix="bench_study_") as tmp:
-        files = subject_files(Path(args.subject or Path(tmp) / "subject"), study.shapes)
-        features, responses, _ = write_synthetic_subject(Path(tmp) / "warm-up", WARM_UP.shapes)
-        warm = Files(str(features), str(responses))
+        subject = Path(args.subject or Path(tmp) / "subject")
+        if args.model:
+            files = model_subject_files(subject, study.shapes, args.model)
+            warm = model_subject_files(Path(tmp) / "warm-up", WARM_UP.shapes, args.model)
+            print(
+                f"subject's maps: {args.model} (random weights), extracted in "
+                f"{files.extract_s:.1f} s, features file "
+                f"{os.path.getsize(files.features) / 2**20:.0f} MB (float32)",
+                flush=True,
+            )
+        else:
+            files = subject_files(subject, study.shapes)
+            features, responses, _ = write_synthetic_subject(Path(tmp) / "warm-up", WARM_UP.shapes)
+            warm = Files(str(features), str(responses))
         results, choices, loads = {}, {}, []
         for name in [name for name in METHODS if name in args.methods]:
             load = os.getloadavg()[0]
@@ -613,12 +706,13 @@ def main() -> None:
                 flush=True,
             )
         peak_declared = declared_peak(study, files)
+        store = compare_stores(study, files, Path(tmp)) if "store-none" in results else None
     if max(loads) > (os.cpu_count() or 1) + 0.5:
         print(
             f"WARNING: load average up to {max(loads):.2f} on {os.cpu_count()} CPUs: other "
             "processes competed for the CPUs; timings are inflated and uneven"
         )
-    report(study, args, results, choices, peak_declared)
+    report(study, args, results, choices, peak_declared, store)
 
 
 def report(
@@ -627,8 +721,10 @@ def report(
     results: dict[str, dict],
     choices: dict[str, dict],
     peak_declared: int,
+    store: dict | None = None,
 ) -> None:
-    """The table, the agreement of per-fit and new job, memory, targets, speedups."""
+    """The table, the agreement of per-fit and new job, memory, the file route against
+    store-none, targets, speedups."""
     mb = 2**20
     n_sets = study.shapes.layers * len(study.ks)
     labels = {
@@ -636,6 +732,7 @@ def report(
         "new-job": "new job: fit_subject_model × 1",
         "himalaya": f"himalaya ({args.himalaya_backend}): {n_sets} sets × "
         f"{len(study.draws)} draws + argmax",
+        "store-none": "store none: fit_subject_model × 1, the model",
     }
     print(
         f"\n{'method':46s} {'wall_s min/med/max':>20s} {'read_MB':>8s} {'peak_RSS_MB':>11s} "
@@ -694,6 +791,25 @@ def report(
             ("same (set, penalty) as per-fit ≥ 99 %", f"{100 * share:.2f} %", share >= 0.99),
             ("test r within 1e-5 of per-fit (same choice)", f"{dr:.1e}", dr <= 1e-5),
         ]
+    if store is not None and "new-job" in results:
+        agree = compare(choices["store-none"], choices["new-job"])
+        t_file = store["extract_s"] + wall["new-job"]
+        print(
+            f"features file vs store none: file = extraction "
+            f"{store['extract_s']:.1f} s + new job {wall['new-job']:.1f} s = "
+            f"{t_file:.1f} s, disk {store['features_bytes'] / mb:.0f} MB features + "
+            f"{store['fits_bytes'] / mb:.0f} MB fits; none = {wall['store-none']:.1f} s "
+            f"({results['store-none']['info']['passes']} forward passes), disk 0 MB features + "
+            f"{store['fits_bytes'] / mb:.0f} MB fits; ratio none / file "
+            f"{wall['store-none'] / t_file:.2f}"
+        )
+        print(
+            f"store none vs features file: same (set, penalty) {100 * agree.same_pair:.4f} % of "
+            f"(draw, voxel); largest |Δ test prediction| / largest prediction "
+            f"{store['max_dpred']:.2e}"
+        )
+        same = agree.same_pair == 1.0 and store["max_dpred"] <= 1e-5
+        targets.append(("store none: identical fits", "yes" if same else "no", same))
     if "new-job" in results and "himalaya" in results:
         vs_himalaya = wall["himalaya"] / wall["new-job"]
         targets.append(("wall vs himalaya ≥ 10x", f"{vs_himalaya:.2f}x", vs_himalaya >= 10))

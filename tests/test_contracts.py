@@ -496,7 +496,7 @@ def full_fit() -> Fit:
         set_depth=np.array([0.0, 0.0, 1.0], dtype=np.float32),
         best_alpha=np.logspace(0, 5, V).astype(np.float32),
         cv_score=RNG.normal(size=V).astype(np.float32),
-        set_scores=RNG.normal(size=(3, V)).astype(np.float32),
+        set_scores=RNG.uniform(-1, 1, (3, V)).astype(np.float16),
         train_rows=np.array([0, 2, 3, 5], dtype=np.int64),
         test_pred=RNG.normal(size=(2, V)).astype(np.float32),
         test_r=RNG.uniform(-1, 1, V).astype(np.float32),
@@ -514,6 +514,14 @@ def test_fit_round_trip(tmp_path):
         assert_same(getattr(read, key), getattr(written, key))
     assert dict(read.attrs) == written.attrs
     assert datasets(path)["feature_sets"] == (np.dtype("S10"), (3,))
+    assert datasets(path)["set_scores"] == (np.dtype("float16"), (3, V))
+    # encoding.predictions needed: a fit without test_pred; asking for it names the file
+    without = full_fit()
+    without.test_pred = None
+    contracts.write_fit(tmp_path / "n6_s0.h5", without)
+    assert "test_pred" not in datasets(tmp_path / "n6_s0.h5")
+    with pytest.raises(KeyError, match="n6_s0.h5: dataset .test_pred. is missing"):
+        contracts.read_fit(tmp_path / "n6_s0.h5", ["test_pred"])
     # an ensemble: predictions and r only; the absent challenge_pred is optional
     ensemble = Fit(test_pred=written.test_pred, test_r=written.test_r, attrs=dict(model="e"))
     contracts.write_fit(tmp_path / "ensemble.h5", ensemble)
@@ -525,8 +533,8 @@ def test_fit_round_trip(tmp_path):
 
 def test_fit_refused_naming_the_file_and_key(tmp_path):
     path = tmp_path / "fit.h5"
-    with pytest.raises(ValueError, match="fit.h5: a fit file needs test_pred and test_r"):
-        contracts.write_fit(path, Fit(test_r=np.zeros(V, dtype=np.float32)))
+    with pytest.raises(ValueError, match="fit.h5: a fit file needs test_r"):
+        contracts.write_fit(path, Fit(test_pred=np.zeros((2, V), dtype=np.float32)))
     bad = full_fit()
     bad.test_r = bad.test_r[:-1]
     with pytest.raises(ValueError, match="fit.h5: dataset 'test_r' has shape .*5 voxels"):

@@ -142,10 +142,10 @@ def test_printout_of_the_studies_needs_no_network(name, offline, capsys):
     assert cost.main([str(REPO / "config" / name), "--device", "h100", "--pool-sizes", "1,2"]) == 0
     out = capsys.readouterr().out
     assert time.perf_counter() - started < 120  # model shapes on the meta device
-    for text in ("fit_subject_model", "fit_encoding", "unknown (plugin)", "whole scratch"):
+    for text in ("fit_subject_model", "fit_encoding", "unknown (plugin)", "scratch the study"):
         assert text in out
     assert out.count("device-hours") == 6  # three designs × (configured k, k = 1, 2)
-    assert out.count("whole scratch, features.store none") == 2
+    assert out.count("scratch the study writes, features.store none") == 2
     frame = cost.study_cost(cost.load_config(REPO / "config" / name), "h100")
     plugin = frame[frame["model"] == "one_peace"]
     assert plugin["disk_bytes"].isna().all() and (plugin["note"] == "unknown (plugin)").all()
@@ -179,3 +179,41 @@ def test_store_none_writes_no_features_and_runs_the_model_per_layer_group(demo, 
         and need["total"]
         == cost.scratch_need(demo)["total"] - (cost.scratch_need(demo)["features"])
     )
+
+
+def test_the_first_study_without_feature_files_writes_under_50_GB():
+    """config/nsd.yaml, store none: the fits (test predictions only where the ensemble reads
+    them, set scores in float16), the responses and a view of NSD's images."""
+    config = cost.load_config(REPO / "config" / "nsd.yaml")
+    need = cost.scratch_need(config, store="none")
+    assert need["features"] == need["stimuli"] == 0 and need["total"] < 50e9
+    assert need["raw"] > 300e9  # NSD's own files, read, not written
+    assert need["resume"] < 3e9
+    config["encoding"]["predictions"] = "all"
+    config["prepare"]["images"] = "copy"
+    copied = cost.scratch_need(config, store="none")
+    assert copied["stimuli"] > 35e9  # the ~70,000 images the subjects saw, 425 px
+    assert copied["fits"] - need["fits"] > 25e9 and copied["total"] > 2 * 50e9 - 1e9
+
+
+def test_fit_file_bytes_is_the_size_of_a_written_fit(tmp_path):
+    from encscale.contracts import Fit, write_fit
+
+    rng = np.random.default_rng(0)
+    n_sets, voxels, size, n_test = 40, 3000, 200, 150
+    for predictions in (True, False):
+        fit = Fit(
+            best_set=rng.integers(0, n_sets, voxels).astype(np.int16),
+            feature_sets=np.array([f"block{i:02d}/k1" for i in range(n_sets)]),
+            set_depth=np.linspace(0, 1, n_sets).astype(np.float32),
+            best_alpha=np.ones(voxels, np.float32),
+            cv_score=np.zeros(voxels, np.float32),
+            set_scores=np.zeros((n_sets, voxels), np.float16),
+            train_rows=np.arange(size),
+            test_pred=rng.normal(size=(n_test, voxels)).astype(np.float32) if predictions else None,
+            test_r=np.zeros(voxels, np.float32),
+        )
+        path = tmp_path / f"fit_{predictions}.h5"
+        write_fit(path, fit)
+        expected = cost.fit_file_bytes(n_sets, voxels, size, n_test, 0, predictions)
+        assert expected <= path.stat().st_size < expected + 64_000  # HDF5's own overhead

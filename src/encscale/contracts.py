@@ -85,11 +85,14 @@ And for the whole file:
 - ``feature_sets`` (S,) bytes ``<layer>/k<k>``; ``set_depth`` (S,) float32, the relative
   depth of each set's layer (0 = first, 1 = last);
 - ``best_alpha`` (V,) float32: the chosen ridge penalty; ``cv_score`` (V,) float32: the
-  mean validation score of the chosen set and penalty; ``set_scores`` (S × V) float32:
-  the best mean validation score each set reached;
+  mean validation score of the chosen set and penalty; ``set_scores`` (S × V) float16:
+  the best mean validation score each set reached (a diagnostic: half the bytes, resolution
+  about 5e-4 at 0.5);
 - ``train_rows`` (size,) int64: the rows of ``train/`` in the responses file that were used;
-- ``test_pred`` (n_test × V) float32 and ``test_r`` (V,) float32, both finite: predictions
-  for the test split and their Pearson r;
+- ``test_r`` (V,) float32, finite: the Pearson r of the test split's predictions;
+  ``test_pred`` (n_test × V) float32, finite: those predictions, in every fit file unless
+  ``encoding.predictions`` is ``needed``, which keeps them only at the sizes an ensemble
+  reads;
 - ``challenge_pred`` (n_challenge × V) float32, finite: predictions for ``challenge/``,
   when the responses file has it;
 - attributes ``subject``, ``model``, ``n_params``, ``size``, ``seed``, ``n_folds``,
@@ -105,6 +108,7 @@ from __future__ import annotations
 
 import contextlib
 import math
+import os
 from collections.abc import Collection, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -175,7 +179,7 @@ FIT: Layout = {
     "set_depth": (("feature sets",), np.float32),
     "best_alpha": (("voxels",), np.float32),
     "cv_score": (("voxels",), np.float32),
-    "set_scores": (("feature sets", "voxels"), np.float32),
+    "set_scores": (("feature sets", "voxels"), np.float16),
     "train_rows": (("training samples",), np.int64),
     "test_pred": (("test samples", "voxels"), np.float32),
     "test_r": (("voxels",), np.float32),
@@ -277,11 +281,46 @@ def create_image_stimuli(
         h5["ids"] = ids
 
 
+def view_image_stimuli(
+    path: PathLike,
+    ids: np.ndarray,
+    source: PathLike,
+    dataset: str,
+    source_shape: Sequence[int],
+    provenance: Mapping[str, Any] | None = None,
+) -> None:
+    """A new image ``stimuli.h5`` whose ``images`` are a view (an HDF5 virtual dataset) of
+    rows ``ids`` (sorted, unique) of ``source``'s N × H × W × 3 uint8 ``dataset``: a few
+    kilobytes instead of a copy. One mapping per run of consecutive ids; ``source`` is
+    recorded by its absolute path, and :func:`image_dataset` refuses the file if it has gone."""
+    ids = _cast(IMAGE_STIMULI, "ids", ids)
+    if ids.ndim != 1 or np.any(np.diff(ids) <= 0):
+        raise ValueError(f"{path}: the image ids must be sorted and unique")
+    layout = h5py.VirtualLayout(shape=(ids.size, *source_shape[1:]), dtype=np.uint8)
+    brick = h5py.VirtualSource(os.path.abspath(source), dataset, shape=tuple(source_shape))
+    breaks = np.flatnonzero(np.diff(ids) != 1) + 1
+    for first, last in zip(np.r_[0, breaks], np.r_[breaks, ids.size], strict=True):
+        layout[first:last] = brick[int(ids[first]) : int(ids[last - 1]) + 1]
+    with create_h5(path, provenance) as h5:
+        h5.create_virtual_dataset("images", layout, fillvalue=0)
+        h5["ids"] = ids
+
+
 def image_dataset(stim: h5py.File) -> h5py.Dataset:
-    """The (N, H, W, 3) uint8 ``images`` dataset of an open ``stimuli.h5``, checked."""
+    """The (N, H, W, 3) uint8 ``images`` dataset of an open ``stimuli.h5``, checked; a view
+    (:func:`view_image_stimuli`) whose source file is missing is refused, naming it (HDF5
+    would read zeros)."""
     if "images" not in stim:
         raise KeyError(f"{stim.filename}: dataset 'images' is missing")
     images = stim["images"]
+    if images.is_virtual:
+        for source in {vs.file_name for vs in images.virtual_sources()}:
+            if not os.path.isfile(source):
+                raise FileNotFoundError(
+                    f"{stim.filename}: its images are a view of {source}, which is missing "
+                    "(moved or deleted?): restore it, or prepare the stimuli again "
+                    "(prepare.images: copy keeps a copy)"
+                )
     if images.ndim != 4 or images.shape[-1] != 3 or images.dtype != np.uint8:
         raise ValueError(
             f"{stim.filename}: 'images' is {images.dtype} {images.shape}, "
@@ -897,9 +936,9 @@ class Fit:
 
 
 def write_fit(path: PathLike, fit: Fit, provenance: Mapping[str, Any] | None = None) -> None:
-    """Write a fit file, atomically; it needs ``test_pred`` and ``test_r``."""
-    if fit.test_pred is None or fit.test_r is None:
-        raise ValueError(f"{path}: a fit file needs test_pred and test_r")
+    """Write a fit file, atomically; it needs ``test_r``."""
+    if fit.test_r is None:
+        raise ValueError(f"{path}: a fit file needs test_r")
     arrays = {
         key: _cast(FIT, key, getattr(fit, key)) for key in FIT if getattr(fit, key) is not None
     }

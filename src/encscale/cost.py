@@ -315,10 +315,28 @@ def _settings(config: Mapping[str, Any]) -> dict[str, Any]:
     )
 
 
-def fit_file_bytes(n_sets: int, voxels: int, size: int, n_test: int, n_challenge: int) -> int:
-    """Bytes of one fit file (layout: :mod:`encscale.contracts`), without HDF5's overhead."""
-    per_voxel = 2 + 4 + 4 + 4 * n_sets + 4 * (n_test + n_challenge) + 4
+def fit_file_bytes(
+    n_sets: int, voxels: int, size: int, n_test: int, n_challenge: int, predictions: bool = True
+) -> int:
+    """Bytes of one fit file (layout: :mod:`encscale.contracts`), without HDF5's overhead;
+    ``predictions``: whether it keeps ``test_pred`` (``encoding.predictions``)."""
+    per_voxel = 2 + 4 + 4 + 2 * n_sets + 4 * (n_test * predictions + n_challenge) + 4
     return voxels * per_voxel + 8 * size + 28 * n_sets
+
+
+def prediction_sizes(config: Mapping[str, Any], model: str) -> list[int] | None:
+    """The sizes at which ``model``'s fit files keep ``test_pred``: None (every size), or
+    with ``encoding.predictions`` needed those an ensemble reads (the workflow's
+    ``prediction_sizes``)."""
+    if config["encoding"].get("predictions", "all") == "all":
+        return None
+    members = (config.get("ensemble") or {}).get("models", list(config["models"]))
+    _, ensemble_sizes = old_fit_pairs(config)
+    return ensemble_sizes if model in members else []
+
+
+def _kept(n: int, sizes: Sequence[int] | None) -> bool:
+    return sizes is None or n in sizes
 
 
 def new_fit_job(
@@ -365,7 +383,14 @@ def new_fit_job(
         read += groups * rows * c * h * w * itemsize
     work = plan.fit_job_work(replace(shapes, routes=[route[p] for p in widths]))
     written = sum(
-        fit_file_bytes(len(widths), subject.voxels, n, subject.n_test, subject.n_challenge)
+        fit_file_bytes(
+            len(widths),
+            subject.voxels,
+            n,
+            subject.n_test,
+            subject.n_challenge,
+            _kept(n, settings.get("predict_sizes")),
+        )
         for n in draws
     )
     # the workflow's request (plan.fit_job_shapes): every training and evaluation row
@@ -553,6 +578,7 @@ def study_cost(
                     ),
                 )
             )
+        settings["predict_sizes"] = prediction_sizes(config, name)
         new = [new_fit_job(s, shape, pools, settings, itemsize, rates) for s in subjects]
         rows.append(
             _fit_row(
@@ -633,14 +659,25 @@ def model_pool_sizes(
     return config["models"][model].get("pool_sizes", default)
 
 
+def images_viewed(config: Mapping[str, Any]) -> bool:
+    """Whether ``stimuli.h5`` is a view of a local ``nsd_stimuli.hdf5`` (``prepare.images``
+    view, the file fetched whole or an existing copy) rather than a copy of its images."""
+    if config["dataset"] not in ("demo", "nsd"):
+        return False
+    remote = config["dataset"] == "nsd" and config.get("nsd", {}).get("stimuli") == "seen"
+    remote = remote and config.get("nsd", {}).get("source", "s3") != "local"
+    return config.get("prepare", {}).get("images", "view") == "view" and not remote
+
+
 def scratch_need(
     config: Mapping[str, Any],
     pool_sizes: Sequence[int] | str | None = None,
     store: str = "file",
 ) -> dict:
-    """Bytes the new design's study holds at its end: raw inputs (uncompressed, an upper
-    bound), ``stimuli.h5``, the responses, the features (known models; none with ``store``
-    "none"), every fit file and the ensemble's."""
+    """Bytes the study writes and holds at its end: ``stimuli.h5`` (nothing when it is a
+    view of NSD's file), the responses, the features (known models; none with ``store``
+    "none"), every fit file and the ensemble's; and, apart, the dataset's own files
+    (``raw``: uncompressed, an upper bound) that it reads."""
     settings = _settings(config)
     feats = config.get("features", {})
     itemsize = np.dtype(feats.get("storage", "float32")).itemsize
@@ -661,6 +698,7 @@ def scratch_need(
             n,
             s.n_test,
             s.n_challenge,
+            _kept(n, prediction_sizes(config, name)),
         )
         for name, shape in known.items()
         for s in subjects
@@ -672,8 +710,7 @@ def scratch_need(
         len(ensemble_sizes) * settings["n_draws"] * s.voxels * 4 * (1 + s.n_eval) for s in subjects
     )
     need = dict(
-        raw=float(raw),
-        stimuli=float(n_stimuli * side * side * 3),
+        stimuli=float(0 if images_viewed(config) else n_stimuli * side * side * 3),
         responses=float(sum(4 * (s.n_train + s.n_test) * s.voxels for s in subjects)),
         features=float(
             0
@@ -683,6 +720,22 @@ def scratch_need(
         fits=float(fits),
     )
     need["total"] = sum(need.values())
+    need["raw"] = float(raw)
+    # store none: each running job's resume file (encscale.encoding.subject), deleted at its end
+    need["resume"] = max(
+        (
+            n_fits
+            * s.voxels
+            * (
+                24
+                + 4 * s.n_eval
+                + 4 * sum(map(len, layer_sets(shape, model_pool_sizes(config, m))))
+            )
+            for m, shape in known.items()
+            for s in subjects
+        ),
+        default=0,
+    )
     need["store"] = store
     need["unknown_models"] = [name for name, s in shapes.items() if s is None]
     need["fit_files"] = len(known) * len(subjects) * n_fits
@@ -769,12 +822,17 @@ def format_cost(frame: pd.DataFrame) -> str:
 
 def format_scratch(need: Mapping[str, Any]) -> str:
     parts = ", ".join(
-        f"{key} {_size(need[key])}" for key in ("raw", "stimuli", "responses", "features", "fits")
+        f"{key} {_size(need[key]) if need[key] else '0 (a view)' if key == 'stimuli' else '0'}"
+        for key in ("stimuli", "responses", "features", "fits")
     )
     design = "new design" if need.get("store", "file") == "file" else "features.store none"
     line = (
-        f"whole scratch, {design}: {_size(need['total'])} ({parts}; {need['fit_files']} fit files)"
+        f"scratch the study writes, {design}: {_size(need['total'])} ({parts}; "
+        f"{need['fit_files']} fit files); besides, the dataset's own files it reads: "
+        f"{_size(need['raw'])}"
     )
+    if need["store"] == "none":
+        line += f"; while a fit job runs, its resume file: up to {_size(need['resume'])}"
     if need["unknown_models"]:
         line += f"; without {', '.join(need['unknown_models'])} (unknown, plugin)"
     return line

@@ -14,6 +14,7 @@ import scipy.io
 
 from conftest import SIM_PARAMS as PARAMS
 from conftest import TINY_SIM_PARAMS as TINY
+from encscale.contracts import image_dataset
 from encscale.data import nsd
 from encscale.data.prepare import prepare_stimuli, prepare_subject
 from encscale.metrics import ceiling_r, pearson_r
@@ -154,6 +155,36 @@ def test_prepared_stimuli(data):
         np.testing.assert_array_equal(ids, np.unique(design["subjectim"] - 1))
         assert h5["images"].chunks == (1, 32, 32, 3)
         np.testing.assert_array_equal(h5["images"][()], src["imgBrick"][()][ids])
+
+
+def test_stimuli_view_reads_the_same_images_and_refuses_a_moved_source(data, tmp_path):
+    """prepare.images view: a virtual dataset of the source's rows, the copy's pixels."""
+    raw = tmp_path / "raw"
+    shutil.copytree(data["raw"], raw)
+    one = tmp_path / "one.h5"  # subj02 alone: its ids are runs with gaps, one mapping each
+    prepare_stimuli(raw, ["subj02"], one, view=True)
+    prepare_stimuli(raw, ["subj02"], tmp_path / "copy.h5")
+    with h5py.File(one) as view, h5py.File(tmp_path / "copy.h5") as copy:
+        assert view["images"].is_virtual and not copy["images"].is_virtual
+        assert len(view["images"].virtual_sources()) > 1
+        np.testing.assert_array_equal(view["ids"][()], copy["ids"][()])
+        np.testing.assert_array_equal(image_dataset(view)[()], copy["images"][()])
+        rows = [5, 2, 17]
+        np.testing.assert_array_equal(view["images"][sorted(rows)], copy["images"][sorted(rows)])
+    prepare_stimuli(raw, SUBJECTS, tmp_path / "all.h5", view=True)
+    assert (tmp_path / "all.h5").stat().st_size < 20_000 < (tmp_path / "copy.h5").stat().st_size
+    np.testing.assert_array_equal(
+        read_all(tmp_path / "all.h5")["images"], read_all(data["stimuli"])["images"]
+    )
+    Path(nsd.stimuli_path(raw)).rename(tmp_path / "moved.hdf5")
+    with (
+        h5py.File(one) as view,
+        pytest.raises(
+            FileNotFoundError,
+            match="one.h5: its images are a view of .*nsd_stimuli.hdf5, which is missing",
+        ),
+    ):
+        image_dataset(view)
 
 
 def test_prepared_responses(data):

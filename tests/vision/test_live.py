@@ -62,6 +62,37 @@ def test_fits_from_the_model_equal_the_fits_from_its_features_file(
         np.testing.assert_allclose(live[key].test_pred, stored[key].test_pred, atol=1e-5 * scale)
 
 
+VIT = {
+    "timm": "vit_tiny_patch16_224",
+    "kwargs": {"img_size": 32, "patch_size": 8, "depth": 3, "embed_dim": 24, "num_heads": 2},
+    "weights": "random",
+    "seed": 0,
+    "input_size": 32,
+}
+
+
+@pytest.mark.parametrize("max_bytes", [1, 2**30], ids=["a group per layer", "one group"])
+def test_prefix_tokens_kept_from_the_model_equal_the_features_files(study, tmp_path, max_bytes):
+    """features.prefix_tokens keep with store none: each block's class token is a set of its
+    own, chosen as from the features file."""
+    features = tmp_path / "features.h5"
+    extract_features(study / "stimuli.h5", features, "vit", VIT, prefix_tokens="keep")
+    stored = fit(study, features, tmp_path / "stored")
+    maps = ModelMaps(study / "stimuli.h5", "vit", VIT, prefix_tokens="keep", max_bytes=max_bytes)
+    names = [fs.name for fs in maps.fit_sets(FIT["pool_sizes"])]
+    assert names[:4] == ["block00/k0", "block00/k1", "block00/k2", "block00/k4"]  # k0: prefix
+    live = fit(study, maps, tmp_path / "live")
+    assert maps.passes == (3 if max_bytes == 1 else 1)
+    chose_prefix = False
+    for key in stored:
+        np.testing.assert_array_equal(live[key].best_set, stored[key].best_set)
+        np.testing.assert_array_equal(live[key].best_alpha, stored[key].best_alpha)
+        scale = np.abs(stored[key].test_pred).max()
+        np.testing.assert_allclose(live[key].test_pred, stored[key].test_pred, atol=1e-5 * scale)
+        chose_prefix |= bool(np.isin(live[key].best_set, [0, 4, 8]).any())
+    assert chose_prefix  # some voxels take a class token's set
+
+
 def test_layer_groups_fill_the_budget_in_depth_order():
     # bytes of four layers' maps: a group holds at most 2000, a larger layer is alone
     assert layer_groups([1280, 640, 1280, 2560], 2000) == [[0, 1], [2], [3]]

@@ -117,12 +117,6 @@ def test_store_none_plans_no_extraction_and_gpu_fit_jobs_sized_from_the_models(t
 def test_store_none_refuses_what_it_cannot_do(tmp_path):
     config = nsd_config()
     config["features"]["store"] = "none"
-    config["features"]["prefix_tokens"] = "keep"
-    proc = run_snakemake(tmp_path, config, "-n", env=NO_NETWORK, check=False)
-    assert (
-        proc.returncode != 0 and "config key 'features.prefix_tokens'" in proc.stdout + proc.stderr
-    )
-    config["features"]["prefix_tokens"] = "drop"
     config["encoding"]["job"] = "fit"
     proc = run_snakemake(tmp_path / "fit", config, "-n", env=NO_NETWORK, check=False)
     assert proc.returncode != 0 and "config key 'features.store'" in proc.stdout + proc.stderr

@@ -383,18 +383,26 @@ def test_a_labs_malformed_file_stops_its_job_naming_every_problem(study, tmp_pat
 
 
 def test_store_none_fits_as_the_features_file_does_without_writing_one(study, tmp_path):
+    """features.store none, and encoding.predictions needed: fits equal to the demo's, no
+    features written, test predictions kept only at the ensemble's sizes (350, 700)."""
     workdir, config = study
     config = copy.deepcopy(config)
     config["features"].update(store="none", group_memory_mb=1)  # a forward pass per layer
-    fit = "fits/subj01/convnext_l/n100_s0.h5"
-    run_snakemake(tmp_path, config, f"results/demo/{fit}")
+    config["encoding"]["predictions"] = "needed"
+    run_snakemake(tmp_path, config, "results/demo/fits/subj01/ensemble/n350_s0.h5")
     results = tmp_path / "results" / "demo"
     assert not (results / "features").exists()
-    with h5py.File(results / fit) as a, h5py.File(workdir / "results" / "demo" / fit) as b:
-        for key in ("best_set", "best_alpha"):
-            np.testing.assert_array_equal(a[key][()], b[key][()])
-        scale = np.abs(b["test_pred"][()]).max()
-        np.testing.assert_allclose(a["test_pred"][()], b["test_pred"][()], atol=1e-5 * scale)
+    for fit in ("convnext_l/n100_s0.h5", "convnext_l/n350_s0.h5", "ensemble/n350_s0.h5"):
+        path = f"fits/subj01/{fit}"
+        with h5py.File(results / path) as a, h5py.File(workdir / "results" / "demo" / path) as b:
+            for key in ("best_set", "best_alpha") if "ensemble" not in fit else ():
+                np.testing.assert_array_equal(a[key][()], b[key][()])
+            np.testing.assert_allclose(a["test_r"][()], b["test_r"][()], atol=1e-5)
+            if "n100" in fit:
+                assert "test_pred" not in a and a["set_scores"].dtype == np.float16
+                continue
+            scale = np.abs(b["test_pred"][()]).max()
+            np.testing.assert_allclose(a["test_pred"][()], b["test_pred"][()], atol=1e-5 * scale)
     log = (
         tmp_path / "logs" / "demo" / "fit_subject_model" / "subj01" / "convnext_l.log"
     ).read_text()

@@ -33,6 +33,7 @@ if FIT_JOB == "subject_model":
         params:
             settings=lambda w: fit_settings(w.model),
             model_maps=lambda w: model_maps_params(w.model),
+            predict_sizes=lambda w: prediction_sizes(w.model),
         script:
             "../scripts/fit_subject_model.py"
 

@@ -18,5 +18,6 @@ with job_context(sm, torch_threads=sm.threads) as provenance:
         settings=sm.params.settings,
         declared_mb=sm.resources.mem_mb,
         layers=sm.params.get("layers"),  # a fixed feature set's layer
+        predict_sizes=sm.params.get("predict_sizes"),  # encoding.predictions
         provenance=provenance,
     )

@@ -13,4 +13,5 @@ with job_context(sm) as provenance:
         remote=sm.params.remote,
         key=sm.params.key,
         provenance=provenance,
+        view=sm.params.images == "view",
     )

@@ -24,6 +24,7 @@ from encscale.contracts import (
     Split,
     create_image_stimuli,
     read_stimulus_ids,
+    view_image_stimuli,
     write_responses,
 )
 from encscale.data import nsd
@@ -43,13 +44,16 @@ def prepare_stimuli(
     out_path: str | os.PathLike,
     source: str | os.PathLike | BinaryIO | None = None,
     provenance: Mapping[str, Any] | None = None,
+    view: bool = False,
 ) -> None:
     """Copy the images any of ``subjects`` sees (per the design) into ``out_path``, sorted by id.
 
     ``source``: the stimuli HDF5 as a path or an open binary file (e.g. a remote object,
     :func:`encscale.data.s3.open_remote`); by default NSD's file under ``root``. ``imgBrick``
     is read in batches of sorted rows, never whole, so a remote source transfers only the
-    images the subjects saw.
+    images the subjects saw. ``view``: with a source file on disk, write a view of its rows
+    instead of a copy (:func:`encscale.contracts.view_image_stimuli`; NSD's 73,000 images
+    are 38 GB).
     """
     design = nsd.read_expdesign(nsd.expdesign_path(root))
     ids = np.unique(np.concatenate([nsd.subject_image_ids(design, s) for s in subjects]))
@@ -67,6 +71,10 @@ def prepare_stimuli(
             raise ValueError(
                 f"{name}: the design uses image id {ids[-1]}, imgBrick has {brick.shape[0]}"
             )
+        if view and isinstance(source, str | os.PathLike):
+            view_image_stimuli(out_path, ids, source, "imgBrick", brick.shape, provenance)
+            log.info("%d images: a view of %s", ids.size, source)
+            return
         bar = progress(total=ids.size, desc="stimuli", unit="images", write=log.info)
         with create_image_stimuli(out_path, ids, brick.shape[1:], provenance) as images, bar:
             for start in range(0, ids.size, STIMULI_BATCH):

@@ -20,13 +20,15 @@ def prepare_study_stimuli(
     remote: Mapping[str, Any] | None = None,
     key: str | None = None,
     provenance: Mapping[str, Any] | None = None,
+    view: bool = False,
 ) -> None:
     """:func:`prepare_stimuli` of the NSD copy whose design file is ``design_path``: from its
     stimuli file, or with ``remote`` (an :class:`~encscale.data.s3.S3Source` config) from the
-    bucket's object ``key``, of which only the images the subjects saw are read."""
+    bucket's object ``key``, of which only the images the subjects saw are read; ``view``: a
+    view of the local stimuli file's rows instead of a copy."""
     root = nsd.root_of_expdesign(design_path)
     if remote is None:
-        prepare_stimuli(root, subjects, out_path, provenance=provenance)
+        prepare_stimuli(root, subjects, out_path, provenance=provenance, view=view)
         return
     with open_remote(S3Source.from_config(remote), key) as source:
         prepare_stimuli(root, subjects, out_path, source=source, provenance=provenance)

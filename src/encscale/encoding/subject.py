@@ -18,7 +18,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import time
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 from pathlib import Path
@@ -89,6 +89,7 @@ def fit_subject_model(
     routes: Mapping[str, str] | None = None,
     training_pool: str = "train",
     layers: Sequence[str] | None = None,
+    predict_sizes: Collection[int] | None = None,
     provenance: Mapping[str, Any] | None = None,
     progress: Callable[[str], None] = log.info,
 ) -> dict[str, str]:
@@ -102,7 +103,9 @@ def fit_subject_model(
     fit files say so in their ``training_pool`` attribute). ``layers``: fit only these
     layers' pooled sets (e.g. one layer and one k: a fixed feature set). ``features_path``
     may also be a source of maps computed by the model (:class:`encscale.vision.live.ModelMaps`,
-    ``features.store: none``). Returns each set's route.
+    ``features.store: none``). ``predict_sizes``: the sizes whose fit files keep
+    ``test_pred`` (None: every size; ``encoding.predictions: needed``); every file has
+    ``test_r``. Returns each set's route.
     """
     alphas = np.asarray(alphas, dtype=np.float64)
     resp = read_responses(responses_path, ["train", "test"], optional=["challenge"])
@@ -207,7 +210,7 @@ def fit_subject_model(
             cv_score=draw.best_score,
             set_scores=draw.set_scores,
             train_rows=draw.train_rows,
-            test_pred=test_pred,
+            test_pred=test_pred if predict_sizes is None or draw.size in predict_sizes else None,
             test_r=pearson_r(resp.test.responses, test_pred).astype(np.float32),
             challenge_pred=draw.eval_pred[n_test:] if challenge is not None else None,
             attrs=dict(
@@ -524,13 +527,14 @@ def fit_subject_model_from_config(
     settings: Mapping[str, Any],
     declared_mb: int | None = None,
     layers: Sequence[str] | None = None,
+    predict_sizes: Collection[int] | None = None,
     provenance: Mapping[str, Any] | None = None,
 ) -> dict[str, str]:
     """:func:`fit_subject_model` as the workflow names its fits: ``out_paths`` the fit files
     ``…/n{size}_s{seed}.h5``, ``settings`` the study's ``encoding`` config (``n_folds``,
     ``alphas``, ``pool_sizes``, ``scoring``, ``subsample``, ``device``, ``max_memory_mb``);
     ``declared_mb``: the job's memory request, the default budget; ``layers``: only
-    these layers' sets."""
+    these layers' sets; ``predict_sizes``: the sizes whose files keep ``test_pred``."""
     by_draw = {}
     for path in out_paths:
         size, seed = Path(path).stem.removeprefix("n").split("_s")
@@ -541,6 +545,7 @@ def fit_subject_model_from_config(
         by_draw,
         **_fit_options(settings, declared_mb),
         layers=layers,
+        predict_sizes=predict_sizes,
         provenance=provenance,
     )
 

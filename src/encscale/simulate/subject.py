@@ -57,9 +57,7 @@ def write_synthetic_subject(
         LayerMap(f"block{i:02d}", i / max(s.layers - 1, 1), i, s.channels, s.side, s.side)
         for i in range(s.layers)
     ]
-    layer = rng.integers(0, s.layers, s.voxels)
-    k = rng.choice(np.asarray(s.planted_ks), s.voxels)
-    snr = rng.uniform(0.1, 1.0, s.voxels)
+    truth = _planted_truth(rng, s)
     signal = np.zeros((s.n_images, s.voxels), dtype=np.float64)
     features = directory / "features.h5"
     create_features(features, [], s.n_images, storage, maps=maps)
@@ -71,14 +69,99 @@ def write_synthetic_subject(
             state = np.float32(0.8) * state + np.float32(0.6) * _smooth(drift)
             fmap = np.maximum(state, 0) + np.float32(0.1) * state  # a leaky activation
             h5[lm.key][:] = fmap.astype(storage)
-            stored = h5[lm.key][:].astype(np.float32)
-            for kk in s.planted_ks:
-                cols = np.flatnonzero((layer == i) & (k == kk))
-                if cols.size:
-                    pooled = _maxpool(stored, kk)
-                    pooled = (pooled - pooled.mean(0)) / (pooled.std(0) + 1e-6)
-                    w = rng.standard_normal((pooled.shape[1], cols.size)) / np.sqrt(pooled.shape[1])
-                    signal[:, cols] = pooled @ w
+            _add_signal(signal, h5[lm.key][:].astype(np.float32), i, truth, s, rng)
+    responses = _write_planted_responses(directory, signal, truth["snr"], s, rng)
+    return features, responses, truth
+
+
+def write_model_subject(
+    directory: str | Path,
+    shapes: SubjectShapes,
+    name: str,
+    spec: dict,
+    *,
+    seed: int = 0,
+    batch_size: int = 32,
+    device: str = "cpu",
+) -> tuple[Path, Path, Path, dict[str, np.ndarray]]:
+    """A synthetic subject whose maps a real model computes: ``stimuli.h5`` (smooth random
+    images of the model's input side), ``features.h5`` extracted from it by ``name`` /
+    ``spec`` (:func:`encscale.vision.extract.extract_features`, float32; every one of its
+    ``shapes.layers`` maps must be ``shapes.side`` square), and ``responses.h5`` planted on
+    the stored maps as :func:`write_synthetic_subject` plants them. Returns the three paths and
+    the planted truth; ``truth["extract_s"]`` is the extraction's wall time (s)."""
+    import time
+
+    from encscale.contracts import create_image_stimuli, open_features
+    from encscale.vision.extract import extract_features
+
+    rng = np.random.default_rng(seed)
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    s = shapes
+    side = int(spec["input_size"])
+    stimuli = directory / "stimuli.h5"
+    with create_image_stimuli(stimuli, np.arange(s.n_images), (side, side, 3)) as images:
+        for start in range(0, s.n_images, 256):
+            n = min(256, s.n_images - start)
+            field = _smooth(_smooth(rng.standard_normal((n, 3, side, side)).astype(np.float32)))
+            field = 128 + 96 * field / field.std()
+            images[start : start + n] = (
+                np.clip(field, 0, 255).astype(np.uint8).transpose(0, 2, 3, 1)
+            )
+    features = directory / "features.h5"
+    started = time.perf_counter()
+    extract_features(stimuli, features, name, spec, batch_size=batch_size, device=device)
+    extract_s = time.perf_counter() - started
+    truth = _planted_truth(rng, s)
+    signal = np.zeros((s.n_images, s.voxels), dtype=np.float64)
+    with open_features(features) as f:
+        if len(f.maps) != s.layers or any(
+            (m.channels, m.height, m.width) != (s.channels, s.side, s.side) for m in f.maps
+        ):
+            raise ValueError(f"{name}: its maps {[m.key for m in f.maps]} are not {s}")
+        for i, lm in enumerate(f.maps):
+            _add_signal(signal, f.read_map(lm, np.arange(s.n_images)), i, truth, s, rng)
+    responses = _write_planted_responses(directory, signal, truth["snr"], s, rng)
+    return stimuli, features, responses, {**truth, "extract_s": np.asarray(extract_s)}
+
+
+def _planted_truth(rng: np.random.Generator, s: SubjectShapes) -> dict[str, np.ndarray]:
+    """Each voxel's planted layer, k and signal-to-noise ratio."""
+    layer = rng.integers(0, s.layers, s.voxels)
+    k = rng.choice(np.asarray(s.planted_ks), s.voxels)
+    snr = rng.uniform(0.1, 1.0, s.voxels)
+    return dict(layer=layer, k=k, snr=snr)
+
+
+def _add_signal(
+    signal: np.ndarray,
+    stored: np.ndarray,
+    i: int,
+    truth: dict[str, np.ndarray],
+    s: SubjectShapes,
+    rng: np.random.Generator,
+) -> None:
+    """Add to the voxels planted on layer ``i`` a random readout of its stored map
+    (n, C, h, w) max-pooled to their k."""
+    for kk in s.planted_ks:
+        cols = np.flatnonzero((truth["layer"] == i) & (truth["k"] == kk))
+        if cols.size:
+            pooled = _maxpool(stored, kk)
+            pooled = (pooled - pooled.mean(0)) / (pooled.std(0) + 1e-6)
+            w = rng.standard_normal((pooled.shape[1], cols.size)) / np.sqrt(pooled.shape[1])
+            signal[:, cols] = pooled @ w
+
+
+def _write_planted_responses(
+    directory: Path,
+    signal: np.ndarray,
+    snr: np.ndarray,
+    s: SubjectShapes,
+    rng: np.random.Generator,
+) -> Path:
+    """``responses.h5``: unit-variance signal plus noise at ``snr``; ``s.n_test`` random
+    images held out as the test split."""
     signal /= signal.std(0) + 1e-12
     noise = rng.standard_normal(signal.shape) / snr
     y = (signal + noise).astype(np.float32)
@@ -95,7 +178,7 @@ def write_synthetic_subject(
             attrs=dict(subject="subj01"),
         ),
     )
-    return features, responses, dict(layer=layer, k=k, snr=snr)
+    return responses
 
 
 def _smooth(x: np.ndarray) -> np.ndarray:

@@ -21,6 +21,7 @@ if DATASET in ("demo", "nsd"):
             subjects=SUBJECTS,
             remote=NSD_SOURCE if STIMULI_REMOTE else None,
             key=nsd.stimuli_path(""),
+            images=config["prepare"]["images"],
         script:
             "../../scripts/prepare_stimuli.py"
 

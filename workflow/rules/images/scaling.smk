@@ -78,6 +78,7 @@ if FIXED_SET:
             settings=fixed_set_settings(),
             layers=[FIXED_SET["layer"]],
             model_maps=model_maps_params(FIXED_SET["model"]),
+            predict_sizes=None if ENC["predictions"] == "all" else [],
         script:
             "../../scripts/fit_subject_model.py"
 

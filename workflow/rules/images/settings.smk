@@ -87,12 +87,6 @@ if STORE == "none" and FIT_JOB != "subject_model":
         "none runs the model in the subject × model fit jobs: it needs encoding.job "
         "subject_model",
     )
-if STORE == "none" and FEATURES["prefix_tokens"] == "keep":
-    config_error(
-        "features.prefix_tokens",
-        "keep needs the features files (features.store: file): a fit job that runs the "
-        "model fits the layers' maps only",
-    )
 if MODEL_PROBLEMS:
     raise ValueError(
         "\n".join(f"config key 'models.{m}': {why}" for m, why in MODEL_PROBLEMS.items())
@@ -382,7 +376,8 @@ def model_maps_params(model):
     """How a store-none fit job runs ``model`` (encscale.vision.live); None with files."""
     if STORE == "file":
         return None
-    keys = ("batch_size", "precision", "storage", "pixel_norm", "offline", "group_memory_mb")
+    keys = ("batch_size", "precision", "storage", "pixel_norm", "prefix_tokens", "offline")
+    keys += ("group_memory_mb",)
     spec = config["models"][model]
     return dict(name=model, spec=spec, device=ENC["device"], **{k: FEATURES[k] for k in keys})
 
@@ -464,6 +459,16 @@ def fit_combinations():
         pairs |= {(model, SUBMISSION["size"]) for model in SUBMISSION["models"]}
     pairs |= {(m, size) for model, size in pairs if model == ENSEMBLE for m in ENSEMBLE_MODELS}
     return sorted(pairs)
+
+
+def prediction_sizes(model):
+    """The sizes at which ``model``'s fit files keep their test predictions: every size
+    (None), or with encoding.predictions needed only those an ensemble reads."""
+    if ENC["predictions"] == "all":
+        return None
+    if model not in ENSEMBLE_MODELS or not HAS_ENSEMBLE:
+        return []
+    return sorted({size for m, size in fit_combinations() if m == ENSEMBLE})
 
 
 def fit_paths(model, sizes, subjects=SUBJECTS):
