@@ -74,7 +74,7 @@ def run(args: argparse.Namespace, precision: str, seed: int, train, val) -> dict
     if args.device.startswith("cuda"):
         torch.cuda.reset_peak_memory_stats()
     t0 = time.perf_counter()
-    rows = train_gpt(model, train, val, spec, settings)
+    rows = train_gpt(model, train, {"heldout": val}, spec, settings)
     wall = time.perf_counter() - t0
     rates = np.array([r["tokens_per_s"] for r in rows[1:]] or [rows[0]["tokens_per_s"]])
     n_params = count_parameters(model)
@@ -86,7 +86,7 @@ def run(args: argparse.Namespace, precision: str, seed: int, train, val) -> dict
         ms_per_step=1e3 * args.batch * args.codes / float(np.median(rates)),
         wall_s=wall,
         peak_mem_mb=rows[-1]["peak_mem_mb"],
-        val_loss=rows[-1]["val_loss"],
+        val_loss=rows[-1]["val_loss_heldout"],
         loss=rows[-1]["loss"],
         n_params=n_params,
         model_flops_per_s=flops_per_token * float(np.median(rates)),

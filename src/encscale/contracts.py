@@ -32,7 +32,11 @@ scored):
 - ``<split>/stimulus`` (n,) int64: each sample's row of ``stimuli.h5``;
 - images: ``<split>/n_repeats`` (n,) int32, the trials averaged; movies: ``<split>/run``
   (n,) bytes, the fMRI run's dataset key, and ``<split>/tr`` (n,) int64, the sample's TR in
-  its run.
+  its run;
+- movies with several lags or a window of more than one TR: ``<split>/lagged`` (n × L × W)
+  int64, the ``stimuli.h5`` rows of the sample's W TR clips (oldest first) ending at TR
+  t − lag, for each of the L lags of the ``lags`` attribute; ``stimulus`` is then
+  ``lagged[:, 0, -1]``, the clip of the first lag (:mod:`encscale.data.movies`).
 
 And for the whole file:
 
@@ -51,15 +55,17 @@ And for the whole file:
 - attributes: ``subject``; NSD: ``beta_version``, ``n_sessions``, ``mask_roi`` and
   ``noise_ceiling_n`` (the effective number of repeats of the ceiling); Algonauts 2023:
   ``dataset``, ``holdout``, ``seed``, ``noise_ceiling_k``, ``noise_ceiling_n``,
-  ``n_vertices_lh`` and ``n_vertices_rh``; movies: ``lag`` (TRs between a clip and its
-  response) and ``test_movies``.
+  ``n_vertices_lh`` and ``n_vertices_rh``; movies: ``lags`` (TRs between a clip and its
+  response), ``window_trs`` (TR clips per lag), ``lag`` (the one lag, when one lag and one
+  TR) and ``test_movies``.
 
 **Features**, ``results/{dataset}/features/{model}.h5``, rows following ``stimuli.h5``
 (:func:`create_features` and :func:`update_features`, or :func:`write_features`;
 :func:`feature_sets`, :func:`open_features`):
 
-- ``layers/<layer>/map`` (N × channels × h × w), float32 or float16, image models: the
-  layer's spatial map, which a fit max-pools to k × k grids
+- ``layers/<layer>/map`` (N × channels × h × w), float32 or float16, image models (and
+  video models with ``features.pooling`` spatial: the hidden states averaged over a clip's
+  code frames, on the code grid): the layer's spatial map, which a fit max-pools to k × k grids
   (:meth:`FeaturesFile.fit_sets`; k capped at the map's side, each distinct grid once);
   dataset attributes ``layer_index``, ``depth`` (layer index / (number of layers − 1))
   and ``map_size`` (h);
@@ -82,8 +88,9 @@ And for the whole file:
 :func:`read_fit`):
 
 - ``best_set`` (V,) int16: each voxel's chosen set, an index into ``feature_sets``;
-- ``feature_sets`` (S,) bytes ``<layer>/k<k>``; ``set_depth`` (S,) float32, the relative
-  depth of each set's layer (0 = first, 1 = last);
+- ``feature_sets`` (S,) bytes ``<layer>/k<k>`` (``<layer>/k<k>/lag<L>``: a movie fit
+  choosing among its lags, ``encoding.lag_mode`` select); ``set_depth`` (S,) float32, the
+  relative depth of each set's layer (0 = first, 1 = last);
 - ``best_alpha`` (V,) float32: the chosen ridge penalty; ``cv_score`` (V,) float32: the
   mean validation score of the chosen set and penalty; ``set_scores`` (S × V) float16:
   the best mean validation score each set reached (a diagnostic: half the bytes, resolution
@@ -137,7 +144,7 @@ MOVIE_STIMULI: Layout = {
     "codes": (("clips", "code frames", "code rows", "code columns"), np.int16),
 }
 SPLITS = ("train", "test")
-SPLIT_DATASETS = ("responses", "stimulus", "n_repeats", "run", "tr")
+SPLIT_DATASETS = ("responses", "stimulus", "n_repeats", "run", "tr", "lagged")
 RESPONSES: Layout = {
     **{
         f"{split}/{name}": (dims, dtype)
@@ -148,6 +155,7 @@ RESPONSES: Layout = {
             ("n_repeats", (f"{split} samples",), np.int32),
             ("run", (f"{split} samples",), "S"),
             ("tr", (f"{split} samples",), np.int64),
+            ("lagged", (f"{split} samples", "lags", "window"), np.int64),
         )
     },
     "challenge/stimulus": (("challenge stimuli",), np.int64),
@@ -386,13 +394,15 @@ def read_stimulus_codes(path: PathLike) -> np.ndarray:
 @dataclass
 class Split:
     """One split of a responses file: ``responses`` (n × V) and ``stimulus`` (n,), with
-    ``n_repeats`` (image study) or ``run`` (str) and ``tr`` (movie study)."""
+    ``n_repeats`` (image study) or ``run`` (str) and ``tr`` (movie study), and ``lagged``
+    (movie study, several lags or a window)."""
 
     responses: np.ndarray
     stimulus: np.ndarray
     n_repeats: np.ndarray | None = None
     run: np.ndarray | None = None
     tr: np.ndarray | None = None
+    lagged: np.ndarray | None = None
 
 
 @dataclass
@@ -456,7 +466,7 @@ def write_responses(
 def _part_keys(h5: h5py.File, part: str) -> list[str]:
     """The keys of one part (:data:`RESPONSE_PARTS`) of an open responses file."""
     if part in SPLITS:
-        by_study = [f"{part}/{name}" for name in ("n_repeats", "run", "tr")]
+        by_study = [f"{part}/{name}" for name in ("n_repeats", "run", "tr", "lagged")]
         return [f"{part}/responses", f"{part}/stimulus", *(k for k in by_study if k in h5)]
     if part == "challenge":
         return ["challenge/stimulus"]

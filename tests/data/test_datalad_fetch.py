@@ -30,6 +30,7 @@ from encscale.video.decode import write_video
 FMRI = fmri_path("", "sub-01", "friends")  # paths relative to the dataset's root
 MOVIE_A = movie_path("", "friends_s01e01a")
 MOVIE_B = movie_path("", "friends_s01e01b")
+MOVIE_C = movie_path("", "friends_s01e02a")  # another episode: GPT-2's held-out validation
 RUNS = {"ses-001_task-s01e01a": 20, "ses-001_task-s01e01b": 15}  # key: TRs
 IDENTITY = {
     "GIT_AUTHOR_NAME": "encscale tests",
@@ -87,7 +88,7 @@ def source(tmp_path_factory, git_annex) -> tuple[Path, dict[str, str]]:
     with h5py.File(root / FMRI, "w") as h5:
         for key, n_trs in RUNS.items():
             h5[key] = rng.normal(size=(n_trs, 1000)).astype(np.float32)
-    for i, movie in enumerate((MOVIE_A, MOVIE_B)):
+    for i, movie in enumerate((MOVIE_A, MOVIE_B, MOVIE_C)):
         (root / movie).parent.mkdir(parents=True, exist_ok=True)
         frames = np.full((12, 16, 16, 3), 40 * (i + 1), np.uint8)
         frames[:, :, : 4 + 4 * i] = rng.integers(0, 256, (12, 16, 4 + 4 * i, 3), dtype=np.uint8)
@@ -97,7 +98,7 @@ def source(tmp_path_factory, git_annex) -> tuple[Path, dict[str, str]]:
         assert dl.Dataset(str(root / sub)).is_installed()
     for path in (FMRI, MOVIE_A, MOVIE_B):
         assert (root / path).is_symlink()  # annexed, as in the release
-    return root, {p: sha256(root / p) for p in (FMRI, MOVIE_A, MOVIE_B)}
+    return root, {p: sha256(root / p) for p in (FMRI, MOVIE_A, MOVIE_B, MOVIE_C)}
 
 
 def assert_fetched(root: Path, digests: dict[str, str], paths: list[str]) -> None:
@@ -285,15 +286,17 @@ def test_the_study_config_installs_and_fetches_through_the_main_workflow(source,
     root = tmp_path / "data" / "cneuromod"
     config["subjects"] = ["sub-01"]
     config["cneuromod"].update(root=str(root), source=str(src), jobs=1)
-    config["movies"].update(encoding=["friends_*"], test=["friends_s01e01b"])
+    config["movies"].update(
+        encoding=["friends_s01e01*"], test=["friends_s01e01b"], validation=["friends_s01e02a"]
+    )
     assert [rule for rule, _ in dry_run_jobs(tmp_path, config)] == ["install_cneuromod", "all"]
     assert not root.exists()
     run_snakemake(tmp_path, config, "--resources", "download_slots=1")
     assert dl.Dataset(str(root)).is_installed() and not (root / MOVIE_A).exists()
     jobs = Counter(rule for rule, _ in dry_run_jobs(tmp_path, config))
-    n_runs = 1 + 4 + 4 + 4 + 3 + 3  # the base, then each dimension's other values
+    n_runs = 1 + 4 + 4 + 4 + 3 + 3 + 3  # the base, each dimension's other values, equal steps
     assert jobs["train_gpt"] == jobs["extract_features"] == jobs["fit_encoding"] == n_runs
     assert jobs["fetch_cneuromod"] == jobs["train_tokenizer"] == jobs["figures_video"] == 1
     assert dl.Dataset(str(root)).is_installed() and not (root / MOVIE_A).exists()
     run_snakemake(tmp_path, config, "fetch_cneuromod")
-    assert_fetched(root, digests, [FMRI, MOVIE_A, MOVIE_B])
+    assert_fetched(root, digests, [FMRI, MOVIE_A, MOVIE_B, MOVIE_C])

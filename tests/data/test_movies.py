@@ -6,9 +6,9 @@ import pandas as pd
 import pytest
 import torch
 
-from encscale.contracts import write_movie_stimuli
+from encscale.contracts import read_responses, write_movie_stimuli
 from encscale.data import cneuromod
-from encscale.data.movies import aligned_rows, prepare_movie_subject
+from encscale.data.movies import aligned_rows, lagged_rows, prepare_movie_subject
 from encscale.video.clips import encode_clips, read_clips, tr_clip_table, training_clip_starts
 from encscale.video.decode import read_frames, write_video
 from encscale.video.selection import select_movies
@@ -128,3 +128,66 @@ def test_responses_file_splits_by_movie_zscores_and_aligns(tmp_path):
             lag=2,
         )
     assert not (tmp_path / "x.h5").exists()
+
+
+def test_several_lags_and_a_window_pair_each_tr_with_its_lagged_clips():
+    index = {("m", j): 100 + j for j in range(1, 8)}  # clips of TRs 1…7 at rows 101…107
+    ts, rows = lagged_rows(index, "m", n_samples=11, lags=[2, 3], window_trs=2)
+    # TR t needs clips t − 3 … t − 2 and t − 4 … t − 3: all from TR 1 on, so t ≥ 5;
+    # t = 10 needs clip 8 (none)
+    assert ts.tolist() == [5, 6, 7, 8, 9]
+    assert rows.shape == (5, 2, 2)
+    assert rows[0].tolist() == [[102, 103], [101, 102]]  # oldest first, per lag
+    assert rows[:, 0, 1].tolist() == [103, 104, 105, 106, 107]
+    # one lag, one clip: the rows of aligned_rows
+    ts1, rows1 = lagged_rows(index, "m", n_samples=10, lags=[3])
+    ts0, rows0 = aligned_rows(index, "m", n_samples=10, lag=3)
+    assert ts1.tolist() == ts0.tolist() and rows1[:, 0, 0].tolist() == rows0.tolist()
+    for lags, window in (([], 1), ([2, 2], 1), ([-1], 1), ([1.5], 1), ([2], 0)):
+        with pytest.raises(ValueError, match="lags must be|window_trs must be"):
+            lagged_rows(index, "m", 10, lags, window)
+
+
+def test_responses_file_with_several_lags_keeps_each_samples_lagged_rows(tmp_path):
+    durations = {"friends_s01e01a": 8 * TR, "friends_s01e02a": 6 * TR}
+    table = tr_clip_table(durations, TR, window_s=TR)
+    stimuli = tmp_path / "stimuli.h5"
+    codes = np.zeros((len(table), 1, 1, 2), dtype=np.int16)
+    write_movie_stimuli(stimuli, table, codes, dict(tr=TR))
+    rng = np.random.default_rng(0)
+    runs = {
+        "ses-001_task-s01e01a": rng.normal(size=(9, 5)).astype(np.float32),
+        "ses-002_task-s01e02a": rng.normal(size=(6, 5)).astype(np.float32),
+    }
+    fmri = tmp_path / "sub-01.h5"
+    _write_fmri(fmri, runs)
+    paths = {}
+    for name, lag, window in (("int", 2, 1), ("list", [2], 1), ("lags", [1, 2], 2)):
+        paths[name] = tmp_path / f"{name}.h5"
+        prepare_movie_subject(
+            [fmri],
+            stimuli,
+            paths[name],
+            subject="sub-01",
+            test_movies=["friends_s01e02a"],
+            lag=lag,
+            window_trs=window,
+        )
+    with h5py.File(paths["int"]) as a, h5py.File(paths["list"]) as b:
+        # [lag] is the single-lag route: the same datasets, no lagged rows
+        assert sorted(a["train"]) == sorted(b["train"]) == ["responses", "run", "stimulus", "tr"]
+        for key in ("train/responses", "train/stimulus", "train/tr", "test/stimulus"):
+            np.testing.assert_array_equal(a[key][()], b[key][()])
+        assert a.attrs["lag"] == b.attrs["lag"] == 2 and list(b.attrs["lags"]) == [2]
+    with h5py.File(paths["lags"]) as h5:
+        # lags 1 and 2, two TR clips each: TR t needs clips t − 3 … t − 1, so t ≥ 3
+        assert h5["train/tr"][()].tolist() == [3, 4, 5, 6, 7, 8]
+        lagged = h5["train/lagged"][()]
+        assert lagged.shape == (6, 2, 2)
+        assert lagged[0].tolist() == [[1, 2], [0, 1]]  # movie a's rows 0…7 are its TRs 0…7
+        np.testing.assert_array_equal(h5["train/stimulus"][()], lagged[:, 0, 1])
+        assert h5["test/lagged"][()][:, 0, 1].tolist() == [8 + t - 1 for t in (3, 4, 5)]
+        assert list(h5.attrs["lags"]) == [1, 2] and h5.attrs["window_trs"] == 2
+        assert "lag" not in h5.attrs
+    resp = read_responses(paths["lags"], ["train", "test"])
+    np.testing.assert_array_equal(resp.train.lagged, lagged)

@@ -35,5 +35,14 @@ def test_fit_encoding_from_config(monkeypatch, size, expected):
         scoring="r2",
         subsample_mode="prefix",
         device="cpu",
+        lag_mode="fir",  # a movie study's lag_mode; fir where the settings have none
         provenance={},
     )
+
+
+def test_fit_encoding_from_config_passes_the_movie_studys_lag_mode(monkeypatch):
+    calls = []
+    monkeypatch.setattr(fit, "fit_encoding", lambda *args, **kwargs: calls.append(kwargs))
+    settings = dict(SETTINGS, pool_sizes=[1, 2], lag_mode="select")
+    fit.fit_encoding_from_config("r.h5", "f.h5", "o.h5", size="all", seed=0, settings=settings)
+    assert calls[0]["lag_mode"] == "select" and calls[0]["pool_sizes"] == [1, 2]

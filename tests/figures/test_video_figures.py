@@ -27,16 +27,27 @@ GRID = {
     "fp16": (64, 2, 2, 1000, "fp16", 0.195, 1250.0),
 }
 SUBJECT_OFFSETS = {"sub-01": -0.02, "sub-02": 0.02}
+BATCH = 100  # clips a step: one pass over n clips takes n / 100 steps
+# The equal-steps grid: the data sizes whose one pass is shorter, trained for 100 steps (the
+# one pass over the largest, 10000 clips, which is that grid's run of that size)
+EQUAL_STEPS = 100
+EQUAL = {
+    "n100_steps100": (64, 2, 2, 100, "fp32", 0.150, 1000.0),
+    "base_steps100": (64, 2, 2, 1000, "fp32", 0.250, 1000.0),
+}
 # Mean r against flops: n100 < w32 < l1 < {base, h1, bf16, fp16} (equal flops) < w128 < n10000;
 # bf16 is the best of the equal-flops group and dominates w128 (more flops, lower r).
 FRONT = ["n100", "w32", "l1", "bf16", "n10000"]
 
 
-def make_runs(grid: dict = GRID) -> pd.DataFrame:
+def make_runs(grid: dict = GRID, equal: dict | None = None) -> pd.DataFrame:
     rows = []
-    for run, (width, layers, heads, n, precision, _, rate) in grid.items():
+    runs = [(run, values, None) for run, values in grid.items()]
+    runs += [(run, values, EQUAL_STEPS) for run, values in (equal or {}).items()]
+    for run, (width, layers, heads, n, precision, r, rate), steps in runs:
         n_params = 12 * layers * width**2 + 2 * VOCAB * width
-        tokens = n * TOKENS_PER_CLIP
+        seen = steps * BATCH if steps else n
+        tokens = seen * TOKENS_PER_CLIP
         rows.append(
             dict(
                 run=run,
@@ -46,13 +57,18 @@ def make_runs(grid: dict = GRID) -> pd.DataFrame:
                 context=TOKENS_PER_CLIP,
                 n_samples=n,
                 precision=precision,
+                schedule="equal_steps" if steps else "one_pass",
+                steps=steps or n // BATCH,
+                clips_seen=seen,
+                epochs=seen / n,
                 n_params=n_params,
                 tokens=tokens,
                 flops=6.0 * n_params * tokens,
                 wall_s=tokens / rate,
                 tokens_per_s=rate,
                 peak_mem_mb=100.0 + width,
-                val_loss=5.0 - 10 * GRID[run][5],
+                val_loss_heldout=5.0 - 10 * r,
+                val_loss_overlap=4.0 - 10 * r,
             )
         )
     return pd.DataFrame(rows)
@@ -66,6 +82,10 @@ def make_scores(grid: dict = GRID) -> pd.DataFrame:
             for run, values in grid.items()
         ]
     )
+
+
+def mean_loss(*runs: str) -> list[float]:
+    return [5.0 - 10 * {**GRID, **EQUAL}[run][5] for run in runs]
 
 
 @pytest.fixture
@@ -298,14 +318,60 @@ def test_plot_data_size(table, tmp_path):
     paths = out_paths(tmp_path, "data_size")
     fig = vf.plot_data_size(table, BASE, *paths)
     assert_saved(paths)
-    (ax,) = fig.axes
+    ax, ax_loss = fig.axes
     assert ax.get_xscale() == "log" and ax.xaxis.get_transform().base == 10
     mean = lines(ax)[vf.MEAN_LABEL]
     np.testing.assert_array_equal(mean.get_xdata(), [100, 1000, 10000])
     np.testing.assert_allclose(mean.get_ydata(), mean_r("n100", "base", "n10000"))
     sub01 = np.add(mean_r("n100", "base", "n10000"), SUBJECT_OFFSETS["sub-01"])
     np.testing.assert_allclose(lines(ax)["sub-01"].get_ydata(), sub01)
-    assert "width 64, 2 layers, 2 heads, fp32" in ax.get_title()
+    assert "width 64, 2 layers, 2 heads, fp32" in fig._suptitle.get_text()
+    assert "no equal-steps runs" in ax.get_title()
+    assert list(lines(ax_loss)) == [vf.ONE_PASS_LABEL]
+
+
+def test_plot_data_size_shows_both_grids(tmp_path):
+    """Each clip seen once (solid) and equal steps at every size (dashed), in test r and in
+    the held-out validation loss; the architecture sweeps keep to the one-pass runs."""
+    runs = make_runs(equal=EQUAL)
+    table = vf.architecture_table(runs, make_scores({**GRID, **EQUAL}))
+    paths = out_paths(tmp_path, "data_size_both")
+    fig = vf.plot_data_size(table, BASE, *paths)
+    assert_saved(paths)
+    ax, ax_loss = fig.axes
+    drawn = lines(ax)
+    once, equal = drawn[vf.MEAN_LABEL], drawn[vf.MEAN_LABEL + vf.EQUAL_STEPS_SUFFIX]
+    assert once.get_linestyle() == "-" and equal.get_linestyle() == "--"
+    np.testing.assert_array_equal(once.get_xdata(), [100, 1000, 10000])
+    np.testing.assert_allclose(once.get_ydata(), mean_r("n100", "base", "n10000"))
+    np.testing.assert_array_equal(equal.get_xdata(), [100, 1000, 10000])
+    np.testing.assert_allclose(
+        equal.get_ydata(), [EQUAL["n100_steps100"][5], EQUAL["base_steps100"][5], 0.300]
+    )
+    sub02 = drawn["sub-02" + vf.EQUAL_STEPS_SUFFIX]
+    assert sub02.get_linestyle() == "--"
+    np.testing.assert_allclose(sub02.get_ydata(), np.add(equal.get_ydata(), 0.02))
+    title = ax.get_title()
+    assert vf.ONE_PASS_LABEL in title and vf.equal_steps_label(EQUAL_STEPS) in title
+    # the loss panel: GPT-2's held-out validation loss (not the overlapping one) of each grid
+    loss = lines(ax_loss)
+    assert list(loss) == [vf.ONE_PASS_LABEL, vf.equal_steps_label(EQUAL_STEPS)]
+    np.testing.assert_allclose(
+        loss[vf.ONE_PASS_LABEL].get_ydata(), mean_loss("n100", "base", "n10000")
+    )
+    np.testing.assert_allclose(
+        loss[vf.equal_steps_label(EQUAL_STEPS)].get_ydata(),
+        mean_loss("n100_steps100", "base_steps100", "n10000"),
+    )
+    assert loss[vf.equal_steps_label(EQUAL_STEPS)].get_linestyle() == "--"
+    assert "held-out" in ax_loss.get_ylabel()
+    # the other figures' sweeps hold the schedule at one pass
+    assert vf.sweep(runs, BASE, "n_samples")["run"].tolist() == ["n100", "base", "n10000"]
+    assert vf.sweep(runs, BASE, "width")["run"].tolist() == ["w32", "base", "w128"]
+    rows, steps = vf.equal_steps_sweep(runs, BASE)
+    assert steps == EQUAL_STEPS
+    assert rows["run"].tolist() == ["n100_steps100", "base_steps100", "n10000"]
+    assert vf.precision_speedups(runs, BASE) == {"fp32": 1.0, "fp16": 1.25, "bf16": 1.17}
 
 
 def test_plot_precision(tmp_path):
@@ -381,7 +447,7 @@ def test_video_figures_from_the_runs_and_scores_tables(tmp_path):
     np.testing.assert_allclose(
         lines(ax_width)[vf.MEAN_LABEL].get_ydata(), mean_r("w32", "base", "w128")
     )
-    (ax,) = figures["data_size"].axes
+    ax, _ = figures["data_size"].axes
     np.testing.assert_allclose(
         lines(ax)["sub-02"].get_ydata(),
         np.add(mean_r("n100", "base", "n10000"), SUBJECT_OFFSETS["sub-02"]),

@@ -2,6 +2,7 @@
 
 import h5py
 import numpy as np
+import pandas as pd
 import pytest
 
 from encscale.encoding.fit import subsample
@@ -93,8 +94,62 @@ def test_penalties_at_the_grids_edges_are_counted_and_warned(tmp_path, caplog):
     assert df.loc["early", "edge_low"] == 0.5 and df.loc["early", "edge_high"] == 0.0
     assert df.loc["ventral", "edge_high"] == 1.0
     warned = [r.getMessage() for r in caplog.records]
-    assert any("50.0 % of the voxels chose the grid's largest penalty (10)" in m for m in warned)
-    assert any("25.0 % of the voxels chose the grid's smallest penalty (0.1)" in m for m in warned)
+    assert any(
+        "50.0 % of the 4 voxels with a signal chose the grid's largest penalty (10)" in m
+        for m in warned
+    )
+    assert any(
+        "25.0 % of the 4 voxels with a signal chose the grid's smallest penalty (0.1)" in m
+        for m in warned
+    )
+
+
+def test_voxels_without_a_signal_do_not_count_at_the_edges(tmp_path, caplog):
+    """Undriven voxels take the largest penalty whatever the grid: only voxels whose
+    cross-validated r beats chance (3 / √size: 0.3 at size 100) count."""
+    rois = {"early": [1, 1, 0, 0], "ventral": [0, 0, 1, 1]}
+    fit, resp = write_score_inputs(tmp_path, [0.1, 0.2, 0.3, 0.4], [25.0, 16.0, 36.0, 64.0], rois)
+    with h5py.File(fit, "a") as f:
+        f["best_alpha"] = np.array([0.1, 1.0, 10.0, 10.0], dtype=np.float32)
+        f["cv_score"] = np.array([0.5, 0.4, 0.35, 0.05], dtype=np.float32)  # the last: chance
+        f.attrs.update(alphas=np.array([0.1, 1.0, 10.0]), scoring="r", size=100)
+    with caplog.at_level("WARNING", logger="encscale"):
+        df = score_fit(fit, resp).set_index("roi")
+    assert df.loc["all", "n_edge_voxels"] == 3
+    np.testing.assert_allclose(df.loc["all", ["edge_low", "edge_high"]], [1 / 3, 1 / 3])
+    assert df.loc["ventral", "edge_high"] == 1.0 and df.loc["ventral", "n_edge_voxels"] == 1
+    warned = " ".join(r.getMessage() for r in caplog.records)
+    assert "33.3 % of the 3 voxels with a signal chose the grid's largest penalty" in warned
+    with h5py.File(fit, "a") as f:
+        f["cv_score"][...] = 0.01  # no voxel beats chance: nothing to count, no warning
+    caplog.clear()
+    with caplog.at_level("WARNING", logger="encscale"):
+        df = score_fit(fit, resp).set_index("roi")
+    assert df["edge_high"].isna().all() and (df["n_edge_voxels"] == 0).all()
+    assert not caplog.records
+
+
+def test_the_report_table_lists_the_fits_at_the_grids_edge(caplog):
+    from encscale.encoding.scores import EDGE_COLUMNS, edge_fits
+
+    scores = pd.DataFrame(
+        dict(
+            subject=["subj01", "subj01", "subj02", "subj02"],
+            model="m",
+            size=[100, 100, 100, 200],
+            seed=0,
+            atlas=["all", "streams", "all", "all"],
+            roi=["all", "early", "all", "all"],
+            n_edge_voxels=[50, 20, 40, 0],
+            edge_low=[0.0, 0.5, 0.06, np.nan],
+            edge_high=[0.05, 0.0, 0.0, np.nan],
+        )
+    )
+    with caplog.at_level("WARNING", logger="encscale"):
+        edges = edge_fits(scores)
+    # subj01: 5 % is not more than 5 % (its ROI row is not the fit's); subj02 n=200: no signal
+    assert list(edges.columns) == EDGE_COLUMNS and edges["subject"].tolist() == ["subj02"]
+    assert "subj02 m n=100 seed 0: 6.0 % at the smallest penalty" in caplog.text
 
 
 def test_an_ensemble_has_no_penalties_to_count(tmp_path, caplog):

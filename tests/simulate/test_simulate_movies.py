@@ -8,7 +8,12 @@ import pytest
 from encscale.data import cneuromod
 from encscale.seeds import named_seed
 from encscale.simulate.movies import (
+    HRF_PEAK_TRS,
+    cell_columns,
     check_params,
+    lagged_hrf,
+    local_contrast,
+    parcel_lags,
     per_tr,
     render_movie,
     shot_starts,
@@ -123,10 +128,71 @@ def test_stimulus_features_and_their_tr_means():
 
 @pytest.mark.parametrize(
     ("key", "value"),
-    [("runs", ["e01"]), ("frame_size", 33), ("grid", 5), ("n_subjects", 5), ("run_s", 2.0)],
+    [
+        ("runs", ["e01"]),
+        ("frame_size", 33),
+        ("grid", 5),
+        ("n_subjects", 5),
+        ("run_s", 2.0),
+        ("lags", []),
+        ("lags", [-1]),
+        ("receptive_field", "voxel"),
+    ],
 )
 def test_bad_params_name_the_key(key, value):
     with pytest.raises(ValueError, match=f"'{key}'"):
         check_params(dict(PARAMS, **{key: value}))
     with pytest.raises(ValueError, match="unknown \\['colour'\\]"):
         check_params(dict(PARAMS, colour=1))
+
+
+def test_default_parcels_peak_at_the_canonical_hrf_lag(dataset):
+    """Without lags or receptive fields, the dataset is the one simulated before they were
+    options: every driven parcel the canonical HRF (its peak, 3 TRs, its lag) and every cell."""
+    assert HRF_PEAK_TRS == 3
+    with h5py.File(truth_path(dataset, "sub-01")) as t:
+        driven, lag, cell = t["driven"][()], t["lag"][()], t["cell"][()]
+    assert (lag[driven] == 3).all() and (lag[~driven] == -1).all() and (cell == -1).all()
+    np.testing.assert_array_equal(lagged_hrf(cneuromod.TR, 3), decode.canonical_hrf(cneuromod.TR))
+
+
+def test_planted_lags_and_receptive_fields_follow_the_truth(dataset, tmp_path):
+    """lags: each driven parcel's response is its drive through the HRF shifted to peak at
+    its planted lag; cell: its weights hold one grid cell's features, the colour as contrast
+    to the frame. The movies and the other parcels' numbers are those of the default."""
+    params = dict(PARAMS, n_subjects=1, lags=[2, 5], receptive_field="cell")
+    simulate_movies(tmp_path, params)
+    n_frames, n_trs = int(PARAMS["run_s"] * PARAMS["fps"]), int(PARAMS["run_s"] // cneuromod.TR)
+    with (
+        h5py.File(truth_path(tmp_path, "sub-01")) as t,
+        h5py.File(truth_path(dataset, "sub-01")) as default,
+    ):
+        driven, lag, cell, weights = (t[k][()] for k in ("driven", "lag", "cell", "weights"))
+        signal = t["signal/ses-001_task-s01e01a"][()]
+        np.testing.assert_array_equal(driven, default["driven"][()])
+        np.testing.assert_array_equal(t["snr"][()], default["snr"][()])
+    assert set(lag[driven]) <= {2, 5} and (lag[~driven] == -1).all()
+    many = parcel_lags(named_seed(0, "lags"), np.arange(100) % 3 > 0, [2, 5])
+    assert set(many[np.arange(100) % 3 > 0]) == {2, 5} and (many[::3] == -1).all()
+    assert (cell[driven] >= 0).all() and (cell[~driven] == -1).all()
+    np.testing.assert_array_equal(
+        weights != 0, cell_columns(cell, PARAMS["grid"]) & driven[:, None]
+    )
+    frames = render_movie(
+        np.random.default_rng(named_seed(PARAMS["seed"], "movie", "s01e01a")),
+        n_frames,
+        PARAMS["frame_size"],
+        PARAMS["n_objects"],
+        PARAMS["shot_s"] * PARAMS["fps"],
+    )
+    features = local_contrast(stimulus_features(frames, PARAMS["grid"]), PARAMS["grid"])
+    np.testing.assert_allclose(features[:, :48].reshape(-1, 16, 3).sum(axis=1), 0, atol=1e-5)
+    tr = per_tr(features, PARAMS["fps"], n_trs)
+    # up to its scale (the std over both runs), the signal is the drive through the lagged HRF
+    drive = (tr - tr.mean(axis=0)) @ weights.T
+    for p in np.flatnonzero(driven):
+        expected = np.convolve(drive[:, p], lagged_hrf(cneuromod.TR, lag[p]))[:n_trs]
+        r = np.corrcoef(expected, signal[:, p])[0, 1]
+        assert r > 0.999, (p, lag[p], r)
+        peak = np.argmax(lagged_hrf(cneuromod.TR, lag[p]))
+        assert peak == lag[p]

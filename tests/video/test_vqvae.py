@@ -1,7 +1,15 @@
-"""VQ-VAE: shapes, learning, the EMA codebook, straight-through gradients and checkpoints."""
+"""VQ-VAE: shapes, learning, the EMA codebook, straight-through gradients, axial attention,
+checkpoints, and training resumed after a stop or a SIGKILL."""
 
+import json
 import math
+import os
+import signal
+import subprocess
+import sys
+import textwrap
 import time
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -9,7 +17,10 @@ import torch
 
 from encscale.video.vqvae import (
     VQVAE,
+    AttentionResBlock,
+    AxialBlock,
     Codebook,
+    ResBlock,
     VQVAEConfig,
     clip_from_frames,
     load_checkpoint,
@@ -18,6 +29,8 @@ from encscale.video.vqvae import (
 )
 
 TINY = VQVAEConfig(channels=16, n_codes=32, code_dim=8, downsample=(2, 4, 4), n_res_blocks=1)
+# the smallest model with every part (strided layers, an attention block, the codebook)
+MINI = VQVAEConfig(channels=8, n_codes=16, code_dim=4, downsample=(2, 2, 2), n_res_blocks=1)
 
 
 @pytest.fixture(autouse=True, scope="module")
@@ -74,6 +87,11 @@ def test_config_is_validated():
         VQVAEConfig(n_codes=0)
     with pytest.raises(ValueError, match="dead_code_threshold"):
         VQVAEConfig(dead_code_threshold=-1.0)
+    with pytest.raises(ValueError, match="attention must be one of axial, none"):
+        VQVAEConfig(attention="full")
+    with pytest.raises(ValueError, match="channels must be even with axial attention"):
+        VQVAEConfig(channels=15)
+    assert VQVAEConfig(channels=15, attention="none").channels == 15
 
 
 def test_clip_from_frames_is_channels_first():
@@ -218,7 +236,18 @@ def test_checkpoint_round_trip(tmp_path):
     save_checkpoint(model, path)
     loaded = load_checkpoint(path)
     assert loaded.config == TINY and not loaded.training
+    assert loaded.config.attention == "axial"
+    assert isinstance(loaded.encoder[5], AttentionResBlock)  # after 2 strided layers, a conv
     assert torch.equal(loaded.encode(clips), model.encode(clips))
+    assert torch.equal(loaded.decode(loaded.encode(clips)), model.decode(model.encode(clips)))
+
+    # a checkpoint written before attention was a setting: convolution-only blocks
+    plain = VQVAE(VQVAEConfig(**{**TINY.__dict__, "attention": "none"})).eval()
+    config = {k: v for k, v in TINY.__dict__.items() if k != "attention"}
+    torch.save({"config": config, "state": plain.state_dict()}, tmp_path / "old.pt")
+    old = load_checkpoint(tmp_path / "old.pt")
+    assert old.config.attention == "none" and isinstance(old.encoder[5], ResBlock)
+    assert torch.equal(old.encode(clips), plain.encode(clips))
 
     data = path.read_bytes()
     broken = tmp_path / "broken.pt"
@@ -227,3 +256,165 @@ def test_checkpoint_round_trip(tmp_path):
         load_checkpoint(broken)
     with pytest.raises(FileNotFoundError, match="missing.pt"):
         load_checkpoint(tmp_path / "missing.pt")
+
+
+def changed_positions(block: torch.nn.Module, shape=(1, 8, 5, 6, 7)) -> torch.Tensor:
+    """(T, H, W) bool: where ``block``'s output changes when its input changes at (0, 0, 0)
+    alone."""
+    torch.manual_seed(0)
+    x = torch.randn(shape)
+    y = block(x)
+    x[:, :, 0, 0, 0] += 1.0
+    return (block(x) - y).abs().amax(dim=(0, 1)) > 1e-6
+
+
+def lines_through_origin(t: int, h: int, w: int, reach: int = 0) -> torch.Tensor:
+    """(t, h, w) bool: the positions within ``reach`` of a line through (0, 0, 0) along one
+    axis (all coordinates but one ≤ reach)."""
+    grid = torch.stack(torch.meshgrid(*(torch.arange(n) for n in (t, h, w)), indexing="ij"))
+    near = grid <= reach
+    return (near[1] & near[2]) | (near[0] & near[2]) | (near[0] & near[1])
+
+
+@torch.no_grad()
+def test_axial_block_attends_along_each_axis_whatever_the_distance():
+    block = AxialBlock(8).eval()
+    assert block(torch.zeros(2, 8, 5, 6, 7)).shape == (2, 8, 5, 6, 7)
+    # one position's change reaches the whole of its three lines (t, h and w), to their far
+    # ends 4, 5 and 6 positions away, and nothing off them
+    assert torch.equal(changed_positions(block), lines_through_origin(5, 6, 7))
+
+
+@torch.no_grad()
+def test_attention_block_reaches_far_along_axes_where_convolutions_cannot():
+    attention = AttentionResBlock(8).eval()
+    changed = changed_positions(attention)
+    assert changed.shape == (5, 6, 7)
+    # the 3×3×3 convolution spreads the change by one position, the attention along the
+    # lines through that neighbourhood
+    assert torch.equal(changed, lines_through_origin(5, 6, 7, reach=1))
+    assert changed[4, 0, 0] and changed[0, 5, 0] and changed[0, 0, 6]
+    # the convolution-only block changes the 3×3×3 neighbourhood alone
+    conv = changed_positions(ResBlock(8).eval())
+    assert conv[:2, :2, :2].all() and not conv[2:].any()
+    assert not conv[:, 2:].any() and not conv[:, :, 2:].any()
+
+
+def test_attention_is_a_setting_of_every_residual_block():
+    for attention, block in (("axial", AttentionResBlock), ("none", ResBlock)):
+        model = VQVAE(VQVAEConfig(**{**TINY.__dict__, "n_res_blocks": 2, "attention": attention}))
+        blocks = [m for m in model.modules() if isinstance(m, (AttentionResBlock, ResBlock))]
+        assert len(blocks) == 4 and all(type(b) is block for b in blocks)
+    assert sum(isinstance(m, AxialBlock) for m in VQVAE(TINY).modules()) == 2
+
+
+def assert_same_state(a: dict, b: dict) -> None:
+    """Two checkpoints (or state dicts) hold exactly the same values."""
+    assert a.keys() == b.keys()
+    for key in a:
+        x, y = a[key], b[key]
+        if isinstance(x, dict):
+            assert_same_state(x, y)
+        elif isinstance(x, torch.Tensor):
+            assert torch.equal(x, y), (key, x, y)
+        else:
+            assert x == y, key
+
+
+def test_stopped_training_resumes_to_the_same_state(tmp_path):
+    clips = smooth_clips(8, seed=5, frames=4, side=8)
+    settings = dict(steps=12, batch_size=4, lr=1e-3, seed=3)
+    torch.manual_seed(0)
+    full = VQVAE(MINI)
+    full_ckpt = tmp_path / "full.pt"
+    records = train_vqvae(full, clips, **settings, checkpoint=full_ckpt, checkpoint_every=5)
+
+    ckpt = tmp_path / "checkpoint.pt"
+    torch.manual_seed(0)
+    train_vqvae(VQVAE(MINI), clips, **settings, checkpoint=ckpt, checkpoint_every=5, stop_after=7)
+    assert torch.load(ckpt, weights_only=True)["step"] == 7
+    torch.manual_seed(9)  # other initial weights: the checkpoint's must replace them
+    resumed = VQVAE(MINI)
+    ran = []
+    rerun = train_vqvae(
+        resumed, clips, **settings, checkpoint=ckpt, log=lambda step, _: ran.append(step)
+    )
+    assert ran == list(range(7, 12))  # only the steps left
+    assert rerun == records
+    assert_same_state(resumed.state_dict(), full.state_dict())
+    assert_same_state(torch.load(ckpt, weights_only=True), torch.load(full_ckpt, weights_only=True))
+
+    # a checkpoint of other settings is not resumed
+    ran.clear()
+    other = dict(settings, lr=2e-3)
+    train_vqvae(VQVAE(MINI), clips, **other, checkpoint=ckpt, log=lambda step, _: ran.append(step))
+    assert ran == list(range(12))
+
+
+KILLED_RUN = textwrap.dedent(
+    """
+    import json, sys
+    import torch
+    from encscale.video.vqvae import VQVAE, VQVAEConfig, train_vqvae
+    torch.set_num_threads(1)
+    clips_path, checkpoint, steps, config = sys.argv[1:]
+    clips = torch.load(clips_path)
+    torch.manual_seed(0)
+    train_vqvae(
+        VQVAE(VQVAEConfig(**json.loads(config))), clips, steps=int(steps), batch_size=4,
+        lr=1e-3, seed=3, checkpoint=checkpoint, checkpoint_every=2,
+    )
+    """
+)
+
+
+def test_killed_training_resumes_to_the_same_state(tmp_path):
+    """A training process killed with SIGKILL after a checkpoint, rerun, takes up from the
+    checkpoint's step and ends in exactly the state of a run never interrupted."""
+    steps = 40
+    clips = smooth_clips(8, seed=5, frames=4, side=8)
+    torch.save(clips, tmp_path / "clips.pt")
+    ckpt = tmp_path / "checkpoint.pt"
+    env = dict(os.environ, PYTHONPATH=str(Path(__file__).parents[2] / "src"))
+    args = [sys.executable, "-c", KILLED_RUN, str(tmp_path / "clips.pt"), str(ckpt), str(steps)]
+    args.append(json.dumps(MINI.__dict__))
+    proc = subprocess.Popen(args, env=env)
+    deadline = time.time() + 120
+    while time.time() < deadline and not ckpt.exists() and proc.poll() is None:
+        time.sleep(0.01)
+    proc.send_signal(signal.SIGKILL)
+    assert proc.wait() == -signal.SIGKILL, "the run must still be going when killed"
+    step = torch.load(ckpt, weights_only=True)["step"]
+    assert 2 <= step < steps, "killed mid-way"
+
+    settings = dict(steps=steps, batch_size=4, lr=1e-3, seed=3)
+    at_kill = {}
+    torch.manual_seed(0)
+    ref = VQVAE(MINI)
+
+    def snapshot(i: int, _) -> None:
+        if i + 1 == step:
+            at_kill.update({k: v.clone() for k, v in ref.state_dict().items()})
+
+    ref_ckpt = tmp_path / "uninterrupted.pt"
+    records = train_vqvae(
+        ref, clips, **settings, checkpoint=ref_ckpt, checkpoint_every=2, log=snapshot
+    )
+    # the killed run's checkpoint holds the uninterrupted run's state at its step
+    assert_same_state(torch.load(ckpt, weights_only=True)["model"], at_kill)
+
+    torch.manual_seed(7)
+    resumed = VQVAE(MINI)
+    ran = []
+    rerun = train_vqvae(
+        resumed,
+        clips,
+        **settings,
+        checkpoint=ckpt,
+        checkpoint_every=2,
+        log=lambda i, _: ran.append(i),
+    )
+    assert ran == list(range(step, steps))  # resumed at the saved step
+    assert rerun == records
+    assert_same_state(resumed.state_dict(), ref.state_dict())
+    assert_same_state(torch.load(ckpt, weights_only=True), torch.load(ref_ckpt, weights_only=True))

@@ -119,12 +119,21 @@ def test_shared_schema_defaults_are_filled_through_refs():
         ("pool_sizes", [1, 2, 4, 8]),
         ("job", "subject_model"),
         ("max_memory_mb", None),
+        ("predictions", "all"),
         *shared.items(),
     ]
-    assert movies["encoding"] == shared
+    # the movie study's own keys after the shared ones
+    assert list(movies["encoding"].items()) == [
+        *shared.items(),
+        ("pool_sizes", [1, 2, 4, 8]),
+        ("lag_mode", "fir"),
+    ]
+    assert movies["clips"]["lags"] == [3] and movies["clips"]["window_trs"] == 1
+    assert movies["features"]["pooling"] == "mean"
     resources = {"mem_mb": 4000, "runtime": 60}
     assert images["models"]["m"]["resources"] == resources
-    assert movies["tokenizer"]["resources"] == movies["gpt"]["resources"] == resources
+    assert movies["tokenizer"]["resources"] == resources
+    assert movies["gpt"]["resources"] == {"runtime": 60}  # its memory: from its shapes
     assert images["subjects"] == ["subj01", "subj02"] and movies["subjects"] == ["sub-01", "sub-02"]
     assert images["features"]["device"] == movies["gpt"]["device"] == "cpu"
     assert images["features"]["precision"] == movies["features"]["precision"] == "fp32"
@@ -150,7 +159,10 @@ def test_shared_schema_defaults_are_filled_through_refs():
             "betas_fithrf_GLMsingle",
         ),
         ("movies.schema.yaml", lambda c: c.update(encoding={"n_draws": 2}), "n_draws"),
-        ("movies.schema.yaml", lambda c: c.update(encoding={"pool_sizes": "all"}), "pool_sizes"),
+        ("movies.schema.yaml", lambda c: c.update(encoding={"sizes": [100]}), "sizes"),
+        ("movies.schema.yaml", lambda c: c.update(encoding={"lag_mode": "sum"}), "sum"),
+        ("movies.schema.yaml", lambda c: c.update(clips={"lag": 3}), "lag"),
+        ("movies.schema.yaml", lambda c: c.update(features={"pooling": "max"}), "max"),
         ("movies.schema.yaml", lambda c: c.update(tokenizer={"resources": {"gpus": 1}}), "gpus"),
         ("movies.schema.yaml", lambda c: c.update(subjects=["subj01"]), "subj01"),
         ("movies.schema.yaml", lambda c: c.update(features={"precision": "fp8"}), "fp8"),

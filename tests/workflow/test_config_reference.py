@@ -19,7 +19,7 @@ from encscale.config_reference import (
     main,
     reference_rows,
 )
-from encscale.encoding.scores import SCORE_COLUMNS
+from encscale.encoding.scores import EDGE_COLUMNS, SCORE_COLUMNS
 from encscale.scaling.analysis import EXTRAPOLATION_COLUMNS, FIT_COLUMNS
 from encscale.video.gpt import LOG_COLUMNS
 from encscale.video.runs import RUN_COLUMNS
@@ -185,6 +185,7 @@ def readme_section(title: str) -> str:
     ("table", "columns"),
     [
         ("scores/scores.tsv", SCORE_COLUMNS),
+        ("scores/penalty_edges.tsv", EDGE_COLUMNS),
         ("scaling/data_scaling.tsv", FIT_COLUMNS),
         ("scaling/extrapolation.tsv", EXTRAPOLATION_COLUMNS),
         ("training/runs.tsv", RUN_COLUMNS),

@@ -15,7 +15,8 @@ import yaml
 
 from conftest import REPO, dry_run_jobs, embedded_bytes, report_items, run_snakemake
 from encscale.encoding.fit import alpha_grid, fit_encoding
-from encscale.video.grid import run_grid
+from encscale.video.grid import clips_seen, one_pass_steps, run_grid, schedule
+from encscale.video.heldout import episodes
 
 pytestmark = pytest.mark.slow
 
@@ -31,9 +32,13 @@ def study(tmp_path_factory):
     return workdir, config
 
 
+def grid_runs(config) -> dict:
+    return run_grid(config["gpt"]["grid"], batch_size=config["gpt"]["batch_size"])
+
+
 def base_run(config) -> str:
     base = config["gpt"]["grid"]["base"]
-    (name,) = [n for n, point in run_grid(config["gpt"]["grid"]).items() if point == base]
+    (name,) = [n for n, point in grid_runs(config).items() if point == base]
     return name
 
 
@@ -61,23 +66,51 @@ def test_runs_table_follows_the_grid(study):
     runs = pd.read_csv(
         workdir / "results" / "demo_movies" / "training" / "runs.tsv", sep="\t"
     ).set_index("run")
-    grid = run_grid(config["gpt"]["grid"])
+    grid = grid_runs(config)
     assert sorted(runs.index) == sorted(grid)
     n_codes_per_clip = 4 * 8 * 8  # 8 × 32 × 32 clips downsampled by (2, 4, 4)
+    batch = config["gpt"]["batch_size"]
     for name, point in grid.items():
         row = runs.loc[name]
-        assert (row.width, row.layers, row.heads) == (
+        assert (row.width, row.layers, row.heads, row.n_samples) == (
             point["width"],
             point["layers"],
             point["heads"],
+            point["n_samples"],
         )
-        assert row.tokens == point["n_samples"] * n_codes_per_clip
+        assert row.schedule == schedule(point)
+        assert row.steps == point.get("steps", one_pass_steps(point["n_samples"], batch))
+        assert row.clips_seen == clips_seen(point, batch)
+        assert row.epochs == pytest.approx(row.clips_seen / row.n_samples)
+        assert row.tokens == row.clips_seen * n_codes_per_clip
         assert row.flops == pytest.approx(6 * row.n_params * row.tokens, rel=1e-5)
+        assert np.isfinite(row.val_loss_heldout) and np.isfinite(row.val_loss_overlap)
+    # both data-size grids: the 300 clips once (19 steps) and for the 1500's 94 steps
+    equal = runs[runs.schedule == "equal_steps"]
+    assert list(equal.index) == ["w64_l2_h2_n300_fp32_steps94"]
+    assert runs.loc["w64_l2_h2_n300_fp32"].steps == 19
+    assert runs.loc[base_run(config)].steps == equal.steps.item() == 94
     # the three precisions train the same model to the same validation loss
     base = base_run(config)
     same = runs[runs.index.str.startswith(base.rsplit("_", 1)[0] + "_")]
     assert set(same.precision) == {"fp32", "bf16", "fp16"}
-    assert same.val_loss.max() - same.val_loss.min() < 0.02
+    assert same.val_loss_heldout.max() - same.val_loss_heldout.min() < 0.02
+
+
+def test_gpt_validates_on_clips_of_held_out_episodes(study):
+    """The held-out validation clips come from episodes no training clip (of the tokenizer
+    or GPT-2) comes from, and not from the test movies."""
+    workdir, config = study
+    tokens = workdir / "results" / "demo_movies" / "tokens"
+    with h5py.File(tokens / "pretrain.h5") as f:
+        train = {m.decode() for m in f["movie"][()]}
+    with h5py.File(tokens / "validation.h5") as f:
+        heldout = {m.decode() for m in f["movie"][()]}
+        assert len(f["codes"]) == config["gpt"]["n_val"]
+    assert heldout == {"friends_s01e02a", "friends_s01e02b"}
+    assert train == {"friends_s01e01a", "friends_s01e01b"}
+    assert not episodes(train) & episodes(heldout)
+    assert not episodes(heldout) & episodes(["friends_s01e03a"])  # the test movie
 
 
 def _test_r(fit_path) -> np.ndarray:
@@ -108,6 +141,8 @@ def _shuffled_time_fit(workdir, config, subject, model, seed, out) -> np.ndarray
         seed=0,
         n_folds=config["encoding"]["n_folds"],
         alphas=alpha_grid(a["log10_min"], a["log10_max"], a["num"]),
+        pool_sizes=config["encoding"].get("pool_sizes"),
+        lag_mode=config["encoding"].get("lag_mode", "fir"),
     )
     return _test_r(out / f"{subject}_fit{seed}.h5")
 

@@ -84,11 +84,17 @@ rule collect_scores:
     input:
         score_files(),
     output:
-        report(
+        scores=report(
             f"{RESULTS}/scores/scores.tsv",
             caption="../report/scores_table.rst",
             category="Tables",
             labels={"table": "scores"},
+        ),
+        edges=report(
+            f"{RESULTS}/scores/penalty_edges.tsv",
+            caption="../report/penalty_edges.rst",
+            category="Tables",
+            labels={"table": "penalties at the grid's edge"},
         ),
     log:
         f"logs/{DATASET}/collect_scores.log",

@@ -1,4 +1,5 @@
-"""Snakemake adapter: one subject's parcel responses, paired with the clips lag TRs earlier."""
+"""Snakemake adapter: one subject's parcel responses, paired with the clips lag TRs earlier
+(each lag of clips.lags)."""
 
 from encscale.jobs import job_context
 
@@ -12,6 +13,7 @@ with job_context(sm) as provenance:
         sm.output[0],
         subject=sm.wildcards.subject,
         test_movies=sm.params.test_movies,
-        lag=sm.params.lag,
+        lag=sm.params.lags,
+        window_trs=sm.params.window_trs,
         provenance=provenance,
     )

@@ -1,4 +1,5 @@
-"""Snakemake adapter: codes of the GPT-2's pre-training clips."""
+"""Snakemake adapter: codes of random clips of movies: the GPT-2's pre-training clips, or its
+held-out validation clips (rule tokenize_validation_clips)."""
 
 from encscale.jobs import job_context
 

@@ -7,7 +7,8 @@ with job_context(sm, torch_threads=sm.threads):
     from encscale.video.runs import train_run
 
     train_run(
-        sm.input[0],
+        sm.input.tokens,
+        sm.input.heldout,
         sm.output.model,
         sm.output.log,
         point=sm.params.point,

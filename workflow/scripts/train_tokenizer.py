@@ -1,4 +1,5 @@
-"""Snakemake adapter: train the VQ-VAE tokenizer on clips of the pre-training movies."""
+"""Snakemake adapter: train the VQ-VAE tokenizer on clips of the pre-training movies (resumed
+from its checkpoint if one is left)."""
 
 from encscale.jobs import job_context
 
@@ -13,4 +14,5 @@ with job_context(sm, torch_threads=sm.threads):
         clip=sm.params.clip,
         settings=sm.params.settings,
         device=sm.params.device,
+        checkpoint=sm.params.checkpoint,
     )

@@ -37,7 +37,7 @@ __getattr__, __dir__, __all__ = attach(
             "fetch_dataset",
             "install_dataset",
         ],
-        "movies": ["aligned_rows", "zscore", "prepare_movie_subject"],
+        "movies": ["aligned_rows", "lagged_rows", "check_lags", "zscore", "prepare_movie_subject"],
         "nsd": [
             "subject_name",
             "subject_index",

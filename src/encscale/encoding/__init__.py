@@ -10,7 +10,17 @@ __getattr__, __dir__, __all__ = attach(
     {
         "ensemble": ["ensemble_fit"],
         "estimator": ["RidgeCV", "FeatureSetRidgeCV"],
-        "fit": ["subsample", "fit_encoding", "alpha_grid", "fit_encoding_from_config"],
+        "fit": [
+            "subsample",
+            "fit_encoding",
+            "lagged_stimuli",
+            "sample_lags",
+            "LaggedSet",
+            "lagged_sets",
+            "LaggedReader",
+            "alpha_grid",
+            "fit_encoding_from_config",
+        ],
         "ridge": [
             "kfold_splits",
             "RidgeCVResult",

@@ -9,7 +9,11 @@ nearly 0: ncsnr 0 gives NC 0). Both are NaN where the responses file's noise cei
 (a dataset without ncsnr). ``edge_low`` and ``edge_high`` are the shares of an ROI's voxels
 whose chosen penalty is the grid's smallest or largest (NaN for an ensemble): more than
 :data:`EDGE_WARNING` of a fit's voxels at either edge is logged as a warning, as the grid
-probably cuts off their best penalty.
+probably cuts off their best penalty. Only voxels with a signal count: with ``scoring`` r,
+those whose cross-validated r beats chance (``cv_score`` above :data:`CHANCE_Z` / √size,
+size the training samples). An undriven voxel takes the largest penalty whatever the grid
+(its best prediction is the mean), so it says nothing of the grid's range; ``n_edge_voxels``
+counts the voxels that do (NaN where no voxel does).
 """
 
 from __future__ import annotations
@@ -43,9 +47,11 @@ SCORE_COLUMNS = [
     "n_below_ceiling",
     "edge_low",
     "edge_high",
+    "n_edge_voxels",
 ]
 MIN_NOISE_CEILING = 1.0  # percent of variance: the default of encoding.min_noise_ceiling
 EDGE_WARNING = 0.05  # a fit whose voxels choose a penalty at the grid's edge more often warns
+CHANCE_Z = 3.0  # a voxel's cross-validated r beats chance above CHANCE_Z / √(training size)
 
 
 def roi_masks(
@@ -61,9 +67,11 @@ def score_fit(
 ) -> pd.DataFrame:
     """One row per ROI (every atlas in the responses file, and ``all``) for one fit file;
     ``min_noise_ceiling`` (percent): voxels below it are left out of ``r_norm``."""
-    fit = read_fit(fit_path, ["test_r"], optional=["best_alpha"])
+    fit = read_fit(fit_path, ["test_r"], optional=["best_alpha", "cv_score"])
     r = fit.test_r.astype(np.float64)
     low, high = penalty_edges(fit.best_alpha, fit.attrs.get("alphas"), r.shape[0])
+    driven = driven_voxels(fit.cv_score, fit.attrs.get("scoring"), fit.attrs.get("size"))
+    low, high = np.where(driven, low, np.nan), np.where(driven, high, np.nan)
     _warn_edges(fit_path, low, high, fit.attrs.get("alphas"))
     meta = {k: fit.attrs[k] for k in ("subject", "model", "n_params", "size", "seed")}
     resp = read_responses(responses_path, ["noise_ceiling"], optional=["rois"])
@@ -89,8 +97,9 @@ def score_fit(
                 nn_r2=nn[mask].mean(),
                 ceiling_r=ceiling_r(nc[mask]).mean(),
                 n_below_ceiling=int(below[mask].sum()),
-                edge_low=low[mask].mean(),
-                edge_high=high[mask].mean(),
+                edge_low=_mean_finite(low[mask]),
+                edge_high=_mean_finite(high[mask]),
+                n_edge_voxels=int(np.isfinite(low[mask]).sum()),
             )
         )
     df = pd.DataFrame(rows, columns=SCORE_COLUMNS)
@@ -114,14 +123,29 @@ def penalty_edges(
     return low.astype(np.float64), high.astype(np.float64)
 
 
+def driven_voxels(cv_score: np.ndarray | None, scoring: Any, size: Any) -> np.ndarray | bool:
+    """Where a voxel's cross-validated r beats chance (module docstring); every voxel (True)
+    without scores, or with another scoring than r."""
+    if cv_score is None or scoring != "r" or not size:
+        return True
+    return cv_score > CHANCE_Z / np.sqrt(float(size))
+
+
+def _mean_finite(values: np.ndarray) -> float:
+    finite = values[np.isfinite(values)]
+    return float(finite.mean()) if finite.size else float("nan")
+
+
 def _warn_edges(path: str | Path, low: np.ndarray, high: np.ndarray, alphas: Any) -> None:
+    counted = np.isfinite(low)
     for share, edge, value in ((low, "smallest", np.min), (high, "largest", np.max)):
-        if np.isfinite(share).all() and share.mean() > EDGE_WARNING:
+        if counted.any() and share[counted].mean() > EDGE_WARNING:
             log.warning(
-                "%s: %.1f %% of the voxels chose the grid's %s penalty (%.3g): their best may "
-                "lie beyond it; widen encoding.alphas",
+                "%s: %.1f %% of the %d voxels with a signal chose the grid's %s penalty "
+                "(%.3g): their best may lie beyond it; widen encoding.alphas",
                 path,
-                100 * share.mean(),
+                100 * share[counted].mean(),
+                counted.sum(),
                 edge,
                 value(alphas),
             )
@@ -137,3 +161,27 @@ def collect_scores(paths: list[str | Path]) -> pd.DataFrame:
     """Concatenate per-fit score tables (TSV) into one tidy table."""
     frames = [pd.read_csv(p, sep="\t", dtype={"subject": str, "model": str}) for p in paths]
     return pd.concat(frames, ignore_index=True)
+
+
+EDGE_COLUMNS = ["subject", "model", "size", "seed", "n_edge_voxels", "edge_low", "edge_high"]
+
+
+def edge_fits(scores: pd.DataFrame) -> pd.DataFrame:
+    """The fits of a score table whose voxels with a signal (ROI ``all``) choose a penalty at
+    either edge of the grid more often than :data:`EDGE_WARNING`, each logged as a warning;
+    no row: the grid holds every chosen penalty."""
+    whole = scores[(scores["atlas"] == "all") & (scores["roi"] == "all")]
+    over = whole[(whole["edge_low"] > EDGE_WARNING) | (whole["edge_high"] > EDGE_WARNING)]
+    for row in over.itertuples():
+        log.warning(
+            "%s %s n=%s seed %s: %.1f %% at the smallest penalty, %.1f %% at the largest, of "
+            "%d voxels with a signal: widen encoding.alphas",
+            row.subject,
+            row.model,
+            row.size,
+            row.seed,
+            100 * row.edge_low,
+            100 * row.edge_high,
+            row.n_edge_voxels,
+        )
+    return over[EDGE_COLUMNS].reset_index(drop=True)

@@ -2,10 +2,13 @@
 precision and training compute (matplotlib; PNG and SVG).
 
 Inputs are tidy tables: ``runs`` (one row per trained GPT-2: its grid coordinates ``width``,
-``layers``, ``heads``, ``n_samples``, ``precision`` and its cost: ``n_params``, ``tokens``,
-``flops``, ``wall_s``, ``tokens_per_s``, ...), ``scores`` (one row per subject × run: mean test
-Pearson r over parcels) and ``base``, the grid's base value of each dimension in
-:data:`DIMENSIONS`: every sweep varies one dimension and holds the others at base.
+``layers``, ``heads``, ``n_samples``, ``precision``, its ``schedule`` and ``steps`` and its
+cost: ``n_params``, ``tokens``, ``flops``, ``wall_s``, ``tokens_per_s``, ...), ``scores`` (one
+row per subject × run: mean test Pearson r over parcels) and ``base``, the grid's base value
+of each dimension in :data:`DIMENSIONS`: every sweep varies one dimension and holds the
+others at base, among the runs that see each clip once (schedule ``one_pass``). The data-size
+figure also draws the data sizes trained for equal steps (schedule ``equal_steps``,
+:mod:`encscale.video.grid`), dashed.
 
 Each plotting function returns its Figure; given paths, it also saves the figure there with
 :func:`encscale.figures.style.save_figure` (which closes it); without paths it is left open.
@@ -36,13 +39,23 @@ PRECISION_COLORS = {
     "bf16": "tab:green",
 }
 PRECISION_MARKERS = {"fp32": "o", "tf32": "D", "fp16": "s", "bf16": "^"}
-RUN_KEYS = ("run", *DIMENSIONS)
+RUN_KEYS = ("run", *DIMENSIONS, "schedule")
 SCORE_COLUMNS = ("subject", "run", "r")
 SPEED_COLUMNS = (*RUN_KEYS, "wall_s", "tokens_per_s")
 FRONTIER_COLUMNS = ("subject", "run", "r", "flops", "width", "precision")
 ONE_VALUE = "(one value in this grid)"
 MEAN_LABEL = "mean over subjects"
 FRONT_LABEL = "Pareto front"
+ONE_PASS = "one_pass"
+ONE_PASS_LABEL = "each clip seen once"
+EQUAL_STEPS_SUFFIX = ", equal steps"  # of the equal-steps grid's lines (dashed)
+LOSS_COLUMN = "val_loss_heldout"
+LOSS_LABEL = "held-out validation loss (nats per code)"
+
+
+def equal_steps_label(steps: int) -> str:
+    """The legend label of the equal-steps grid's runs."""
+    return f"{steps:,} steps at every size"
 
 
 def _require_columns(table: pd.DataFrame, columns: Iterable[str], what: str) -> None:
@@ -107,22 +120,47 @@ def architecture_table(runs: pd.DataFrame, scores: pd.DataFrame) -> pd.DataFrame
 
 
 def sweep(table: pd.DataFrame, base: Mapping[str, Any], vary: str) -> pd.DataFrame:
-    """The rows of ``table`` equal to ``base`` in every dimension but ``vary``, sorted by it.
+    """The rows of ``table`` equal to ``base`` in every dimension but ``vary``, of the runs
+    that see each clip once (``schedule`` one_pass), sorted by ``vary``.
 
     Columns outside :data:`DIMENSIONS` (e.g. ``context``) are not held fixed. Precisions sort
     as in :data:`PRECISIONS`; ties are ordered by subject (if present) and run.
     """
     if vary not in DIMENSIONS:
         raise ValueError(f"vary: '{vary}' is not a grid dimension {list(DIMENSIONS)}")
-    _require_columns(table, ("run", *DIMENSIONS), "table")
+    _require_columns(table, RUN_KEYS, "table")
     _check_base(table, base, DIMENSIONS)
+    keep = (table["schedule"] == ONE_PASS).to_numpy() & _at_base(table, base, vary)
+    rows = table[keep]
+    order = [vary, *(["subject"] if "subject" in rows.columns else []), "run"]
+    return rows.sort_values(order, key=_sort_key, kind="stable", ignore_index=True)
+
+
+def _at_base(table: pd.DataFrame, base: Mapping[str, Any], vary: str) -> np.ndarray:
     keep = np.ones(len(table), dtype=bool)
     for key in DIMENSIONS:
         if key != vary:
             keep &= (table[key] == base[key]).to_numpy()
-    rows = table[keep]
-    order = [vary, *(["subject"] if "subject" in rows.columns else []), "run"]
-    return rows.sort_values(order, key=_sort_key, kind="stable", ignore_index=True)
+    return keep
+
+
+def equal_steps_sweep(table: pd.DataFrame, base: Mapping[str, Any]) -> tuple[pd.DataFrame, int]:
+    """The equal-steps grid at ``base``: the rows equal to ``base`` in every dimension but
+    ``n_samples`` that train for S steps, S the steps of the equal-steps runs there (a size
+    whose one pass takes S steps is its one-pass run), sorted by ``n_samples``; and S.
+    No equal-steps run there: no rows and S = 0. Raises ValueError if they differ in steps.
+    """
+    _require_columns(table, (*RUN_KEYS, "steps"), "table")
+    _check_base(table, base, DIMENSIONS)
+    rows = table[_at_base(table, base, "n_samples")]
+    steps = _ordered(rows.loc[rows["schedule"] == "equal_steps", "steps"])
+    if len(steps) > 1:
+        raise ValueError(f"equal-steps runs of different steps {steps} at one base")
+    if not steps:
+        return rows.iloc[:0], 0
+    rows = rows[rows["steps"] == steps[0]]
+    order = ["n_samples", *(["subject"] if "subject" in rows.columns else []), "run"]
+    return rows.sort_values(order, kind="stable", ignore_index=True), int(steps[0])
 
 
 def _held_fixed(base: Mapping[str, Any], vary: str) -> str:
@@ -150,14 +188,19 @@ def _subject_styles(subjects: Iterable[str]) -> dict[str, tuple[Any, str]]:
     return {s: (colors[i % 10], "osD^vP*X"[i % 8]) for i, s in enumerate(sorted(set(subjects)))}
 
 
-def _plot_sweep(ax: plt.Axes, rows: pd.DataFrame, x: str, styles: dict) -> np.ndarray:
-    """One thin line per subject and the mean over subjects (thick, black); the x values."""
+def _plot_sweep(
+    ax: plt.Axes, rows: pd.DataFrame, x: str, styles: dict, ls: str = "-", suffix: str = ""
+) -> np.ndarray:
+    """One thin line per subject and the mean over subjects (thick, black), in line style
+    ``ls`` and labels ending in ``suffix``; the x values."""
     per_subject = rows.groupby(["subject", x], as_index=False)["r"].mean()
     for subject, g in per_subject.groupby("subject"):
         color, marker = styles[subject]
-        ax.plot(g[x], g["r"], color=color, marker=marker, ms=5, lw=1, alpha=0.8, label=subject)
+        style = dict(color=color, marker=marker, ms=5, lw=1, ls=ls, alpha=0.8)
+        ax.plot(g[x], g["r"], label=subject + suffix, **style)
     mean = mean_curve(rows, x)
-    ax.plot(mean[x], mean["r"], color="black", lw=2.8, marker="o", ms=6, label=MEAN_LABEL)
+    style = dict(color="black", lw=2.8, ls=ls, marker="o", ms=6)
+    ax.plot(mean[x], mean["r"], label=MEAN_LABEL + suffix, **style)
     return mean[x].to_numpy()
 
 
@@ -211,19 +254,50 @@ def plot_architecture(
     return fig
 
 
+def _loss_curve(rows: pd.DataFrame) -> pd.DataFrame:
+    """Per data size: the held-out validation loss of its run(s), mean over runs."""
+    per_run = rows.drop_duplicates("run")
+    return per_run.groupby("n_samples", as_index=False)[LOSS_COLUMN].mean()
+
+
 def plot_data_size(table: pd.DataFrame, base: Mapping[str, Any], *paths: str | Path) -> plt.Figure:
-    """Test r against the number of training clips (log10 x) at the base architecture and
-    precision: a line per subject and the mean over subjects (thick, black)."""
-    _require_columns(table, (*SCORE_COLUMNS, *DIMENSIONS), "table")
-    rows = _nonempty_sweep(table, base, "n_samples")
-    fig, ax = plt.subplots(figsize=(7.0, 4.6))
-    xs = _plot_sweep(ax, rows, "n_samples", _subject_styles(table["subject"]))
-    title = f"Data scaling of VideoGPT\nfixed: {_held_fixed(base, 'n_samples')}"
+    """Data scaling at the base architecture and precision, against the number of distinct
+    training clips (log10 x), of both grids: the runs that see each clip once (solid: their
+    steps grow with the data) and, where the grid has them, the runs of equal steps at every
+    size (dashed, :func:`equal_steps_sweep`). Left: test r, a line per subject and the mean
+    over subjects (thick, black); right: GPT-2's held-out validation loss."""
+    _require_columns(table, (*SCORE_COLUMNS, *RUN_KEYS, "steps", LOSS_COLUMN), "table")
+    once = _nonempty_sweep(table, base, "n_samples")
+    equal, steps = equal_steps_sweep(table, base)
+    styles = _subject_styles(table["subject"])
+    fig, (ax, ax_loss) = plt.subplots(1, 2, figsize=(12.5, 4.8))
+    xs = _plot_sweep(ax, once, "n_samples", styles)
+    grids = [(once, "-", ONE_PASS_LABEL)]
+    if steps:
+        xs = np.union1d(xs, _plot_sweep(ax, equal, "n_samples", styles, "--", EQUAL_STEPS_SUFFIX))
+        grids.append((equal, "--", equal_steps_label(steps)))
+    for rows, ls, label in grids:
+        loss = _loss_curve(rows)
+        ax_loss.plot(
+            loss["n_samples"], loss[LOSS_COLUMN], color="black", ls=ls, marker="o", label=label
+        )
+    grid_words = f"solid: {ONE_PASS_LABEL}" + (
+        f"; dashed: {equal_steps_label(steps)}" if steps else " (no equal-steps runs)"
+    )
+    title = f"Encoding accuracy\n{grid_words}"
     if len(xs) == 1:
         title += f"\n{ONE_VALUE}"
-    finish_scaling_axes(ax, "training clips (log₁₀ scale)", title)
-    if len(xs) == 1:
-        ax.set_xlim(xs[0] / 3, xs[0] * 3)
+    finish_scaling_axes(ax, "distinct training clips (log₁₀ scale)", title)
+    ax.set_title(title, fontsize=9)
+    ax_loss.set_xlabel("distinct training clips (log₁₀ scale)")
+    ax_loss.set_ylabel(LOSS_LABEL)
+    ax_loss.set_title("GPT-2 loss on clips of held-out episodes", fontsize=9)
+    ax_loss.legend(fontsize=7)
+    ax_loss.grid(alpha=0.3, which="both")
+    for a in (ax, ax_loss):
+        _value_ticks(a, xs, 10)
+    fig.suptitle(f"Data scaling of VideoGPT, fixed: {_held_fixed(base, 'n_samples')}", fontsize=11)
+    fig.tight_layout()
     if paths:
         save_figure(fig, *paths)
     return fig

@@ -7,7 +7,19 @@ from encscale._lazy import attach
 __getattr__, __dir__, __all__ = attach(
     __name__,
     {
-        "movies": ["shot_starts", "render_movie", "stimulus_features", "per_tr", "simulate_movies"],
+        "movies": [
+            "shot_starts",
+            "render_movie",
+            "stimulus_features",
+            "per_tr",
+            "receptive_cells",
+            "cell_columns",
+            "local_contrast",
+            "lagged_hrf",
+            "parcel_lags",
+            "respond",
+            "simulate_movies",
+        ],
         "nsd": [
             "simulate_nsd",
             "make_images",

@@ -11,8 +11,23 @@ and motion energy, the mean absolute frame difference, of the same grid), averag
 TR and convolved with the canonical haemodynamic response, plus Gaussian noise at the
 parcel's SNR; an undriven parcel is noise alone. Every number follows from ``seed``.
 
+Receptive fields (``receptive_field``, optional): ``frame`` (the default) mixes every grid
+cell's features, so much of a parcel's signal follows the frame's overall colour (a shot's
+background fills most cells); ``cell`` keeps each driven parcel's weights on one grid cell
+(drawn at random), and its colour features are the cell's contrast to the frame (its mean
+colour minus the frame's, :func:`local_contrast`), so its signal follows what happens at one
+place of the frame, as a retinotopic receptive field's would.
+
+Lags (``lags``, optional): given a list of TR lags, each driven parcel draws one from it
+(seeded per subject apart from the rest, so the other numbers stay as they are) and its
+response is the canonical HRF shifted so that its peak falls ``lag`` TRs after the stimulus
+(:func:`lagged_hrf`); without it (None, the default) every parcel has the canonical HRF,
+whose peak (:data:`HRF_PEAK_TRS` TRs) is its lag.
+
 The planted truth (per subject: ``driven`` (P,) bool, ``snr`` (P,), ``weights``
-(P × n_features), and per run the noiseless ``signal/<key>`` (TRs × P)) goes to
+(P × n_features), ``lag`` (P,) int64, the TR of each driven parcel's HRF peak (−1 for
+undriven parcels), ``cell`` (P,) int64, its receptive field's grid cell, row-major (−1 for
+undriven parcels and with ``frame``), and per run the noiseless ``signal/<key>`` (TRs × P)) goes to
 ``truth/sub-NN.h5`` beside the dataset; it is not part of the release.
 """
 
@@ -21,6 +36,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+from scipy.signal import lfilter
 
 from encscale.data import cneuromod
 from encscale.io import PathLike, create_h5
@@ -42,16 +58,21 @@ PARAM_KEYS = (
     "n_objects",
     "shot_s",
 )
+# keys with a default: their absence (or the default) keeps the default dataset
+OPTIONAL = {"receptive_field": "frame", "lags": None}
+HRF_PEAK_TRS = int(np.argmax(decode.canonical_hrf(cneuromod.TR)))  # 3: 4.5 s
 
 
 def check_params(params: dict) -> dict:
     """Validate the simulator's params; a ValueError names the offending key."""
-    missing, unknown = set(PARAM_KEYS) - set(params), set(params) - set(PARAM_KEYS)
+    missing = set(PARAM_KEYS) - set(params)
+    unknown = set(params) - set(PARAM_KEYS) - set(OPTIONAL)
     if missing or unknown:
         raise ValueError(
             f"movie simulator params: missing {sorted(missing)}, unknown {sorted(unknown)}"
         )
-    p = dict(params)
+    p = {**OPTIONAL, **params}
+    lags = p["lags"]
     checks = [
         ("n_subjects", 1 <= p["n_subjects"] <= len(cneuromod.SUBJECTS)),
         (
@@ -67,6 +88,15 @@ def check_params(params: dict) -> dict:
         ("grid", 1 <= p["grid"] <= p["frame_size"] and p["frame_size"] % p["grid"] == 0),
         ("n_objects", p["n_objects"] >= 1),
         ("shot_s", p["shot_s"] * p["fps"] >= 2),
+        ("receptive_field", p["receptive_field"] in ("frame", "cell")),
+        (
+            "lags",
+            lags is None
+            or (
+                len(lags) >= 1
+                and all(isinstance(x, int) and not isinstance(x, bool) and x >= 0 for x in lags)
+            ),
+        ),
     ]
     for key, ok in checks:
         if not ok:
@@ -140,6 +170,67 @@ def per_tr(features: np.ndarray, fps: float, n_trs: int) -> np.ndarray:
     return out
 
 
+def receptive_cells(entropy: list[int], driven: np.ndarray, grid: int, field: str) -> np.ndarray:
+    """(P,) int64: each driven parcel's grid cell (row-major), drawn with the random stream
+    ``entropy`` (``field`` cell), or −1 (``frame``: every cell; undriven parcels)."""
+    if field == "frame":
+        return np.full(driven.shape, -1, dtype=np.int64)
+    cells = np.random.default_rng(entropy).integers(0, grid * grid, driven.shape)
+    return np.where(driven, cells, -1)
+
+
+def cell_columns(cells: np.ndarray, grid: int) -> np.ndarray:
+    """(P × 4·grid²) bool: the columns of :func:`stimulus_features` (colour: 3 per cell;
+    motion: 1 per cell) that each parcel's cell holds; every column for cell −1."""
+    n_cells = grid * grid
+    cell_of_column = np.concatenate([np.repeat(np.arange(n_cells), 3), np.arange(n_cells)])
+    return (cells[:, None] < 0) | (cell_of_column[None, :] == cells[:, None])
+
+
+def local_contrast(features: np.ndarray, grid: int) -> np.ndarray:
+    """:func:`stimulus_features` with each cell's mean colour replaced by its difference from
+    the frame's mean colour (the mean over the cells); the motion energy as it is."""
+    n_cells = grid * grid
+    colour = features[:, : 3 * n_cells].reshape(len(features), n_cells, 3)
+    contrast = colour - colour.mean(axis=1, keepdims=True)
+    return np.concatenate([contrast.reshape(len(features), -1), features[:, 3 * n_cells :]], 1)
+
+
+def lagged_hrf(tr: float, lag: int) -> np.ndarray:
+    """The canonical HRF sampled every TR (:func:`encscale.video.decode.canonical_hrf`),
+    shifted by whole TRs so that its peak falls at ``lag`` TRs: zeros in front for a later
+    peak, its first samples dropped for an earlier one."""
+    hrf = decode.canonical_hrf(tr)
+    shift = lag - int(np.argmax(hrf))
+    return np.concatenate([np.zeros(shift), hrf]) if shift >= 0 else hrf[-shift:]
+
+
+def parcel_lags(entropy: list[int], driven: np.ndarray, lags: list[int] | None) -> np.ndarray:
+    """(P,) int64: each driven parcel's planted lag (TRs to its HRF's peak), drawn from
+    ``lags`` with the random stream ``entropy`` (None: the canonical HRF's peak for all); −1
+    for undriven parcels."""
+    if lags is None:
+        lag = np.full(driven.shape, HRF_PEAK_TRS, dtype=np.int64)
+    else:
+        rng = np.random.default_rng(entropy)
+        lag = rng.choice(np.asarray(lags, dtype=np.int64), size=driven.shape)
+    return np.where(driven, lag, -1)
+
+
+def respond(drive: np.ndarray, lag: np.ndarray, planted: bool) -> np.ndarray:
+    """(n_trs, P) responses to the parcels' drive (n_trs, P): each column through the
+    canonical HRF (``planted`` False: as the default simulator does, one call for all), or
+    through :func:`lagged_hrf` at its parcel's lag."""
+    if not planted:
+        return decode.convolve_hrf(drive, cneuromod.TR)
+    out = np.zeros(drive.shape, dtype=np.float64)
+    for value in np.unique(lag[lag >= 0]):
+        cols = lag == value
+        kernel = lagged_hrf(cneuromod.TR, int(value))
+        out[:, cols] = lfilter(kernel, [1.0], drive[:, cols].astype(np.float64), axis=0)
+    return out
+
+
 def simulate_movies(root: PathLike, params: dict) -> None:
     """Write the simulated dataset under ``root`` (layout in the module docstring)."""
     p = check_params(params)
@@ -158,7 +249,10 @@ def simulate_movies(root: PathLike, params: dict) -> None:
         # lossless FFV1: libx264's output for such small frames differs from run to run
         path = cneuromod.movie_path(root, f"friends_{run}")
         decode.write_video(path, frames, p["fps"], codec="ffv1")
-        tr_features = per_tr(stimulus_features(frames, p["grid"]), p["fps"], n_trs)
+        frame_features = stimulus_features(frames, p["grid"])
+        if p["receptive_field"] == "cell":
+            frame_features = local_contrast(frame_features, p["grid"])
+        tr_features = per_tr(frame_features, p["fps"], n_trs)
         features[run] = tr_features - tr_features.mean(axis=0)
     n_features = next(iter(features.values())).shape[1]
     for subject in cneuromod.SUBJECTS[: p["n_subjects"]]:
@@ -166,10 +260,14 @@ def simulate_movies(root: PathLike, params: dict) -> None:
         driven = rng.random(p["n_parcels"]) < p["driven_fraction"]
         driven[0], driven[-1] = True, False  # at least one of each
         weights = rng.normal(0, 1, (p["n_parcels"], n_features)) * driven[:, None]
+        entropy = named_seed(p["seed"], "cells", subject)
+        cells = receptive_cells(entropy, driven, p["grid"], p["receptive_field"])
+        if p["receptive_field"] == "cell":
+            weights = weights * cell_columns(cells, p["grid"])
         snr = np.exp(rng.uniform(*np.log(p["snr_range"]), p["n_parcels"]))
-        signals = {
-            run: decode.convolve_hrf(f @ weights.T, cneuromod.TR) for run, f in features.items()
-        }
+        lag = parcel_lags(named_seed(p["seed"], "lags", subject), driven, p["lags"])
+        planted = p["lags"] is not None
+        signals = {run: respond(f @ weights.T, lag, planted) for run, f in features.items()}
         scale = np.std(np.concatenate(list(signals.values())), axis=0)
         scale[~driven] = 1.0
         bold = {}
@@ -186,5 +284,7 @@ def simulate_movies(root: PathLike, params: dict) -> None:
             h5["driven"] = driven
             h5["snr"] = snr.astype(np.float32)
             h5["weights"] = weights.astype(np.float32)
+            h5["lag"] = lag
+            h5["cell"] = cells
             for key, run in zip(bold, signals, strict=True):
                 h5[f"signal/{key}"] = signals[run].astype(np.float32)

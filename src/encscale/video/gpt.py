@@ -13,22 +13,27 @@ the peak rate, gradient-norm clipping, and a precision of
 - ``bf16``: autocast to bfloat16, float32 weights and optimiser;
 - ``fp16``: autocast to float16 with dynamic loss scaling (``torch.amp.GradScaler``).
 
+A run sees ``n_samples`` clips (with repeats) out of its ``n_train`` distinct ones: epochs of
+seeded permutations of them, reshuffled every epoch (:func:`batch_rows`), so a run may take
+more steps than one pass over its clips. The loss is validated on named sets of clips
+(:data:`VAL_SETS`): ``heldout``, clips of episodes no training clip comes from, and
+``overlap``, clips of the training movies (their windows overlap training windows), each
+logged as ``val_loss_<name>``.
+
 Batches are a function of (seed, step) alone, so a run killed at any point and resumed from
-its last checkpoint takes the same steps on the same data as one never interrupted; on the
-CPU the resumed weights are bitwise equal. Training FLOPs are estimated as
-6 × parameters × tokens (Kaplan et al. 2020; all parameters, embeddings included).
+its last checkpoint (:mod:`encscale.video.resume`) takes the same steps on the same data as
+one never interrupted; on the CPU the resumed weights are bitwise equal. Training FLOPs are
+estimated as 6 × parameters × tokens (Kaplan et al. 2020; all parameters, embeddings
+included).
 """
 
 from __future__ import annotations
 
-import hashlib
-import json
 import logging
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -43,6 +48,7 @@ from encscale.torchtools import (
     import_torchvision,
     peak_memory_mb,
 )
+from encscale.video.resume import load_resume_checkpoint, save_resume_checkpoint, signature
 
 log = logging.getLogger(__name__)
 
@@ -51,7 +57,8 @@ LOG_COLUMNS = [
     "samples",
     "tokens",
     "loss",
-    "val_loss",
+    "val_loss_heldout",
+    "val_loss_overlap",
     "lr",
     "grad_norm",
     "loss_scale",
@@ -60,6 +67,9 @@ LOG_COLUMNS = [
     "peak_mem_mb",
     "flops",
 ]
+# The validation sets, each logged as val_loss_<name>: clips of held-out episodes, and clips
+# of the training movies (windows overlapping the training clips').
+VAL_SETS = ("heldout", "overlap")
 
 
 @dataclass(frozen=True)
@@ -84,11 +94,13 @@ class GPTSpec:
 
 @dataclass(frozen=True)
 class TrainSettings:
-    """One training run: ``n_samples`` clips seen (``batch_size`` per step), peak learning rate
-    ``lr`` reached after ``warmup_frac`` of the steps, AdamW ``weight_decay`` and betas,
+    """One training run: ``n_samples`` clips seen, repeats included (``batch_size`` per step,
+    so ⌈n_samples / batch_size⌉ steps; more than the run's distinct clips: several epochs over
+    them, :func:`batch_rows`), peak learning rate ``lr`` reached after ``warmup_frac`` of the
+    steps, AdamW ``weight_decay`` and betas,
     gradients clipped to norm ``grad_clip``, ``precision`` fp32/bf16/fp16; a checkpoint every
     ``checkpoint_every`` steps and a log row every ``log_every`` steps; the validation loss
-    every ``eval_every`` steps (and at the end) on ``n_val`` held-out clips."""
+    every ``eval_every`` steps (and at the end) on each validation set."""
 
     n_samples: int
     batch_size: int = 32
@@ -205,10 +217,14 @@ def evaluate(
     return total / max(count, 1)
 
 
-def run_signature(spec: GPTSpec, settings: TrainSettings, n_train: int, n_val: int) -> str:
-    """A hash of everything that defines a run: a checkpoint is resumed only if it matches."""
-    payload = dict(spec=asdict(spec), settings=asdict(settings), n_train=n_train, n_val=n_val)
-    return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:16]
+def run_signature(
+    spec: GPTSpec, settings: TrainSettings, n_train: int, n_val: int | Mapping[str, int]
+) -> str:
+    """A hash of everything that defines a run (:func:`encscale.video.resume.signature`): a
+    checkpoint is resumed only if it matches (``n_val``: the clips of each validation set)."""
+    return signature(
+        dict(spec=asdict(spec), settings=asdict(settings), n_train=n_train, n_val=n_val)
+    )
 
 
 @dataclass
@@ -221,48 +237,10 @@ class TrainState:
     wall_s: float = 0.0
 
 
-def save_training_checkpoint(
-    path: PathLike,
-    model: torch.nn.Module,
-    optimiser: torch.optim.Optimizer,
-    scaler: torch.amp.GradScaler | None,
-    state: TrainState,
-    signature: str,
-) -> None:
-    """Write a resumable checkpoint atomically (weights, optimiser, loss scaler, state)."""
-    payload = dict(
-        signature=signature,
-        model=model.state_dict(),
-        optimiser=optimiser.state_dict(),
-        scaler=scaler.state_dict() if scaler is not None else None,
-        step=state.step,
-        rows=state.rows,
-        wall_s=state.wall_s,
-    )
-    with atomic_path(path) as tmp:
-        torch.save(payload, tmp)
-
-
-def load_training_checkpoint(path: PathLike, signature: str) -> dict | None:
-    """The checkpoint at ``path`` if it belongs to the run ``signature``, else None (logged)."""
-    path = Path(path)
-    if not path.exists():
-        return None
-    try:
-        ckpt = torch.load(path, map_location="cpu", weights_only=False)
-    except Exception as err:  # a truncated file from a killed write of an older version
-        log.warning("%s: unreadable checkpoint (%s); starting afresh", path, err)
-        return None
-    if ckpt.get("signature") != signature:
-        log.warning("%s: checkpoint of other settings; starting afresh", path)
-        return None
-    return ckpt
-
-
 def train_gpt(
     model: torch.nn.Module,
     train_codes: np.ndarray,
-    val_codes: np.ndarray,
+    val_codes: Mapping[str, np.ndarray],
     spec: GPTSpec,
     settings: TrainSettings,
     *,
@@ -273,26 +251,36 @@ def train_gpt(
     """Train ``model`` in place on clips' codes (N, t, h, w) or (N, L) and return the log rows.
 
     Each clip is one sequence, its codes behind the start token (:func:`with_start_token`);
-    the codes stay in their compact integer type until a batch is drawn.
+    the codes stay in their compact integer type until a batch is drawn. ``val_codes``: the
+    validation sets' codes by name (:data:`VAL_SETS`; a set left out is logged as NaN).
 
     ``model``'s weights are the initial ones unless ``checkpoint`` holds a matching run, which
     is then resumed (weights, optimiser, loss scale, step, log). ``stop_after`` ends the run
     after that many steps in total (a checkpoint is written), as a killed job would. The log
     has one row per ``log_every`` steps and one at the last step (columns ``LOG_COLUMNS``;
-    ``val_loss`` NaN where not evaluated).
+    ``val_loss_*`` NaN where not evaluated).
     """
     train_codes = np.asarray(train_codes).reshape(len(train_codes), -1)
-    val_codes = np.asarray(val_codes).reshape(len(val_codes), -1)
+    unknown = sorted(set(val_codes) - set(VAL_SETS))
+    if unknown:
+        raise ValueError(f"unknown validation sets {unknown} (known: {list(VAL_SETS)})")
+    val_codes = {k: np.asarray(v).reshape(len(v), -1) for k, v in val_codes.items()}
     if len(train_codes) == 0:
         raise ValueError("no training clips")
-    if train_codes.shape[1] + 1 > spec.context or val_codes.shape[1:] != train_codes.shape[1:]:
+    shapes = {k: v.shape[1:] for k, v in val_codes.items()}
+    if train_codes.shape[1] + 1 > spec.context or any(
+        shape != train_codes.shape[1:] for shape in shapes.values()
+    ):
         raise ValueError(
-            f"clips of {train_codes.shape[1]} codes (validation: {val_codes.shape[1:]}) do not "
+            f"clips of {train_codes.shape[1]} codes (validation: {shapes}) do not "
             f"fit a context of {spec.context} tokens with the start token"
         )
     device = next(model.parameters()).device
-    signature = run_signature(spec, settings, len(train_codes), len(val_codes))
-    val_tokens = with_start_token(torch.from_numpy(val_codes), spec.n_codes)
+    n_val = {k: len(v) for k, v in sorted(val_codes.items())}
+    run = run_signature(spec, settings, len(train_codes), n_val)
+    val_tokens = {
+        k: with_start_token(torch.from_numpy(v), spec.n_codes) for k, v in val_codes.items()
+    }
     decay = [p for n, p in model.named_parameters() if p.ndim >= 2]
     no_decay = [p for n, p in model.named_parameters() if p.ndim < 2]
     optimiser = torch.optim.AdamW(
@@ -306,7 +294,7 @@ def train_gpt(
     )
     scaler = torch.amp.GradScaler(device.type) if settings.precision == "fp16" else None
     state = TrainState(rows=[])
-    resumed = load_training_checkpoint(checkpoint, signature) if checkpoint else None
+    resumed = load_resume_checkpoint(checkpoint, run) if checkpoint else None
     if resumed is not None:
         model.load_state_dict(resumed["model"])
         optimiser.load_state_dict(resumed["optimiser"])
@@ -314,6 +302,7 @@ def train_gpt(
             scaler.load_state_dict(resumed["scaler"])
         state = TrainState(resumed["step"], resumed["rows"], resumed["wall_s"])
         log.info("resumed from %s at step %d of %d", checkpoint, state.step, settings.steps)
+    resumed = None  # its tensors are copied: free them (encscale.video.budget.gpt_peak_bytes)
 
     n_params = count_parameters(model)
     seq_tokens = train_codes.shape[1]  # predicted tokens per sequence
@@ -349,18 +338,19 @@ def train_gpt(
             loss_value = float(loss.detach())  # synchronises the device
             now = time.perf_counter()
             evaluate_now = final or (settings.eval_every and done % settings.eval_every == 0)
-            val = (
-                evaluate(model, val_tokens, settings.precision, settings.batch_size)
-                if evaluate_now and len(val_tokens)
+            val = {
+                name: evaluate(model, val_tokens[name], settings.precision, settings.batch_size)
+                if evaluate_now and name in val_tokens and len(val_tokens[name])
                 else math.nan
-            )
+                for name in VAL_SETS
+            }
             samples = min(done * settings.batch_size, settings.n_samples)
             row = dict(
                 step=done,
                 samples=samples,
                 tokens=samples * seq_tokens,
                 loss=loss_value,
-                val_loss=val,
+                **{f"val_loss_{name}": value for name, value in val.items()},
                 lr=optimiser.param_groups[0]["lr"],
                 grad_norm=float(grad_norm),
                 loss_scale=float(scaler.get_scale()) if scaler is not None else 1.0,
@@ -377,8 +367,16 @@ def train_gpt(
             tokens_since, window_t0 = 0, time.perf_counter()
         if checkpoint and (done % settings.checkpoint_every == 0 or done == last):
             saving = time.perf_counter()
-            elapsed = TrainState(done, state.rows, state.wall_s + saving - t0)
-            save_training_checkpoint(checkpoint, model, optimiser, scaler, elapsed, signature)
+            save_resume_checkpoint(
+                checkpoint,
+                run,
+                model=model.state_dict(),
+                optimiser=optimiser.state_dict(),
+                scaler=scaler.state_dict() if scaler is not None else None,
+                step=done,
+                rows=state.rows,
+                wall_s=state.wall_s + saving - t0,  # time trained so far, before resumes too
+            )
             window_t0 += time.perf_counter() - saving  # throughput counts training steps only
         state.step = done
     return state.rows

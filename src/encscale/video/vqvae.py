@@ -8,15 +8,29 @@ Oord et al. 2017, appendix; Razavi et al. 2019), not by gradients: the encoder g
 reconstruction gradient through the quantiser unchanged (straight-through) plus the
 commitment loss.
 
+Each residual block of the encoder and decoder ends, as VideoGPT's ``AttentionResidualBlock``
+does, in axial self-attention (:class:`AxialBlock`): multi-head attention along each of the
+grid's three axes (t, h, w), summed, so every position sees every other along its line
+whatever the distance; ``attention: none`` keeps the convolution-only block
+(:class:`ResBlock`). As in VideoGPT's VQ-VAE, the attention has no position embedding (its
+``AddBroadcastPosEmbed`` belongs to the transformer): the convolutions before it carry where
+a position is.
+
+Training (:func:`train_vqvae`) can keep a checkpoint and resume from it
+(:mod:`encscale.video.resume`): a killed run resumes to exactly the state of one never
+interrupted.
+
 Randomness (the codebook's initialisation and the restart of dead codes) is drawn from a
 ``torch.Generator`` when one is passed to ``forward``, else from torch's global RNG.
 """
 
 from __future__ import annotations
 
+import logging
 import math
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
+from typing import Any
 
 import numpy as np
 import torch
@@ -24,9 +38,14 @@ import torch.nn.functional as F
 from torch import nn
 
 from encscale.io import PathLike, atomic_path, require_file
+from encscale.video.resume import load_resume_checkpoint, save_resume_checkpoint, signature
+
+logger = logging.getLogger(__name__)
 
 # Laplace smoothing of the EMA code counts (avoids dividing by a zero count).
 LAPLACE_EPS = 1e-5
+ATTENTIONS = ("axial", "none")
+AXIAL_HEADS = 2  # VideoGPT's AxialBlock(n_hiddens, 2)
 
 
 @dataclass(frozen=True)
@@ -37,7 +56,8 @@ class VQVAEConfig:
     ``downsample``: (t, h, w) strides, powers of two; ``ema_decay``: decay of the codebook's
     moving averages per training step; ``commitment``: weight of the commitment loss;
     ``dead_code_threshold``: a code whose EMA usage count (vectors per batch) falls below it is
-    restarted (0 disables restarts).
+    restarted (0 disables restarts); ``attention``: ``axial`` (VideoGPT's residual blocks, with
+    axial attention; ``channels`` must be even) or ``none`` (convolutions only).
     """
 
     channels: int = 240
@@ -48,6 +68,7 @@ class VQVAEConfig:
     ema_decay: float = 0.99
     commitment: float = 0.25
     dead_code_threshold: float = 1.0
+    attention: str = "axial"
 
     def __post_init__(self) -> None:
         for name in ("channels", "n_codes", "code_dim"):
@@ -68,6 +89,16 @@ class VQVAEConfig:
         if not self.dead_code_threshold >= 0.0:
             raise ValueError(
                 f"VQVAEConfig.dead_code_threshold must be >= 0, got {self.dead_code_threshold}"
+            )
+        if self.attention not in ATTENTIONS:
+            raise ValueError(
+                f"VQVAEConfig.attention must be one of {', '.join(ATTENTIONS)}, "
+                f"got {self.attention!r}"
+            )
+        if self.attention == "axial" and self.channels % AXIAL_HEADS:
+            raise ValueError(
+                f"VQVAEConfig.channels must be even with axial attention ({AXIAL_HEADS} heads "
+                f"of channels / {AXIAL_HEADS}), got {self.channels}"
             )
 
 
@@ -196,8 +227,8 @@ class Codebook(nn.Module):
 
 
 class ResBlock(nn.Module):
-    """x + conv1(relu(bn(conv3(relu(bn(x)))))) on (B, C, T, H, W); VideoGPT's block without
-    its axial attention."""
+    """x + conv1(relu(bn(conv3(relu(bn(x)))))) on (B, C, T, H, W): the residual block without
+    attention (``attention: none``)."""
 
     def __init__(self, channels: int) -> None:
         super().__init__()
@@ -212,6 +243,92 @@ class ResBlock(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return x + self.block(x)
+
+
+class AxialAttention(nn.Module):
+    """Multi-head self-attention along one axis (0: t, 1: h, 2: w) of a channels-last grid
+    (B, t, h, w, C): each line of positions along ``axis`` attends within itself.
+
+    VideoGPT's ``MultiHeadAttention`` with ``AxialAttention``: query, key and value projections
+    without bias (initialised N(0, 1/C)), softmax(q kᵀ / √d) v per head of d = C / heads
+    channels, and an output projection with bias (weights N(0, 1/C)).
+    """
+
+    def __init__(self, channels: int, heads: int, axis: int) -> None:
+        super().__init__()
+        if channels % heads:
+            raise ValueError(f"{channels} channels do not split into {heads} heads")
+        if axis not in (0, 1, 2):
+            raise ValueError(f"axis must be 0 (t), 1 (h) or 2 (w), got {axis}")
+        self.heads = heads
+        self.axis = axis
+        self.query = nn.Linear(channels, channels, bias=False)
+        self.key = nn.Linear(channels, channels, bias=False)
+        self.value = nn.Linear(channels, channels, bias=False)
+        self.out = nn.Linear(channels, channels)
+        for layer in (self.query, self.key, self.value, self.out):
+            nn.init.normal_(layer.weight, std=1.0 / math.sqrt(channels))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        b, t, h, w, c = x.shape
+        length = (t, h, w)[self.axis]
+        d = c // self.heads
+
+        def lines(y: torch.Tensor) -> torch.Tensor:
+            # (B, t, h, w, C) → (B · the other two axes, heads, length, d)
+            y = y.view(b, t, h, w, self.heads, d).movedim(1 + self.axis, 4)
+            return y.reshape(-1, self.heads, length, d)
+
+        q, k, v = lines(self.query(x)), lines(self.key(x)), lines(self.value(x))
+        a = F.scaled_dot_product_attention(q, k, v)
+        other = [n for i, n in enumerate((t, h, w)) if i != self.axis]
+        a = a.view(b, *other, self.heads, length, d).movedim(4, 1 + self.axis)
+        return self.out(a.reshape(b, t, h, w, c))
+
+
+class AxialBlock(nn.Module):
+    """The sum of :class:`AxialAttention` along t, h and w, on (B, C, t, h, w) (VideoGPT's
+    ``AxialBlock``)."""
+
+    def __init__(self, channels: int, heads: int = AXIAL_HEADS) -> None:
+        super().__init__()
+        self.attn_t = AxialAttention(channels, heads, 0)
+        self.attn_h = AxialAttention(channels, heads, 1)
+        self.attn_w = AxialAttention(channels, heads, 2)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = x.movedim(1, -1)
+        y = self.attn_w(x) + self.attn_h(x) + self.attn_t(x)
+        return y.movedim(-1, 1).contiguous()
+
+
+class AttentionResBlock(nn.Module):
+    """VideoGPT's ``AttentionResidualBlock`` on (B, C, T, H, W): x + axial(relu(bn(
+    conv1(relu(bn(conv3(relu(bn(x))))))))), the 3×3×3 convolution to C / 2 channels and the
+    1×1×1 back to C."""
+
+    def __init__(self, channels: int, heads: int = AXIAL_HEADS) -> None:
+        super().__init__()
+        half = channels // 2
+        self.block = nn.Sequential(
+            nn.BatchNorm3d(channels),
+            nn.ReLU(),
+            nn.Conv3d(channels, half, 3, padding=1, bias=False),
+            nn.BatchNorm3d(half),
+            nn.ReLU(),
+            nn.Conv3d(half, channels, 1, bias=False),
+            nn.BatchNorm3d(channels),
+            nn.ReLU(),
+            AxialBlock(channels, heads),
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x + self.block(x)
+
+
+def residual_block(channels: int, attention: str) -> nn.Module:
+    """The residual block of ``attention`` (:data:`ATTENTIONS`)."""
+    return AttentionResBlock(channels) if attention == "axial" else ResBlock(channels)
 
 
 def _steps(downsample: tuple[int, int, int]) -> list[tuple[int, int, int]]:
@@ -239,7 +356,7 @@ class VQVAE(nn.Module):
             enc += [nn.Conv3d(in_ch, c, _kernel(stride), stride, padding=1), nn.ReLU()]
             in_ch = c
         enc += [nn.Conv3d(in_ch, c, 3, padding=1)]
-        enc += [ResBlock(c) for _ in range(config.n_res_blocks)]
+        enc += [residual_block(c, config.attention) for _ in range(config.n_res_blocks)]
         enc += [nn.BatchNorm3d(c), nn.ReLU(), nn.Conv3d(c, config.code_dim, 1)]
         self.encoder = nn.Sequential(*enc)
         self.codebook = Codebook(
@@ -250,7 +367,7 @@ class VQVAE(nn.Module):
             dead_code_threshold=config.dead_code_threshold,
         )
         dec: list[nn.Module] = [nn.Conv3d(config.code_dim, c, 1)]
-        dec += [ResBlock(c) for _ in range(config.n_res_blocks)]
+        dec += [residual_block(c, config.attention) for _ in range(config.n_res_blocks)]
         dec += [nn.BatchNorm3d(c), nn.ReLU()]
         for stride in reversed(steps):
             dec += [nn.ConvTranspose3d(c, c, _kernel(stride), stride, padding=1), nn.ReLU()]
@@ -315,6 +432,10 @@ def train_vqvae(
     lr: float,
     seed: int,
     log: Callable[[int, dict], None] | None = None,
+    checkpoint: PathLike | None = None,
+    checkpoint_every: int = 100,
+    stop_after: int | None = None,
+    data_id: Any = None,
 ) -> list[dict]:
     """Train ``model`` in place with Adam on random batches of ``clips`` (N, 3, T, H, W).
 
@@ -323,7 +444,15 @@ def train_vqvae(
     without replacement within a batch) and the codebook's randomness come from one generator
     seeded with ``seed``; the model's initial weights are the caller's. Returns
     one record per step: ``step``, ``recon_loss``, ``commitment``, ``perplexity`` (of the
-    batch, before that step's update); ``log(step, record)`` is called with each.
+    batch, before that step's update); ``log(step, record)`` is called with each step run.
+
+    ``checkpoint``: a file rewritten every ``checkpoint_every`` steps and at the last one
+    (weights, optimiser, generator state, step, records; :mod:`encscale.video.resume`). If it
+    holds a run of the same settings (config, steps, batch size, rate, seed, the clips' shape
+    and ``data_id``, which names the clips: e.g. their files' identity), the run resumes from
+    it, the checkpoint's weights replacing ``model``'s, and ends in exactly the state (weights
+    and records) of a run never interrupted. ``stop_after`` ends the run after that many steps
+    in total (a checkpoint is written), as a killed job would.
     """
     model._check(clips)
     n = clips.shape[0]
@@ -331,15 +460,37 @@ def train_vqvae(
         raise ValueError(f"steps must be >= 1, got {steps}")
     if not 1 <= batch_size <= n:
         raise ValueError(f"batch_size must be in [1, {n}] (the number of clips), got {batch_size}")
+    if checkpoint_every < 1:
+        raise ValueError(f"checkpoint_every must be >= 1, got {checkpoint_every}")
     device = next(model.parameters()).device
     generator = torch.Generator().manual_seed(seed)
     optimiser = torch.optim.Adam(model.parameters(), lr=lr)
     variance = clips.var().item()
     if not variance > 0:
         raise ValueError("clips are constant (zero variance): nothing to reconstruct")
+    run = signature(
+        dict(
+            config=asdict(model.config),
+            steps=steps,
+            batch_size=batch_size,
+            lr=lr,
+            seed=seed,
+            clips=list(clips.shape),
+            data=data_id,
+        )
+    )
+    records: list[dict] = []
+    first = 0
+    resumed = load_resume_checkpoint(checkpoint, run) if checkpoint else None
+    if resumed is not None:
+        model.load_state_dict(resumed["model"])
+        optimiser.load_state_dict(resumed["optimiser"])
+        generator.set_state(resumed["generator"])
+        records, first = resumed["records"], resumed["step"]
+        logger.info("resumed from %s at step %d of %d", checkpoint, first, steps)
+    last = steps if stop_after is None else min(steps, stop_after)
     model.train()
-    records = []
-    for step in range(steps):
+    for step in range(first, last):
         idx = torch.randperm(n, generator=generator)[:batch_size]
         batch = clips[idx].to(device)
         _, _, terms = model(batch, generator)
@@ -356,6 +507,17 @@ def train_vqvae(
         records.append(record)
         if log is not None:
             log(step, record)
+        done = step + 1
+        if checkpoint and (done % checkpoint_every == 0 or done == last):
+            save_resume_checkpoint(
+                checkpoint,
+                run,
+                model=model.state_dict(),
+                optimiser=optimiser.state_dict(),
+                generator=generator.get_state(),
+                step=done,
+                records=records,
+            )
     return records
 
 
@@ -375,7 +537,8 @@ def load_checkpoint(path: PathLike) -> VQVAE:
     if not isinstance(ckpt, dict) or not {"config", "state"} <= ckpt.keys():
         raise ValueError(f"{path}: not a VQ-VAE checkpoint (expected keys 'config' and 'state')")
     try:
-        model = VQVAE(VQVAEConfig(**ckpt["config"]))
+        # a checkpoint saved before attention was a setting has none
+        model = VQVAE(VQVAEConfig(**{"attention": "none", **ckpt["config"]}))
         model.load_state_dict(ckpt["state"])
     except (TypeError, ValueError, RuntimeError) as err:
         raise ValueError(f"{path}: VQ-VAE checkpoint does not match its config: {err}") from err

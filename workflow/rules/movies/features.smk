@@ -1,5 +1,6 @@
-# Each GPT-2 run's features: each layer's hidden states, averaged over the codes of each TR's
-# clip of the stimuli file (encscale.video).
+# Each GPT-2 run's features: each layer's hidden states over the codes of each TR's clip of
+# the stimuli file, averaged over all of them or, features.pooling spatial, over the code
+# frames only, the code grid kept as a layer map (encscale.video).
 
 
 rule extract_features:

@@ -1,5 +1,5 @@
 # The subjects' responses to the encoding's movies, paired with the stimuli file's TR clips
-# at the haemodynamic lag (encscale.data).
+# at the haemodynamic lags (encscale.data).
 
 
 rule prepare_subject:
@@ -16,6 +16,7 @@ rule prepare_subject:
         "../../../envs/data.yaml"
     params:
         test_movies=TEST_MOVIES,
-        lag=CLIP["lag"],
+        lags=CLIP["lags"],
+        window_trs=CLIP["window_trs"],
     script:
         "../../scripts/prepare_movie_subject.py"

@@ -3,7 +3,8 @@
 # (encscale.video).
 if not TOKENIZER_CFG["checkpoint"]:
 
-    # The VQ-VAE, trained once per dataset on random clips of the pre-training movies.
+    # The VQ-VAE, trained once per dataset on random clips of the pre-training movies; a
+    # killed job resumes from tokenizer/checkpoint.pt when rerun.
     rule train_tokenizer:
         input:
             list(movie_files(PRETRAIN_MOVIES).values()),
@@ -30,12 +31,14 @@ if not TOKENIZER_CFG["checkpoint"]:
                 if k not in ("checkpoint", "device", "resources")
             },
             device=TOKENIZER_CFG["device"],
+            checkpoint=f"{RESULTS}/tokenizer/checkpoint.pt",
         script:
             "../../scripts/train_tokenizer.py"
 
 
 # Codes of the GPT-2's validation and training clips (the largest run's; smaller runs read
-# a prefix).
+# a prefix), written as they are encoded (a scratch file beside the output, as large as the
+# codes, while the job runs).
 rule tokenize_clips:
     input:
         movies=list(movie_files(PRETRAIN_MOVIES).values()),
@@ -50,7 +53,7 @@ rule tokenize_clips:
         "../../../envs/features.yaml"
     threads: 2
     resources:
-        mem_mb=TOKENIZER_CFG["resources"]["mem_mb"],
+        mem_mb=tokenize_clips_mem_mb,
         runtime=TOKENIZER_CFG["resources"]["runtime"],
         gpu=gpu_resources(TOKENIZER_CFG["device"]),
     params:
