@@ -433,14 +433,16 @@ def test_a_run_s_memory_request_follows_its_own_clips():
 
 MEASURED_RUN = textwrap.dedent(
     """
-    import json, resource, sys
+    import json, sys
     import torch
     from encscale.video.runs import train_run
     torch.set_num_threads(1)
     tmp, point, training = sys.argv[1], json.loads(sys.argv[2]), json.loads(sys.argv[3])
     train_run(f"{tmp}/pretrain.h5", f"{tmp}/validation.h5", f"{tmp}/m.pt", f"{tmp}/log.tsv",
               point=point, training=training, checkpoint=f"{tmp}/ckpt.pt")
-    print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024)
+    # this process's own peak (VmHWM): ru_maxrss would keep the forking parent's across exec
+    status = open("/proc/self/status").read().split("VmHWM:")[1]
+    print(int(status.split()[0]) * 1024)
     """
 )
 
