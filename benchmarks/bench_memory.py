@@ -23,6 +23,7 @@ import json, sys
 import numpy as np
 from encscale.encoding import plan
 from encscale.encoding.subject import fit_subject_model
+from encscale.jobs import peak_rss_bytes
 features, responses, out, draws, folds, alphas, pool = json.loads(sys.argv[1])
 paths = {(n, s): f"{out}/n{n}_s{s}.h5" for n, s in draws}
 settings = dict(pool_sizes=pool, n_folds=folds, alphas=dict(num=alphas))
@@ -30,9 +31,7 @@ shapes = plan.fit_job_shapes(responses, features, [n for n, _ in draws], setting
 declared = plan.mem_mb(shapes) * 2**20
 fit_subject_model(responses, features, paths, n_folds=folds, alphas=np.logspace(-1, 5, alphas),
                   pool_sizes=pool, max_memory=declared)
-status = open("/proc/self/status").read()
-hwm = int(next(l for l in status.splitlines() if l.startswith("VmHWM")).split()[1]) * 1024
-print(json.dumps(dict(declared=declared, measured=hwm)))
+print(json.dumps(dict(declared=declared, measured=peak_rss_bytes())))
 """
 
 SHAPES = {

@@ -73,7 +73,6 @@ import gc
 import multiprocessing
 import os
 import platform
-import resource
 import statistics
 import sys
 import tempfile
@@ -91,6 +90,7 @@ from encscale.encoding import plan
 from encscale.encoding.fit import fit_encoding, subsample
 from encscale.encoding.ridge import is_better, kfold_splits
 from encscale.encoding.subject import fit_subject_model
+from encscale.jobs import peak_rss_bytes
 from encscale.metrics import pearson_r
 from encscale.simulate.subject import SubjectShapes, write_model_subject, write_synthetic_subject
 from encscale.vision.layers import maxpool_tokens
@@ -213,12 +213,6 @@ def proc_status(key: str) -> int | None:
     return None
 
 
-def peak_rss() -> int:
-    """Peak RSS of this process in bytes: VmHWM, else ru_maxrss."""
-    hwm = proc_status("VmHWM")
-    return hwm if hwm is not None else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
-
-
 def release_free_memory() -> None:
     """Hand freed heap memory back to the OS (glibc ``malloc_trim``), so RSS starts low."""
     try:
@@ -252,11 +246,12 @@ def run_per_fit(study: Study, files: Files, out: Path, device: str, backend: str
     return {}
 
 
-def run_new_job(study: Study, files: Files, out: Path, device: str, backend: str) -> dict:
-    """The new job: ``fit_subject_model`` once for every size × draw."""
+def fit_job(study: Study, responses: Path, source: object, out: Path, device: str) -> dict:
+    """``fit_subject_model`` once for every size × draw, from ``source``: the features file,
+    or the model computing the maps (``ModelMaps``)."""
     routes = fit_subject_model(
-        files.responses,
-        files.features,
+        responses,
+        source,
         {(size, seed): fit_path(out, size, seed) for size, seed in study.draws},
         n_folds=study.n_folds,
         alphas=np.asarray(study.alphas),
@@ -267,22 +262,17 @@ def run_new_job(study: Study, files: Files, out: Path, device: str, backend: str
     return {"routes": routes}
 
 
+def run_new_job(study: Study, files: Files, out: Path, device: str, backend: str) -> dict:
+    """The new job: ``fit_subject_model`` once for every size × draw."""
+    return fit_job(study, files.responses, files.features, out, device)
+
+
 def run_store_none(study: Study, files: Files, out: Path, device: str, backend: str) -> dict:
     """``features.store: none``: the new job with the model running over the images."""
     from encscale.vision.live import ModelMaps
 
     maps = ModelMaps(files.stimuli, files.model, files.spec, device=device, progress=note)
-    routes = fit_subject_model(
-        files.responses,
-        maps,
-        {(size, seed): fit_path(out, size, seed) for size, seed in study.draws},
-        n_folds=study.n_folds,
-        alphas=np.asarray(study.alphas),
-        pool_sizes=list(study.ks),
-        device=device,
-        progress=note,
-    )
-    return {"routes": routes, "passes": maps.passes}
+    return {**fit_job(study, files.responses, maps, out, device), "passes": maps.passes}
 
 
 def target_batch(a: int, rows: int, v: int) -> int:
@@ -414,7 +404,7 @@ def measure_method(
         start = time.perf_counter()
         info = method(study, files, fits, device, backend)
         seconds.append(time.perf_counter() - start)
-        peaks.append(peak_rss())
+        peaks.append(peak_rss_bytes())
         read = dict(READ_BYTES)
     result = dict(
         seconds=seconds,

@@ -34,6 +34,7 @@ CHILD = textwrap.dedent(
     """
     import json, sys, time
     import numpy as np, pandas as pd, torch, h5py
+    from encscale.jobs import peak_rss_bytes
     from encscale.video import clips as C
     from encscale.video.budget import tokenize_peak_bytes
     from encscale.video.tokenizer import tokenize_pretraining_clips
@@ -41,14 +42,10 @@ CHILD = textwrap.dedent(
 
     torch.set_num_threads(1)
 
-    def peak_rss():  # this process's own peak (ru_maxrss keeps its parent's across exec)
-        with open("/proc/self/status") as status:
-            return next(int(x.split()[1]) * 1024 for x in status if x.startswith("VmHWM:"))
-
     root, route, n, buffer_mb = sys.argv[1], sys.argv[2], int(sys.argv[3]), float(sys.argv[4])
     spec = json.loads(open(f"{root}/spec.json").read())
     movies, clip = spec["movies"], spec["clip"]
-    before = peak_rss()
+    before = peak_rss_bytes()
     start = time.perf_counter()
     if route == "streamed":
         tokenize_pretraining_clips(
@@ -65,7 +62,7 @@ CHILD = textwrap.dedent(
             h5["movie"] = table["movie"].to_numpy(dtype="S")
             h5["start_s"] = table["start_s"].to_numpy(dtype=np.float64)
     seconds = time.perf_counter() - start
-    peak = peak_rss()
+    peak = peak_rss_bytes()
     bound = tokenize_peak_bytes(
         n=n, n_movies=len(movies), clip=clip, tokenizer=spec["tokenizer"], batch_size=256,
         device="cpu", buffer_bytes=int(buffer_mb * 2**20),

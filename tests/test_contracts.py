@@ -497,6 +497,7 @@ def full_fit() -> Fit:
         best_alpha=np.logspace(0, 5, V).astype(np.float32),
         cv_score=RNG.normal(size=V).astype(np.float32),
         set_scores=RNG.uniform(-1, 1, (3, V)).astype(np.float16),
+        edge_gain=np.where(np.arange(V) < 2, RNG.uniform(0, 0.01, V), 0).astype(np.float32),
         train_rows=np.array([0, 2, 3, 5], dtype=np.int64),
         test_pred=RNG.normal(size=(2, V)).astype(np.float32),
         test_r=RNG.uniform(-1, 1, V).astype(np.float32),

@@ -209,6 +209,7 @@ def test_fit_file_bytes_is_the_size_of_a_written_fit(tmp_path):
             best_alpha=np.ones(voxels, np.float32),
             cv_score=np.zeros(voxels, np.float32),
             set_scores=np.zeros((n_sets, voxels), np.float16),
+            edge_gain=np.zeros(voxels, np.float32),
             train_rows=np.arange(size),
             test_pred=rng.normal(size=(n_test, voxels)).astype(np.float32) if predictions else None,
             test_r=np.zeros(voxels, np.float32),

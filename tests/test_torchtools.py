@@ -1,11 +1,11 @@
 """The shared torch helpers: precisions, autocast, parameter counts, peak memory, imports."""
 
 import sys
-from pathlib import Path
 
 import pytest
 import torch
 
+from encscale.jobs import peak_rss_bytes
 from encscale.torchtools import (
     PRECISIONS,
     autocast,
@@ -60,11 +60,7 @@ def test_count_parameters_counts_every_tensor_but_not_buffers():
 
 
 def _peak_rss_mib() -> float:
-    """The process's high-water resident set (VmHWM, kB) from /proc, in MiB."""
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith("VmHWM:"):
-            return int(line.split()[1]) / 1024
-    raise AssertionError("no VmHWM in /proc/self/status")
+    return peak_rss_bytes() / 2**20
 
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc (Linux)")

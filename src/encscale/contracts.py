@@ -94,7 +94,9 @@ And for the whole file:
 - ``best_alpha`` (V,) float32: the chosen ridge penalty; ``cv_score`` (V,) float32: the
   mean validation score of the chosen set and penalty; ``set_scores`` (S × V) float16:
   the best mean validation score each set reached (a diagnostic: half the bytes, resolution
-  about 5e-4 at 0.5);
+  about 5e-4 at 0.5); ``edge_gain`` (V,) float32: where the chosen penalty is the grid's
+  smallest or largest, how much its mean validation score beats the next penalty inward,
+  else 0 (:func:`encscale.encoding.ridge.edge_gain`);
 - ``train_rows`` (size,) int64: the rows of ``train/`` in the responses file that were used;
 - ``test_r`` (V,) float32, finite: the Pearson r of the test split's predictions;
   ``test_pred`` (n_test × V) float32, finite: those predictions, in every fit file unless
@@ -188,6 +190,7 @@ FIT: Layout = {
     "best_alpha": (("voxels",), np.float32),
     "cv_score": (("voxels",), np.float32),
     "set_scores": (("feature sets", "voxels"), np.float16),
+    "edge_gain": (("voxels",), np.float32),
     "train_rows": (("training samples",), np.int64),
     "test_pred": (("test samples", "voxels"), np.float32),
     "test_r": (("voxels",), np.float32),
@@ -483,18 +486,21 @@ def _part_keys(h5: h5py.File, part: str) -> list[str]:
 
 def response_shapes(path: PathLike) -> dict[str, int]:
     """The sizes of a responses file without reading its arrays: ``n_train``, ``n_test``,
-    ``n_challenge`` (0 without challenge images) and ``columns`` (V)."""
+    ``n_challenge`` (0 without challenge images), ``columns`` (V) and ``n_lags`` (L of a
+    movie's ``train/lagged``; 1 without it)."""
     with open_h5(path, "responses") as h5:
         for key in ("train/responses", "test/responses"):
             if key not in h5:
                 raise KeyError(f"{path}: dataset '{key}' is missing")
         n_train, columns = h5["train/responses"].shape
         challenge = h5.get("challenge/stimulus")
+        lagged = h5.get("train/lagged")
         return dict(
             n_train=int(n_train),
             n_test=int(h5["test/responses"].shape[0]),
             n_challenge=0 if challenge is None else int(challenge.shape[0]),
             columns=int(columns),
+            n_lags=1 if lagged is None else int(lagged.shape[1]),
         )
 
 
@@ -938,6 +944,7 @@ class Fit:
     best_alpha: np.ndarray | None = None
     cv_score: np.ndarray | None = None
     set_scores: np.ndarray | None = None
+    edge_gain: np.ndarray | None = None
     train_rows: np.ndarray | None = None
     test_pred: np.ndarray | None = None
     test_r: np.ndarray | None = None

@@ -320,7 +320,7 @@ def fit_file_bytes(
 ) -> int:
     """Bytes of one fit file (layout: :mod:`encscale.contracts`), without HDF5's overhead;
     ``predictions``: whether it keeps ``test_pred`` (``encoding.predictions``)."""
-    per_voxel = 2 + 4 + 4 + 2 * n_sets + 4 * (n_test * predictions + n_challenge) + 4
+    per_voxel = 2 + 4 + 4 + 2 * n_sets + 4 + 4 * (n_test * predictions + n_challenge) + 4
     return voxels * per_voxel + 8 * size + 28 * n_sets
 
 

@@ -202,13 +202,24 @@ def end_line(rule: str, seconds: float, error: BaseException | None = None) -> s
     return f"job end: rule {rule} {outcome} after {seconds:.1f} s; peak memory {peak_memory()}"
 
 
+def peak_rss_bytes() -> int:
+    """This process's peak resident memory (bytes): /proc's VmHWM on Linux (``ru_maxrss``
+    keeps a forking parent's peak across exec), else ``ru_maxrss``."""
+    try:
+        with open("/proc/self/status") as status:
+            return next(int(x.split()[1]) * 1024 for x in status if x.startswith("VmHWM:"))
+    except (OSError, StopIteration):
+        scale = 1 if sys.platform == "darwin" else 1024  # ru_maxrss: bytes on macOS, KiB
+        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * scale
+
+
 def peak_memory() -> str:
     """The process's peak resident set and its largest finished child's (MiB), and torch's
     peak CUDA memory where torch is imported and CUDA initialised (torch is never imported
     here). A child counts the pages it shared with this process when forked: a small command
     run late in a large job reports about the job's size."""
     scale = 2**20 if sys.platform == "darwin" else 2**10  # ru_maxrss: bytes on macOS, KiB
-    own = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / scale
+    own = peak_rss_bytes() / 2**20
     children = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / scale
     text = f"{own:.0f} MiB resident (children {children:.0f} MiB)"
     torch = sys.modules.get("torch")

@@ -3,7 +3,13 @@
 from __future__ import annotations
 
 import math
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
 
+import numpy as np
 import pytest
 
 from encscale.encoding import plan
@@ -59,3 +65,47 @@ def test_runtime_from_work_and_reads_with_retries():
     assert plan.runtime_min(job, "cpu", 5e9, attempt=2) == math.ceil(6 * seconds / 60)
     assert plan.runtime_min(job, "cuda", 5e9) < minutes  # a GPU's (assumed) rates
     assert plan.runtime_min(shapes(draws=[100], widths=[8], routes=["primal"]), "cpu", 0) == 10
+
+
+ONE_FIT = textwrap.dedent(
+    """
+    import json, sys
+    import torch
+    from encscale.encoding.fit import fit_encoding
+    from encscale.jobs import peak_rss_bytes
+    torch.set_num_threads(1)
+    responses, features, out, size = sys.argv[1:]
+    fit_encoding(responses, features, out, size=int(size), seed=0, n_folds=5,
+                 alphas=[1e-2, 1.0, 1e2, 1e4], pool_sizes=[8])
+    print(peak_rss_bytes())
+    """
+)
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc (Linux)")
+def test_one_fit_memory_bounds_a_fit_and_grows_as_it_does(tmp_path):
+    """Two fits of a 4,096-feature set (a 64-channel 8 × 8 map, kept whole), on 1,200 and
+    3,600 samples, each in a fresh process: the estimate bounds each measured peak, and the
+    peak grows by no more than the estimate does, and by at least half as much (the
+    factorisation and the features dominate, not the fixed blocks)."""
+    from encscale.simulate.subject import SubjectShapes, write_synthetic_subject
+
+    shape = SubjectShapes(n_images=4000, n_test=300, voxels=300, layers=1, channels=64, side=8)
+    features, responses, _ = write_synthetic_subject(tmp_path, shape, storage=np.float32)
+    settings = {"pool_sizes": [8], "n_folds": 5, "alphas": {"num": 4}}
+    env = dict(os.environ, PYTHONPATH=str(Path(__file__).parents[2] / "src"))
+    peaks, estimates = [], []
+    for size in (1200, 3600):
+        out = tmp_path / f"fit{size}.h5"
+        run = subprocess.run(
+            [sys.executable, "-c", ONE_FIT, str(responses), str(features), str(out), str(size)],
+            check=True,
+            env=env,
+            capture_output=True,
+            text=True,
+        )
+        peaks.append(int(run.stdout.split()[-1]))
+        estimates.append(plan.one_fit_mem_mb(str(responses), str(features), size, settings) * 2**20)
+        assert peaks[-1] <= estimates[-1], (size, peaks[-1] / 2**20, estimates[-1] / 2**20)
+    grown, planned = peaks[1] - peaks[0], estimates[1] - estimates[0]
+    assert 0.5 * planned <= grown <= planned, (grown / 2**20, planned / 2**20)

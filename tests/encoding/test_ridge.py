@@ -10,6 +10,7 @@ from sklearn.linear_model import Ridge, RidgeCV
 from encscale.encoding.ridge import (
     RESCORE_MARGIN,
     best_alpha_index,
+    edge_gain,
     fit_ridge_cv,
     fit_ridge_cv_select,
     is_better,
@@ -278,6 +279,60 @@ def test_float32_chooses_float64_penalties_on_extreme_grids(shape):
     r64 = fit_ridge_cv(X, Y.astype(np.float32), alphas, folds, dtype=torch.float64)
     assert (r32.best_alpha == r64.best_alpha).mean() >= 0.999
     np.testing.assert_allclose(r32.cv_scores, r64.cv_scores, atol=1e-6)
+
+
+def test_edge_gain_is_the_best_score_over_the_next_penalty_inward():
+    alphas = np.array([10.0, 0.1, 1.0, 0.1])  # unsorted, the smallest repeated
+    scores = np.array(
+        [
+            [0.5, 0.1, 0.2, 0.30],  # α 10
+            [0.2, 0.4, 0.3, 0.10],  # α 0.1
+            [0.3, 0.3, 0.35, 0.25],  # α 1
+            [0.2, 0.4, 0.3, 0.10],  # α 0.1 again: not its own neighbour
+        ]
+    )
+    index = best_alpha_index(scores, alphas)
+    np.testing.assert_allclose(edge_gain(scores, alphas, index), [0.2, 0.1, 0.0, 0.05], atol=1e-7)
+    assert not edge_gain(scores[:1], alphas[:1], np.zeros(4, int)).any()
+
+
+def test_edge_voxels_on_a_plateau_do_not_count_and_a_narrow_grid_warns():
+    """Features whose scales span 10⁵ and targets from the top directions alone to all of
+    them, from noiseless to noisy: on the grid 1e-6 … 1e12 some voxels with a signal choose
+    an edge, on the plateaus of either limit, none counts, and a float64 fit over 1e-12 …
+    1e14 raises no uncounted one by EDGE_GAIN; on 0.1 … 1000 more than EDGE_WARNING count."""
+    from encscale.encoding.scores import (
+        EDGE_GAIN,
+        EDGE_WARNING,
+        driven_voxels,
+        open_edges,
+        penalty_edges,
+    )
+
+    rng = np.random.default_rng(0)
+    n, p, v = 400, 30, 300
+    scales = np.logspace(-3, 2, p)
+    X = (rng.standard_normal((n, p)) * scales).astype(np.float32)
+    W = rng.standard_normal((p, v))
+    W[:, :100] *= scales[:, None] > 1
+    W /= np.sqrt((X.astype(np.float64) @ W).var(0))
+    noise = rng.permutation(np.logspace(-2, 1.3, v))
+    Y = (X @ W + rng.standard_normal((n, v)) * noise).astype(np.float32)
+    folds = kfold_splits(n, 5)
+    wider = fit_ridge_cv(X, Y, np.logspace(-12, 14, 53), folds, dtype=torch.float64)
+    shares = {}
+    for grid in (np.logspace(-6, 12, 37), np.logspace(-1, 3, 9)):
+        sel = fit_ridge_cv_select([X].__getitem__, 1, Y, grid, folds)
+        low, high = penalty_edges(sel.best_alpha, grid, v)
+        open_low, open_high = open_edges(low, high, sel.edge_gain, grid, sel.cv_score, "r")
+        driven = driven_voxels(sel.cv_score, "r", n)
+        at_edge, counted = (low + high > 0) & driven, (open_low + open_high > 0) & driven
+        shares[grid[0]] = at_edge.mean(), counted.sum() / driven.sum()
+        if grid[0] == 1e-6:
+            assert at_edge.sum() >= 5 and not counted.any()
+            gained = wider.cv_scores.max(0) - sel.cv_score
+            assert gained[at_edge].max() < EDGE_GAIN
+    assert shares[0.1][1] > EDGE_WARNING
 
 
 def test_duplicate_alphas_and_identical_sets():

@@ -435,14 +435,13 @@ MEASURED_RUN = textwrap.dedent(
     """
     import json, sys
     import torch
+    from encscale.jobs import peak_rss_bytes
     from encscale.video.runs import train_run
     torch.set_num_threads(1)
     tmp, point, training = sys.argv[1], json.loads(sys.argv[2]), json.loads(sys.argv[3])
     train_run(f"{tmp}/pretrain.h5", f"{tmp}/validation.h5", f"{tmp}/m.pt", f"{tmp}/log.tsv",
               point=point, training=training, checkpoint=f"{tmp}/ckpt.pt")
-    # this process's own peak (VmHWM): ru_maxrss would keep the forking parent's across exec
-    status = open("/proc/self/status").read().split("VmHWM:")[1]
-    print(int(status.split()[0]) * 1024)
+    print(peak_rss_bytes())
     """
 )
 

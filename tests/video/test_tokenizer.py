@@ -31,13 +31,7 @@ from encscale.video.vqvae import VQVAE, VQVAEConfig, load_checkpoint, save_check
 SRC = Path(__file__).parents[2] / "src"
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Tiny 3-D convolutions run faster on one thread than on several."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def write_movies(root: Path, n: int, seconds: float, size: int, fps: float = 8.0) -> dict:
@@ -142,20 +136,17 @@ MEASURE = textwrap.dedent(
     """
     import json, sys
     import torch
+    from encscale.jobs import peak_rss_bytes
     from encscale.video.tokenizer import tokenize_pretraining_clips
     torch.set_num_threads(1)
 
-    def peak_rss():  # this process's own peak (ru_maxrss keeps its parent's across exec)
-        with open("/proc/self/status") as status:
-            return next(int(x.split()[1]) * 1024 for x in status if x.startswith("VmHWM:"))
-
     movies, tokenizer_path, out, n, clip, buffer_bytes = json.loads(sys.argv[1])
-    imported = peak_rss()
+    imported = peak_rss_bytes()
     tokenize_pretraining_clips(
         movies, tokenizer_path, out, n=n, clip=clip, seed=0, batch_size=128,
         buffer_bytes=buffer_bytes,
     )
-    peak = peak_rss()
+    peak = peak_rss_bytes()
     print(json.dumps(dict(imported=imported, peak=peak)))
     """
 )

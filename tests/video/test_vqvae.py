@@ -33,13 +33,7 @@ TINY = VQVAEConfig(channels=16, n_codes=32, code_dim=8, downsample=(2, 4, 4), n_
 MINI = VQVAEConfig(channels=8, n_codes=16, code_dim=4, downsample=(2, 2, 2), n_res_blocks=1)
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Tiny 3-D convolutions run faster on one thread than on several."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def smooth_clips(n: int, seed: int, frames: int = 8, side: int = 16) -> torch.Tensor:

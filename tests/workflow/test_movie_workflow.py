@@ -14,7 +14,9 @@ import pytest
 import yaml
 
 from conftest import REPO, dry_run_jobs, embedded_bytes, report_items, run_snakemake
+from encscale.contracts import read_fit
 from encscale.encoding.fit import alpha_grid, fit_encoding
+from encscale.encoding.scores import EDGE_COLUMNS
 from encscale.video.grid import clips_seen, one_pass_steps, run_grid, schedule
 from encscale.video.heldout import episodes
 
@@ -167,6 +169,29 @@ def test_encoding_recovers_driven_parcels_above_a_shuffled_time_baseline(study, 
         # ±0.25 by chance (57 test TRs); over shuffles it centres on 0
         assert abs(null.mean()) < 0.1, null
         assert r[driven].mean() > null.max() + 0.15, (r[driven].mean(), null)
+
+
+def test_the_studys_penalty_grid_holds_the_demos_best_penalties(study):
+    """The grid of config/cneuromod.yaml, which the demo shares: no fit has more than 5 % of
+    its parcels with a signal at an edge with their score still rising, so the report's
+    table has no row; some parcels do sit at an edge, on a plateau (edge_gain about 0)."""
+    workdir, config = study
+    study_grid = yaml.safe_load((REPO / "config" / "cneuromod.yaml").read_text())
+    assert config["encoding"]["alphas"] == study_grid["encoding"]["alphas"]
+    results = workdir / "results" / "demo_movies"
+    edges = pd.read_csv(results / "scores" / "penalty_edges.tsv", sep="\t")
+    assert list(edges.columns) == EDGE_COLUMNS and edges.empty
+    scores = pd.read_csv(results / "scores" / "scores.tsv", sep="\t")
+    whole = scores[(scores["atlas"] == "all") & (scores["roi"] == "all")]
+    assert (whole["edge_low"] <= 0.05).all() and (whole["edge_high"] <= 0.05).all()
+    at_edge = 0
+    for path in (results / "fits").glob("*/*/nall_s0.h5"):
+        fit = read_fit(path, ["best_alpha", "edge_gain"])
+        grid = fit.attrs["alphas"]
+        edge = np.isin(fit.best_alpha, np.float32([grid.min(), grid.max()]))
+        at_edge += edge.sum()
+        assert (fit.edge_gain[~edge] == 0).all()
+    assert at_edge > 0
 
 
 def test_second_run_does_nothing(study):

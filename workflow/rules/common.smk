@@ -14,6 +14,10 @@
 #   benchmark_files()   {rule: benchmark files} of its heavy jobs (the runtime table)
 #   final_targets()     the files of `rule all`
 #   wildcard_constraints of dataset, subject, model, size and seed
+import os
+
+from encscale.encoding import plan
+
 DATASET = config["dataset"]
 RESULTS = f"results/{DATASET}"
 SUBJECTS = config["subjects"]
@@ -35,6 +39,17 @@ def benchmark_path(rule, name=None):
 def gpu_resources(device):
     """The GPUs a job on ``device`` (cpu, cuda, cuda:N) asks the scheduler for."""
     return 1 if device.startswith("cuda") else 0
+
+
+def one_fit_mem_mb(wildcards, input, attempt):
+    """Memory of a fit file's job (rule fit_encoding) from its input files' shapes
+    (encscale.encoding.plan.one_fit_mem_mb); before they exist, in a dry run, the 4000 MB
+    of a small fit: Snakemake computes it again from the files before the job runs."""
+    if not (os.path.exists(input.responses) and os.path.exists(input.features)):
+        return 4000
+    size = None if wildcards.size == "all" else int(wildcards.size)
+    settings = fit_settings(wildcards.model)
+    return plan.one_fit_mem_mb(input.responses, input.features, size, settings, attempt)
 
 
 def score_files():

@@ -55,7 +55,7 @@ else:
             "../../envs/encoding.yaml"
         threads: 2
         resources:
-            mem_mb=4000,
+            mem_mb=one_fit_mem_mb,
             gpu=gpu_resources(ENC["device"]),
         params:
             settings=lambda w: fit_settings(w.model),

@@ -155,6 +155,7 @@ def fit_encoding(
         best_alpha=fit.best_alpha,
         cv_score=fit.cv_score,
         set_scores=fit.set_scores,
+        edge_gain=fit.edge_gain,
         train_rows=rows,
         test_pred=test_pred,
         test_r=test_r,

@@ -30,6 +30,7 @@ CHUNK_BYTES = 256 * 2**20  # one read of a map's channels for every row, float32
 POOL_INDEX_BYTES = 16 * 2**20  # torch's pooling indices for one block of images (int64)
 KEEP_OPS_BYTES = 512 * 2**20  # every fold's float64 operators, kept for rescoring if they fit
 SMOOTHER_BLOCK_BYTES = 64 * 2**20  # float64 rows of R, and smoothers, for a block of penalties
+EVAL_BLOCK_BYTES = 512 * 2**20  # the engine's largest block of targets × penalties scored
 KERNEL_BLOCK = 1024  # columns of a pooled chunk copied to float64 at a time for the kernel
 ROUTES = ("kernel", "primal")
 
@@ -235,14 +236,18 @@ def set_bytes(route: str, p: int, rows: int) -> int:
     return 8 * rows * rows if route == "kernel" else 4 * rows * p
 
 
-def draw_work_bytes(n: int, r: int, shapes: FitShapes, voxel_batch: int) -> int:
+def draw_work_bytes(
+    n: int, r: int, shapes: FitShapes, voxel_batch: int, gram: int | None = None
+) -> int:
     """Peak working memory of one draw of n samples and rank r (factorisation, operators,
     one voxel batch of the cross-validation, the targets scored again in float64, the
-    evaluation rows' predictions)."""
+    evaluation rows' predictions); ``gram``: the side of the matrix it decomposes (default
+    n, the draw's kernel; p for features narrower than the draw)."""
     n_val = math.ceil(n / shapes.n_folds)
     n_train = n - n_val
     well = n - r >= 2 * n_val
-    factor = 8 * n * n * 3 + 8 * n * r + 4 * n * r  # block, eigenvectors + workspace; U
+    m = n if gram is None else gram
+    factor = 8 * m * m * 3 + 8 * n * r + 4 * n * r  # block, eigenvectors + workspace; U
     # the operators: float64, every fold's where they are kept, and one fold's in float32
     width = r + 1 if well else n_train
     kept = 8 * shapes.n_alphas * n * width
@@ -355,7 +360,52 @@ def fit_job_shapes(
 def mem_mb(shapes: FitShapes, attempt: int = 1) -> int:
     """A job's memory request in MB: its peak (:func:`peak_bytes`), and half as much again
     for every retry (Snakemake's ``attempt``)."""
-    return math.ceil(peak_bytes(shapes) * (1 + 0.5 * (attempt - 1)) / 2**20)
+    return request_mb(peak_bytes(shapes), attempt)
+
+
+def request_mb(peak: float, attempt: int = 1) -> int:
+    """The request (MB) for a ``peak`` in bytes, half as much again for every retry."""
+    return math.ceil(peak * (1 + 0.5 * (attempt - 1)) / 2**20)
+
+
+def one_fit_peak_bytes(shapes: FitShapes, n_lags: int = 1) -> int:
+    """Peak memory (bytes) of one fit file's job (:func:`encscale.encoding.fit.fit_encoding`,
+    the draw of ``shapes.draws[0]`` samples, one set at a time): the responses and the
+    draw's targets, per-set scores, a layer map read for every row (``map_values``), the
+    widest set (FIR with ``n_lags`` lags: every lag's features side by side) for the draw
+    and the evaluation samples in float32 with the float64 centred copy the factorisation
+    makes (and with p ≥ n the n × n X Xᵀ it keeps), the draw's work
+    (:func:`draw_work_bytes`, the Gram matrix min(n, p) on a side) and the predictions."""
+    n = shapes.draws[0]
+    p = max(shapes.widths, default=1) * n_lags
+    held = 4 * (shapes.n_train + shapes.n_eval + n) * shapes.voxels
+    scores = 8 * (len(shapes.widths) + 2 * shapes.n_alphas) * shapes.voxels
+    read = 4 * shapes.rows * shapes.map_values
+    features = 4 * (n + shapes.n_eval) * p + 8 * n * p
+    if p >= n:  # kernel route: the uncentred X Xᵀ (float64) is kept for the refit
+        features += 8 * n * n
+    batch = default_voxel_batch(shapes)
+    work = draw_work_bytes(n, min(n - 1, p), shapes, batch, gram=min(n, p))
+    predictions = 2 * 4 * shapes.n_eval * shapes.voxels
+    return BASE_BYTES + held + scores + read + features + work + predictions
+
+
+def one_fit_mem_mb(
+    responses_path: str,
+    features_path: str,
+    size: int | None,
+    settings: Mapping[str, Any],
+    attempt: int = 1,
+) -> int:
+    """A fit file's job's memory request (MB): :func:`request_mb` of
+    :func:`one_fit_peak_bytes` for the shapes of its input files (``size`` None: every
+    training sample) and the ``encoding`` ``settings`` (``lag_mode``: fir multiplies the
+    width by the lags)."""
+    sizes = response_shapes(responses_path)
+    draw = sizes["n_train"] if size is None else size
+    shapes = fit_job_shapes(responses_path, features_path, [draw], settings)
+    fir = settings.get("lag_mode", "fir") == "fir"
+    return request_mb(one_fit_peak_bytes(shapes, sizes["n_lags"] if fir else 1), attempt)
 
 
 def planned_shapes(

@@ -28,13 +28,13 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from encscale.encoding.plan import KEEP_OPS_BYTES, SMOOTHER_BLOCK_BYTES
+from encscale.encoding.plan import EVAL_BLOCK_BYTES, KEEP_OPS_BYTES, SMOOTHER_BLOCK_BYTES
 
 log = logging.getLogger(__name__)
 
 SCORINGS = ("r", "mse")
 RESCORE_MARGIN = 1e-5  # float32 scores this near the best (r; relative for mse): redone in float64
-_BLOCK_MIN, _BLOCK_MAX = 16 * 2**20, 512 * 2**20  # bounds of one evaluation block, bytes
+_BLOCK_MIN, _BLOCK_MAX = 16 * 2**20, EVAL_BLOCK_BYTES  # bounds of one evaluation block, bytes
 
 Fold = tuple[np.ndarray, np.ndarray]
 
@@ -93,6 +93,7 @@ class SelectedRidge:
     coefs: list[np.ndarray]  # coefs[f]: (p_f, number of targets choosing f)
     targets: list[np.ndarray]  # targets[f]: indices of the targets choosing f
     intercept: np.ndarray  # (v,)
+    edge_gain: np.ndarray  # (v,) float32: :func:`edge_gain` of the chosen set
 
     def predict(self, load_X: Callable[[int], np.ndarray]) -> np.ndarray:
         """Predictions (n, v) for new samples; ``load_X(f)`` gives their (n, p_f) features.
@@ -179,6 +180,7 @@ def fit_ridge_cv_select(
     best_score = np.full(v, -np.inf)
     best_alpha = np.full(v, -np.inf)
     best_set = np.zeros(v, dtype=np.int64)
+    best_gain = np.zeros(v, dtype=np.float32)
     set_scores = np.empty((n_sets, v))
     widths = []
     for f in range(n_sets):
@@ -186,10 +188,12 @@ def fit_ridge_cv_select(
         widths.append(X.shape[1])
         log.info("feature set %d/%d: %d features, cross-validating", f + 1, n_sets, X.shape[1])
         scores, _ = _cv_scores(X, Y, alphas, folds, scoring, device, dtype, voxel_batch)
-        score, alpha = scores.max(axis=0), alphas[best_alpha_index(scores, alphas)]
+        index = best_alpha_index(scores, alphas)
+        score, alpha = scores.max(axis=0), alphas[index]
         set_scores[f] = score
         better = is_better(score, alpha, best_score, best_alpha)
         best_score[better], best_alpha[better], best_set[better] = score[better], alpha[better], f
+        best_gain[better] = edge_gain(scores, alphas, index)[better]
     targets = [np.flatnonzero(best_set == f) for f in range(n_sets)]
     coefs = []
     intercept = np.empty(v, dtype=_numpy_dtype(dtype))
@@ -201,7 +205,7 @@ def fit_ridge_cv_select(
         coef, intercept[cols] = _refit(X, Y[:, cols], best_alpha[cols], device, dtype, voxel_batch)
         coefs.append(coef)
     return SelectedRidge(
-        alphas, best_set, best_alpha, best_score, set_scores, coefs, targets, intercept
+        alphas, best_set, best_alpha, best_score, set_scores, coefs, targets, intercept, best_gain
     )
 
 
@@ -823,6 +827,23 @@ def best_alpha_index(scores: np.ndarray, alphas: np.ndarray) -> np.ndarray:
     equal score going to the larger penalty."""
     order = np.argsort(-alphas, kind="stable")
     return order[np.argmax(scores[order], axis=0)]
+
+
+def edge_gain(scores: np.ndarray, alphas: np.ndarray, index: np.ndarray) -> np.ndarray:
+    """(v,) float32: for a target whose best penalty (``index`` into alphas, scores (a, v)) is
+    the grid's smallest or largest, how much its mean validation score beats the next
+    penalty inward; 0 for the others, and with one penalty. On the plateaus at either end of
+    the grid (least squares; the kernel direction of an infinite penalty with ``"r"``) this
+    is about 0; where the score still climbs at the edge, the grid may cut off its best."""
+    gain = np.zeros(scores.shape[1], dtype=np.float32)
+    grid = np.unique(alphas)  # sorted; a repeated penalty is not its own neighbour
+    if grid.size < 2:
+        return gain
+    first = {a: int(np.flatnonzero(alphas == a)[0]) for a in grid[[0, 1, -2, -1]]}
+    for edge, inner in ((grid[0], grid[1]), (grid[-1], grid[-2])):
+        at = alphas[index] == edge
+        gain[at] = scores[first[edge], at] - scores[first[inner], at]
+    return gain
 
 
 def is_better(

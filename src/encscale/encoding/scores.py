@@ -7,13 +7,23 @@ correlation relative to its ceiling, over the ROI's voxels whose ceiling reaches
 ``min_noise_ceiling`` percent (the others, counted in ``n_below_ceiling``, would divide by
 nearly 0: ncsnr 0 gives NC 0). Both are NaN where the responses file's noise ceiling is NaN
 (a dataset without ncsnr). ``edge_low`` and ``edge_high`` are the shares of an ROI's voxels
-whose chosen penalty is the grid's smallest or largest (NaN for an ensemble): more than
-:data:`EDGE_WARNING` of a fit's voxels at either edge is logged as a warning, as the grid
-probably cuts off their best penalty. Only voxels with a signal count: with ``scoring`` r,
-those whose cross-validated r beats chance (``cv_score`` above :data:`CHANCE_Z` / √size,
-size the training samples). An undriven voxel takes the largest penalty whatever the grid
-(its best prediction is the mean), so it says nothing of the grid's range; ``n_edge_voxels``
-counts the voxels that do (NaN where no voxel does).
+whose chosen penalty is the grid's smallest or largest while a wider grid could still
+raise their score (NaN for an ensemble): more than :data:`EDGE_WARNING` of a fit's voxels
+at either edge is logged as a warning, as the grid probably cuts off their best penalty.
+
+Two kinds of voxel at an edge say nothing of the grid's range, and are not counted:
+
+- voxels without a signal. With ``scoring`` r, only voxels whose cross-validated r beats
+  chance count (``cv_score`` above :data:`CHANCE_Z` / √size, size the training samples):
+  an undriven voxel takes the largest penalty whatever the grid (its best prediction is
+  the mean). ``n_edge_voxels`` counts the voxels that do count (NaN where none does);
+- voxels on a plateau. Near either limit of ridge (least squares as α → 0; with r, the
+  kernel direction of an infinite penalty, whose correlation does not depend on the
+  scale) the score's tail is linear in α, or in 1/α, so what penalties beyond an edge
+  could still add is the edge's gain over the next penalty inward (the fit file's
+  ``edge_gain``) divided by q − 1, q the ratio of those two penalties. A voxel counts
+  when that exceeds :data:`EDGE_GAIN` in r (relative to the score with mse). Fits
+  without ``edge_gain`` count every voxel at an edge.
 """
 
 from __future__ import annotations
@@ -52,6 +62,7 @@ SCORE_COLUMNS = [
 MIN_NOISE_CEILING = 1.0  # percent of variance: the default of encoding.min_noise_ceiling
 EDGE_WARNING = 0.05  # a fit whose voxels choose a penalty at the grid's edge more often warns
 CHANCE_Z = 3.0  # a voxel's cross-validated r beats chance above CHANCE_Z / √(training size)
+EDGE_GAIN = 1e-3  # a voxel at an edge counts if a wider grid could add more to its score
 
 
 def roi_masks(
@@ -67,10 +78,12 @@ def score_fit(
 ) -> pd.DataFrame:
     """One row per ROI (every atlas in the responses file, and ``all``) for one fit file;
     ``min_noise_ceiling`` (percent): voxels below it are left out of ``r_norm``."""
-    fit = read_fit(fit_path, ["test_r"], optional=["best_alpha", "cv_score"])
+    fit = read_fit(fit_path, ["test_r"], optional=["best_alpha", "cv_score", "edge_gain"])
     r = fit.test_r.astype(np.float64)
+    scoring = fit.attrs.get("scoring")
     low, high = penalty_edges(fit.best_alpha, fit.attrs.get("alphas"), r.shape[0])
-    driven = driven_voxels(fit.cv_score, fit.attrs.get("scoring"), fit.attrs.get("size"))
+    low, high = open_edges(low, high, fit.edge_gain, fit.attrs.get("alphas"), fit.cv_score, scoring)
+    driven = driven_voxels(fit.cv_score, scoring, fit.attrs.get("size"))
     low, high = np.where(driven, low, np.nan), np.where(driven, high, np.nan)
     _warn_edges(fit_path, low, high, fit.attrs.get("alphas"))
     meta = {k: fit.attrs[k] for k in ("subject", "model", "n_params", "size", "seed")}
@@ -123,6 +136,28 @@ def penalty_edges(
     return low.astype(np.float64), high.astype(np.float64)
 
 
+def open_edges(
+    low: np.ndarray,
+    high: np.ndarray,
+    gain: np.ndarray | None,
+    alphas: np.ndarray | None,
+    score: np.ndarray | None,
+    scoring: Any,
+) -> tuple[np.ndarray, np.ndarray]:
+    """``low`` and ``high`` of :func:`penalty_edges`, 0 where the voxel is on a plateau: what a
+    wider grid could add, ``gain`` / (q − 1), is at most :data:`EDGE_GAIN` (times |score|
+    with mse; module docstring). As they are without ``gain`` (an older fit file)."""
+    grid = np.unique(np.asarray([] if alphas is None else alphas, dtype=np.float64))
+    if gain is None or grid.size < 2:
+        return low, high
+    tolerance = EDGE_GAIN if scoring == "r" or score is None else EDGE_GAIN * np.abs(score)
+    gain = gain.astype(np.float64)
+    return (
+        low * (gain / (grid[1] / grid[0] - 1) > tolerance),
+        high * (gain / (grid[-1] / grid[-2] - 1) > tolerance),
+    )
+
+
 def driven_voxels(cv_score: np.ndarray | None, scoring: Any, size: Any) -> np.ndarray | bool:
     """Where a voxel's cross-validated r beats chance (module docstring); every voxel (True)
     without scores, or with another scoring than r."""
@@ -142,7 +177,7 @@ def _warn_edges(path: str | Path, low: np.ndarray, high: np.ndarray, alphas: Any
         if counted.any() and share[counted].mean() > EDGE_WARNING:
             log.warning(
                 "%s: %.1f %% of the %d voxels with a signal chose the grid's %s penalty "
-                "(%.3g): their best may lie beyond it; widen encoding.alphas",
+                "(%.3g) with their score still rising there: widen encoding.alphas",
                 path,
                 100 * share[counted].mean(),
                 counted.sum(),

@@ -42,6 +42,7 @@ from encscale.encoding.fit import config_alphas, subsample
 from encscale.encoding.ridge import (
     available_memory,
     best_alpha_index,
+    edge_gain,
     factorise_features,
     factorise_kernel,
     is_better,
@@ -70,6 +71,7 @@ class Draw:
     best_alpha: np.ndarray  # (V,)
     best_set: np.ndarray  # (V,) int64
     set_scores: np.ndarray  # (S, V) float32
+    edge_gain: np.ndarray  # (V,) float32: the chosen penalty's edge_gain
     eval_pred: np.ndarray  # (n_eval, V) float32: test rows, then challenge rows
 
 
@@ -209,6 +211,7 @@ def fit_subject_model(
             best_alpha=draw.best_alpha,
             cv_score=draw.best_score,
             set_scores=draw.set_scores,
+            edge_gain=draw.edge_gain,
             train_rows=draw.train_rows,
             test_pred=test_pred if predict_sizes is None or draw.size in predict_sizes else None,
             test_r=pearson_r(resp.test.responses, test_pred).astype(np.float32),
@@ -232,7 +235,7 @@ def fit_subject_model(
     return route
 
 
-RESUMED = ("best_score", "best_alpha", "best_set", "set_scores", "eval_pred")
+RESUMED = ("best_score", "best_alpha", "best_set", "set_scores", "edge_gain", "eval_pred")
 
 
 def _resume_path(out_paths: Mapping[tuple[int, int], str | Path]) -> Path:
@@ -277,13 +280,13 @@ def _resume(path: Path, signature: str, draws: Sequence[Draw], progress: Callabl
             if str(saved["signature"]) != signature:
                 progress(f"{path}: saved by another job's settings; starting from the first set")
                 return 0
-            for i, draw in enumerate(draws):
-                for name in RESUMED:
-                    getattr(draw, name)[...] = saved[f"{name}_{i}"]
+            state = {(i, name): saved[f"{name}_{i}"] for i in range(len(draws)) for name in RESUMED}
             start = int(saved["next_set"])
     except (OSError, KeyError, ValueError) as err:
         progress(f"{path}: cannot resume ({err}); starting from the first set")
         return 0
+    for (i, name), value in state.items():  # restored only once the whole state is read
+        getattr(draws[i], name)[...] = value
     progress(f"resuming at set {start + 1} from {path}")
     return start
 
@@ -358,6 +361,7 @@ def _new_draw(
         best_alpha=np.full(voxels, -np.inf),
         best_set=np.zeros(voxels, dtype=np.int64),
         set_scores=np.empty((n_sets, voxels), dtype=np.float32),
+        edge_gain=np.zeros(voxels, dtype=np.float32),
         eval_pred=np.zeros((n_eval, voxels), dtype=np.float32),
     )
 
@@ -471,7 +475,8 @@ def _update(
     evaluation predictions, mean(y) + A diag(s / (s² + α)) UᵀY."""
     folds = [(torch.as_tensor(t), torch.as_tensor(v)) for t, v in draw.folds]
     scores, proj = lgo_scores(draw.y, alphas, folds, scoring, dtype, voxel_batch, u64, s)
-    score, alpha = scores.max(axis=0), alphas[best_alpha_index(scores, alphas)]
+    index = best_alpha_index(scores, alphas)
+    score, alpha = scores.max(axis=0), alphas[index]
     draw.set_scores[f] = score
     better = is_better(score, alpha, draw.best_score, draw.best_alpha)
     draw.best_score[better], draw.best_alpha[better], draw.best_set[better] = (
@@ -479,6 +484,7 @@ def _update(
         alpha[better],
         f,
     )
+    draw.edge_gain[better] = edge_gain(scores, alphas, index)[better]
     cols = np.flatnonzero(better)
     if cols.size == 0:
         return
