@@ -76,7 +76,7 @@ import yaml
 from encscale.contracts import group_budget, pool_grid
 from encscale.data import algonauts, nsd
 from encscale.encoding import plan
-from encscale.encoding.ensemble import ENSEMBLE
+from encscale.encoding.ensemble import ENSEMBLE, predicted_sizes, study_fits
 from encscale.scaling.analysis import geometric_sizes
 from encscale.simulate.nsd import brain_atlases
 from encscale.vision.layers import LayerExtractor
@@ -271,32 +271,11 @@ def sizes_of(config: Mapping[str, Any]) -> list[int]:
 
 
 def old_fit_pairs(config: Mapping[str, Any]) -> tuple[list[tuple[str, int]], list[int]]:
-    """(model, size) pairs the old design fitted, and the ensemble's sizes.
-
-    As the workflow's ``fit_combinations()``: the scaling's data model at every size, every
-    model at ``scaling.param_size``, the final model at ``final.size``, with two models or
-    more the ensemble at the parameter-scaling and final sizes, in an Algonauts study the
-    submitted models at ``submission.size``; an ensemble needs its members at its sizes.
-    """
-    models, sizes = list(config["models"]), sizes_of(config)
-    scaling, final = config.get("scaling", {}), dict(config.get("final", {}))
-    data_model = scaling.get("data_model", models[-1])
-    param_size = scaling.get("param_size", sizes[-1])
-    final.setdefault("model", data_model)
-    final.setdefault("size", sizes[-1])
-    members = (config.get("ensemble") or {}).get("models", models)
-    pairs = {(data_model, size) for size in sizes}
-    pairs |= {(model, param_size) for model in models}
-    pairs.add((final["model"], final["size"]))
-    if len(members) >= 2:
-        pairs |= {(ENSEMBLE, param_size), (ENSEMBLE, final["size"])}
-    if config["dataset"] == "algonauts2023":
-        submission = config.get("submission") or {}
-        size = submission.get("size", sizes[-1])
-        pairs |= {(model, size) for model in submission.get("models", models)}
-    pairs |= {(m, size) for model, size in pairs if model == ENSEMBLE for m in members}
+    """(model, size) pairs the old design fitted (:func:`encscale.encoding.ensemble.study_fits`,
+    the workflow's ``fit_combinations()``, without the ensemble's), and the ensemble's sizes."""
+    pairs = study_fits(config, sizes_of(config))
     ensemble_sizes = sorted(size for model, size in pairs if model == ENSEMBLE)
-    return sorted(p for p in pairs if p[0] != ENSEMBLE), ensemble_sizes
+    return [p for p in pairs if p[0] != ENSEMBLE], ensemble_sizes
 
 
 # --- fits ----------------------------------------------------------------------------------
@@ -322,17 +301,6 @@ def fit_file_bytes(
     ``predictions``: whether it keeps ``test_pred`` (``encoding.predictions``)."""
     per_voxel = 2 + 4 + 4 + 2 * n_sets + 4 + 4 * (n_test * predictions + n_challenge) + 4
     return voxels * per_voxel + 8 * size + 28 * n_sets
-
-
-def prediction_sizes(config: Mapping[str, Any], model: str) -> list[int] | None:
-    """The sizes at which ``model``'s fit files keep ``test_pred``: None (every size), or
-    with ``encoding.predictions`` needed those an ensemble reads (the workflow's
-    ``prediction_sizes``)."""
-    if config["encoding"].get("predictions", "all") == "all":
-        return None
-    members = (config.get("ensemble") or {}).get("models", list(config["models"]))
-    _, ensemble_sizes = old_fit_pairs(config)
-    return ensemble_sizes if model in members else []
 
 
 def _kept(n: int, sizes: Sequence[int] | None) -> bool:
@@ -578,7 +546,7 @@ def study_cost(
                     ),
                 )
             )
-        settings["predict_sizes"] = prediction_sizes(config, name)
+        settings["predict_sizes"] = predicted_sizes(config, sizes_of(config), name)
         new = [new_fit_job(s, shape, pools, settings, itemsize, rates) for s in subjects]
         rows.append(
             _fit_row(
@@ -698,7 +666,7 @@ def scratch_need(
             n,
             s.n_test,
             s.n_challenge,
-            _kept(n, prediction_sizes(config, name)),
+            _kept(n, predicted_sizes(config, sizes_of(config), name)),
         )
         for name, shape in known.items()
         for s in subjects

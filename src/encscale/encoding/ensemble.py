@@ -7,7 +7,7 @@ and their r only (layout: :mod:`encscale.contracts`).
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +20,49 @@ log = logging.getLogger(__name__)
 
 
 ENSEMBLE = "ensemble"
+
+
+def study_fits(config: Mapping[str, Any], sizes: Sequence[int]) -> list[tuple[str, int]]:
+    """(model, size) pairs an image study's outputs need, ``sizes`` its sorted
+    ``encoding.sizes``: the scaling's data model at every size, every model at
+    ``scaling.param_size``, the final model at ``final.size``, with two ensemble members or
+    more the ensemble at the parameter-scaling and final sizes, in an Algonauts study the
+    submitted models at ``submission.size``; an ensemble needs its members at its sizes.
+    Absent keys take the config schema's defaults (the last model, the largest size)."""
+    models = list(config["models"])
+    scaling, final = config.get("scaling") or {}, config.get("final") or {}
+    data_model = scaling.get("data_model", models[-1])
+    param_size = scaling.get("param_size", sizes[-1])
+    final_pair = (final.get("model", data_model), final.get("size", sizes[-1]))
+    members = ensemble_members(config)
+    pairs = {(data_model, size) for size in sizes} | {(model, param_size) for model in models}
+    pairs.add(final_pair)
+    if len(members) >= 2:
+        pairs |= {(ENSEMBLE, param_size), (ENSEMBLE, final_pair[1])}
+    if config["dataset"] == "algonauts2023":
+        submission = config.get("submission") or {}
+        size = submission.get("size", sizes[-1])
+        pairs |= {(model, size) for model in submission.get("models", models)}
+    pairs |= {(m, size) for model, size in pairs if model == ENSEMBLE for m in members}
+    return sorted(pairs)
+
+
+def ensemble_members(config: Mapping[str, Any]) -> list[str]:
+    """``ensemble.models``: by default every model."""
+    return list((config.get("ensemble") or {}).get("models", config["models"]))
+
+
+def predicted_sizes(
+    config: Mapping[str, Any], sizes: Sequence[int], model: str
+) -> list[int] | None:
+    """The sizes at which ``model``'s fit files keep their test predictions: every size
+    (None), or with ``encoding.predictions`` needed only those an ensemble reads."""
+    if config["encoding"].get("predictions", "all") == "all":
+        return None
+    members = ensemble_members(config)
+    if model not in members or len(members) < 2:
+        return []
+    return sorted({size for m, size in study_fits(config, sizes) if m == ENSEMBLE})
 
 
 def ensemble_fit(

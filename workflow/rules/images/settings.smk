@@ -7,7 +7,7 @@ import os
 from encscale.contracts import group_budget, response_shapes
 from encscale.data import algonauts, nsd, prepared, s3
 from encscale.encoding import plan
-from encscale.encoding.ensemble import ENSEMBLE
+from encscale.encoding.ensemble import ENSEMBLE, predicted_sizes, study_fits
 from encscale.scaling.analysis import geometric_sizes
 from encscale.simulate.truth import truth_path
 from encscale.vision.model_check import model_problems, model_shapes
@@ -446,29 +446,15 @@ if not HAS_ENSEMBLE and ENSEMBLE in (config["scaling"]["data_model"], config["fi
 
 
 def fit_combinations():
-    """(model, size) pairs the outputs need: data and parameter scaling, final scores, the
-    ensemble beside the parameter scaling and the final scores, and the submissions of an
-    Algonauts study; an ensemble needs its members at the same size."""
-    param_size, final = config["scaling"]["param_size"], config["final"]
-    pairs = {(config["scaling"]["data_model"], size) for size in SIZES}
-    pairs |= {(model, param_size) for model in MODELS}
-    pairs.add((final["model"], final["size"]))
-    if HAS_ENSEMBLE:
-        pairs |= {(ENSEMBLE, param_size), (ENSEMBLE, final["size"])}
-    if DATASET == "algonauts2023":
-        pairs |= {(model, SUBMISSION["size"]) for model in SUBMISSION["models"]}
-    pairs |= {(m, size) for model, size in pairs if model == ENSEMBLE for m in ENSEMBLE_MODELS}
-    return sorted(pairs)
+    """(model, size) pairs the outputs need (encscale.encoding.ensemble.study_fits)."""
+    return study_fits(config, SIZES)
 
 
 def prediction_sizes(model):
-    """The sizes at which ``model``'s fit files keep their test predictions: every size
-    (None), or with encoding.predictions needed only those an ensemble reads."""
-    if ENC["predictions"] == "all":
-        return None
-    if model not in ENSEMBLE_MODELS or not HAS_ENSEMBLE:
-        return []
-    return sorted({size for m, size in fit_combinations() if m == ENSEMBLE})
+    """The sizes at which ``model``'s fit files keep their test predictions
+    (encscale.encoding.ensemble.predicted_sizes): every size (None), or with
+    encoding.predictions needed only those an ensemble reads."""
+    return predicted_sizes(config, SIZES, model)
 
 
 def fit_paths(model, sizes, subjects=SUBJECTS):
